@@ -1,0 +1,3 @@
+from trtalign.cli import entry
+
+entry()

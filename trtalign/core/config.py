@@ -1,0 +1,203 @@
+"""The pipeline configuration: one YAML file drives export -> calibrate -> quantize -> build -> eval -> fallback.
+
+Every model forbids unknown keys; a validation error names the field path, the bad value and the valid choices.
+Relative paths in a config file are resolved against the file's folder.
+
+Example (every section optional except ``model``)::
+
+    model: yolov8n.pt            # .pt, .yaml (random init) or .onnx (with `layout:`)
+    imgsz: 640
+    batch: {min: 1, opt: 1, max: 8}
+    nms: {kind: efficient, score_threshold: 0.001, iou_threshold: 0.7, max_output_boxes: 300}
+    precisions: [fp32, fp16, int8]
+    calibration: {images: calib/, num: 512, method: entropy}
+    fallback: {budget: 0.005, target: fp16}
+    data: {val: data/val, tune: data/tune}
+    outputs: {dir: out/}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trtalign.core.errors import ConfigError, InputError
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+
+
+class BatchConfig(_Model):
+    """Optimisation profile for the batch dimension. ``min == opt == max`` means a static batch."""
+
+    min: int = Field(1, ge=1)
+    opt: int = Field(1, ge=1)
+    max: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "BatchConfig":
+        if not (self.min <= self.opt <= self.max):
+            raise ValueError(f"batch must satisfy min <= opt <= max, got min={self.min} opt={self.opt} max={self.max}")
+        return self
+
+    @property
+    def dynamic(self) -> bool:
+        return self.max > 1 or self.min != self.max
+
+
+class NmsConfig(_Model):
+    """In-graph NMS, with the attributes of TensorRT's EfficientNMS_TRT (and our EfficientRotatedNMS_TRT)."""
+
+    kind: Literal["auto", "efficient", "rotated", "none"] = "auto"  # auto: efficient for detect, rotated for obb
+    score_threshold: float = Field(0.001, ge=0.0, le=1.0)
+    iou_threshold: float = Field(0.7, gt=0.0, le=1.0)
+    max_output_boxes: int = Field(300, ge=1, le=4096)
+    class_agnostic: bool = False
+    background_class: int = Field(-1, ge=-1)
+    score_activation: bool = False
+    box_coding: Literal[0, 1] = 0  # 0: corners (x1,y1,x2,y2), 1: center-size (cx,cy,w,h); rotated is always center-size
+    topk: int = Field(4096, ge=1, le=4096)  # candidates per image entering NMS (TensorRT's plugin uses 4096)
+
+
+class CalibrationConfig(_Model):
+    images: Optional[Path] = None
+    num: int = Field(512, ge=1)
+    method: Literal["minmax", "percentile", "entropy", "mse", "best"] = "entropy"
+    percentile: float = Field(99.99, gt=0.0, le=100.0)
+    cache_dir: Optional[Path] = None
+    seed: int = 0
+
+
+class QuantizeConfig(_Model):
+    exclude: list[str] = Field(default_factory=list)  # unit-name patterns (fnmatch) kept in float
+    plan: Optional[Path] = None  # a plan file (which units are INT8) overriding exclude
+    ranges: Optional[Path] = None
+
+
+class FallbackConfig(_Model):
+    budget: float = Field(0.005, ge=0.0, le=1.0)  # allowed mAP50-95 drop vs FP32 (absolute, 0.005 = 0.5 points)
+    target: Literal["fp16", "fp32"] = "fp16"
+    metric: Literal["map", "mse", "cosine", "sqnr", "det"] = "sqnr"
+    mode: Literal["disable-one", "enable-one"] = "disable-one"
+    max_evals: int = Field(16, ge=1)
+    subset: int = Field(64, ge=1)  # images used for per-unit sensitivity
+    latency_aware: bool = False
+
+
+class TrtConfig(_Model):
+    version: str = "auto"  # "auto" (the installed tensorrt) or a target like "8.6", "10.3", "11.4"
+    int8_route: Literal["qdq", "calibrator", "dynamic-range"] = "qdq"
+    strongly_typed: bool = False
+    workspace_gib: float = Field(4.0, gt=0)
+    timing_cache: Optional[Path] = None
+    opt_level: Optional[int] = Field(None, ge=0, le=5)
+    plugins: list[Path] = Field(default_factory=list)
+    cuda: Literal["auto", "pycuda", "cuda-python"] = "auto"
+    dla_core: Optional[int] = Field(None, ge=0)
+
+
+class DataConfig(_Model):
+    val: Optional[Path] = None  # images folder, or a dataset folder/json readable by trtalign.eval.datasets
+    tune: Optional[Path] = None  # split used to choose fallback units (never the reported one)
+    annotations: Optional[Path] = None
+
+
+class OutputsConfig(_Model):
+    dir: Path = Path("trtalign_out")
+
+
+class ModelLayout(_Model):
+    """Raw-output layout of a bring-your-own ONNX model."""
+
+    task: Literal["detect", "obb"] = "detect"
+    output: Optional[str] = None  # output tensor name; default: the first output
+    format: Literal["yolo-channels-first", "yolo-channels-last"] = "yolo-channels-first"  # [B,4+C(+1),N] or [B,N,...]
+    num_classes: int = Field(..., ge=1)
+    names: Optional[list[str]] = None
+    stride: int = Field(32, ge=1)
+
+
+class PipelineConfig(_Model):
+    model: Path
+    task: Literal["auto", "detect", "obb"] = "auto"
+    imgsz: int = Field(640, ge=32, le=4096)
+    opset: int = Field(17, ge=13, le=21)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    nms: NmsConfig = Field(default_factory=NmsConfig)
+    precisions: list[Literal["torch", "fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "fp16", "int8"])
+    layout: Optional[ModelLayout] = None
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
+    trt: TrtConfig = Field(default_factory=TrtConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+
+    @field_validator("precisions")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"precisions must not repeat, got {v}")
+        if not v:
+            raise ValueError("precisions must not be empty")
+        return v
+
+    def resolve_paths(self, base: Path) -> "PipelineConfig":
+        """Return a copy with every relative Path resolved against ``base``."""
+        data = self.model_dump()
+
+        def fix(obj: Any) -> Any:
+            if isinstance(obj, dict):
+                return {k: fix(v) for k, v in obj.items()}
+            if isinstance(obj, list):
+                return [fix(v) for v in obj]
+            if isinstance(obj, Path) and not obj.is_absolute():
+                return base / obj
+            return obj
+
+        return PipelineConfig.model_validate(fix(data))
+
+
+def format_validation_error(exc: ValidationError, source: str = "config") -> str:
+    """One readable line per problem: ``model.nms.iou_threshold: 1.5 — Input should be less than or equal to 1``."""
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "<root>"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown key"
+        ctx = err.get("ctx") or {}
+        if "expected" in ctx:
+            msg += f" (valid choices: {ctx['expected']})"
+        inp = err.get("input")
+        shown = "" if isinstance(inp, dict) else f" (got {inp!r})"
+        lines.append(f"{loc}: {msg}{shown}")
+    return f"invalid {source}: " + "; ".join(lines)
+
+
+def config_from_dict(data: dict, source: str = "config", base: Path | None = None) -> PipelineConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid {source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        cfg = PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+    return cfg.resolve_paths(base) if base is not None else cfg
+
+
+def load_config(path: str | os.PathLike) -> PipelineConfig:
+    """Read and validate a YAML pipeline config; relative paths resolve against the file's folder."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return config_from_dict(data or {}, source=f"config {path}", base=path.parent.resolve())

@@ -1,0 +1,1 @@
+"""Serving: HTTP server with dynamic batching, video/stream mode, Triton model repository export."""
