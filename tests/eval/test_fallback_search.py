@@ -1,0 +1,155 @@
+"""The fallback search on synthetic evaluate(plan) functions: bisection, pruning, budgets, journal resume, splits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trtalign.core.errors import InputError
+from trtalign.eval.fallback import order_by_cost, rank_units, search_fallback
+
+UNITS = [f"u{i:02d}" for i in range(32)]
+
+
+def additive(costs: dict, base: float = 0.70):
+    """mAP = base - sum of the costs of units left in INT8 (monotone in the fallback set)."""
+    calls = []
+
+    def evaluate(fallback: frozenset) -> float:
+        calls.append(frozenset(fallback))
+        return base - sum(c for u, c in costs.items() if u not in fallback)
+
+    evaluate.calls = calls
+    return evaluate
+
+
+def test_bisection_finds_the_sensitive_units_in_log_evaluations():
+    # three units hurt a lot, the rest a little; budget allows the small ones to stay INT8
+    costs = {u: 0.0001 for u in UNITS}
+    costs.update({"u00": 0.05, "u01": 0.03, "u02": 0.02})
+    ranking = rank_units(costs)
+    ev = additive(costs)
+    res = search_fallback(ranking, ev, budget=0.005)
+    assert res.fallback_units == ["u00", "u01", "u02"]
+    assert res.met_budget and res.status == "ok"
+    # 2 baselines + ceil(log2(32)) bisection steps + at most 3 prune trials + replays
+    assert res.num_evaluations <= 2 + 5 + 3
+    assert res.final_map_tune == pytest.approx(0.70 - 29 * 0.0001)
+
+
+def test_pruning_requantizes_units_the_ranking_put_too_high():
+    # ranking is wrong: u05 ranked second but harmless; pruning must put it back to INT8
+    costs = {u: 0.0 for u in UNITS}
+    costs.update({"u00": 0.05, "u01": 0.04})
+    ranking = ["u00", "u05", "u01"] + [u for u in UNITS if u not in ("u00", "u05", "u01")]
+    res = search_fallback(ranking, additive(costs), budget=0.001)
+    assert res.fallback_units == ["u00", "u01"]
+
+
+def test_budget_zero_means_everything_falls_back_when_every_unit_hurts():
+    costs = {u: 0.001 * (i + 1) for i, u in enumerate(UNITS)}
+    res = search_fallback(rank_units(costs), additive(costs), budget=0.0)
+    assert set(res.fallback_units) == set(UNITS)
+
+
+def test_huge_budget_means_nothing_falls_back():
+    costs = {u: 0.01 for u in UNITS}
+    ev = additive(costs)
+    res = search_fallback(rank_units(costs), ev, budget=1.0)
+    assert res.fallback_units == [] and res.status == "nothing-to-do"
+    assert res.num_evaluations == 2  # the two baselines only
+
+
+@pytest.mark.parametrize("budget", [-0.1, float("nan"), float("inf")])
+def test_bad_budget_is_a_clear_error(budget):
+    with pytest.raises(InputError, match="budget"):
+        search_fallback(UNITS, additive({}), budget=budget)
+
+
+def test_reference_above_reachable_is_reported_unreachable():
+    costs = {u: 0.001 for u in UNITS}
+    res = search_fallback(rank_units(costs), additive(costs), budget=0.0, reference_tune=0.9)
+    assert res.status == "unreachable" and not res.met_budget and set(res.fallback_units) == set(UNITS)
+
+
+def test_validation_split_is_never_used_to_choose():
+    costs = {u: 0.0005 for u in UNITS}
+    costs["u03"] = 0.05
+    tune = additive(costs)
+    # on validation a different unit hurts: if the search looked at it, it would pick u07
+    val_costs = dict(costs)
+    val_costs["u07"] = 0.2
+    val = additive(val_costs)
+    res = search_fallback(rank_units(costs), tune, budget=0.02, evaluate_val=val)
+    assert res.fallback_units == ["u03"]
+    assert len(val.calls) == 3  # fp32 reference, int8 baseline, the chosen plan: nothing else
+    assert frozenset({"u03"}) in val.calls
+    assert res.final_map_val == pytest.approx(0.70 - 30 * 0.0005 - 0.2)
+
+
+def test_non_monotone_curve_still_meets_budget_on_tuning_split():
+    costs = {u: 0.002 for u in UNITS}
+    costs["u10"] = 0.03
+
+    def bumpy(fallback: frozenset) -> float:  # noise that breaks monotonicity of the prefix curve
+        noise = 0.004 if len(fallback) % 3 == 1 else 0.0
+        return 0.7 - sum(c for u, c in costs.items() if u not in fallback) + noise
+
+    res = search_fallback(rank_units(costs), bumpy, budget=0.01)
+    assert res.met_budget
+    assert res.final_map_tune >= res.fp32_map_tune - 0.01
+
+
+def test_interrupted_search_resumes_from_journal(tmp_path):
+    costs = {u: 0.0002 for u in UNITS}
+    costs.update({"u00": 0.05, "u04": 0.02})
+    ranking = rank_units(costs)
+    journal = tmp_path / "journal.json"
+    ev = additive(costs)
+
+    class Crash(Exception):
+        pass
+
+    def crashing(fallback: frozenset) -> float:
+        if len(ev.calls) == 4:
+            raise Crash()
+        return ev(fallback)
+
+    with pytest.raises(Crash):
+        search_fallback(ranking, crashing, budget=0.007, journal=journal)
+    done = list(ev.calls)
+    assert len(json.loads(journal.read_text())["entries"]) == 4
+    again = additive(costs)
+    res = search_fallback(ranking, again, budget=0.007, journal=journal)
+    assert not set(again.calls) & set(done), "finished evaluations were run again"
+    assert res.fallback_units == ["u00", "u04"]
+    assert sum(e.replayed for e in res.evaluations) >= 4
+    # a different budget is a different search: the journal is not replayed into it
+    other = additive(costs)
+    search_fallback(ranking, other, budget=0.5, journal=journal)
+    assert len(other.calls) == 2
+
+
+def test_max_evals_caps_the_search():
+    costs = {u: 0.001 for u in UNITS}
+    ev = additive(costs)
+    res = search_fallback(rank_units(costs), ev, budget=0.004, max_evals=2)
+    assert res.status == "max-evals"
+    assert len(set(ev.calls)) <= 2 + 2 + 1
+
+
+def test_latency_aware_order_prefers_cheap_units():
+    scores = {"a": 1.0, "b": 0.9, "c": 0.1}
+    macs = {"a": 100.0, "b": 1.0, "c": 1.0}
+    assert order_by_cost(scores, macs) == ["b", "c", "a"]
+
+
+def test_mac_fraction_reported():
+    costs = {u: 0.0 for u in UNITS}
+    costs["u00"] = 0.5
+    macs = {u: 1.0 for u in UNITS}
+    macs["u00"] = 8.0
+    res = search_fallback(rank_units(costs), additive(costs), budget=0.01, macs=macs)
+    assert res.fallback_units == ["u00"]
+    assert res.int8_mac_fraction == pytest.approx(31 / 39)

@@ -1,0 +1,281 @@
+"""Fallback search: the fewest quantization units to keep in higher precision so that mAP stays within a budget.
+
+Given a ranking of units (most INT8-sensitive first) and an ``evaluate(fallback_units) -> mAP`` callable on a *tuning*
+split, the search
+
+1. bisects over the ranked prefix: the smallest ``k`` such that falling back the top-``k`` units meets
+   ``mAP >= fp32_map - budget`` (O(log N) full evaluations, assuming the prefix curve is roughly monotone);
+2. prunes: tries to re-quantize each chosen unit, least sensitive first, keeping it INT8 when the budget still holds;
+3. confirms the final plan once on a separate *validation* split (the split that is reported; never used to choose).
+
+Every evaluation is written to a JSON journal (atomically) keyed by the exact fallback set, so an interrupted search
+that is started again with the same inputs replays finished evaluations instead of re-running them.
+
+A latency-aware variant orders units by sensitivity per unit of cost (conv MACs when no GPU timing exists), so cheap
+units that recover much accuracy fall back first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+from trtalign.core.errors import InputError
+from trtalign.core.io import atomic_write_json
+from trtalign.core.logging import get_logger
+
+log = get_logger(__name__)
+
+EvaluateFn = Callable[[frozenset], float]
+
+
+@dataclass
+class Evaluation:
+    """One full evaluation: which units were kept in higher precision and the mAP it gave."""
+
+    fallback: tuple  # sorted unit names kept in higher precision
+    map: float
+    split: str  # "tune" or "val"
+    phase: str  # "baseline", "bisect", "prune", "confirm"
+    seconds: float = 0.0
+    replayed: bool = False  # taken from the journal, not re-run
+
+    def to_dict(self) -> dict:
+        return {"fallback": list(self.fallback), "num_fallback": len(self.fallback), "map": self.map,
+                "split": self.split, "phase": self.phase, "seconds": round(self.seconds, 3), "replayed": self.replayed}
+
+
+@dataclass
+class FallbackResult:
+    """What the search decided and how it got there."""
+
+    fallback_units: list  # unit names kept in higher precision, in ranking order
+    target: str  # "fp16" or "fp32"
+    budget: float
+    fp32_map_tune: float
+    int8_map_tune: float
+    final_map_tune: float
+    fp32_map_val: float | None = None
+    int8_map_val: float | None = None
+    final_map_val: float | None = None
+    met_budget: bool = False
+    status: str = "ok"  # "ok", "nothing-to-do", "unreachable", "max-evals"
+    message: str = ""
+    evaluations: list = field(default_factory=list)  # [Evaluation]
+    curve: list = field(default_factory=list)  # [(num_fallback, map)] from the bisection/prune evaluations on tune
+    int8_mac_fraction: float | None = None
+    wall_seconds: float = 0.0
+
+    @property
+    def num_evaluations(self) -> int:
+        """Full evaluations actually run (journal replays excluded)."""
+        return sum(1 for e in self.evaluations if not e.replayed)
+
+    def plan(self, units: Iterable[str]) -> dict:
+        """unit name -> precision, for every unit."""
+        chosen = set(self.fallback_units)
+        return {u: (self.target if u in chosen else "int8") for u in units}
+
+    def __bool__(self) -> bool:
+        return self.met_budget
+
+    def to_dict(self) -> dict:
+        return {
+            "status": self.status, "message": self.message, "met_budget": self.met_budget, "budget": self.budget,
+            "target": self.target, "fallback_units": list(self.fallback_units),
+            "num_fallback": len(self.fallback_units),
+            "map": {"tune": {"fp32": self.fp32_map_tune, "int8": self.int8_map_tune, "final": self.final_map_tune},
+                    "val": {"fp32": self.fp32_map_val, "int8": self.int8_map_val, "final": self.final_map_val}},
+            "int8_mac_fraction": self.int8_mac_fraction, "num_evaluations": self.num_evaluations,
+            "evaluations": [e.to_dict() for e in self.evaluations],
+            "curve": [{"num_fallback": n, "map": m} for n, m in self.curve],
+            "wall_seconds": round(self.wall_seconds, 3),
+        }
+
+
+class Journal:
+    """Evaluations made so far, persisted after each one. Keyed by split and the exact fallback set."""
+
+    def __init__(self, path: str | Path | None, fingerprint: str):
+        self.path = Path(path) if path else None
+        self.fingerprint = fingerprint
+        self.entries: dict[str, float] = {}
+        if self.path and self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise InputError(f"fallback journal {self.path} is unreadable ({exc}); delete it to start over") from None
+            if data.get("fingerprint") == fingerprint:
+                self.entries = {k: float(v) for k, v in data.get("entries", {}).items()}
+                log.info("resuming fallback search from %s (%d evaluations recorded)", self.path, len(self.entries))
+            else:
+                log.warning("journal %s belongs to another search (inputs changed); starting over", self.path)
+
+    @staticmethod
+    def key(split: str, fallback: frozenset) -> str:
+        return split + ":" + ",".join(sorted(fallback))
+
+    def get(self, split: str, fallback: frozenset) -> float | None:
+        return self.entries.get(self.key(split, fallback))
+
+    def put(self, split: str, fallback: frozenset, value: float) -> None:
+        self.entries[self.key(split, fallback)] = float(value)
+        if self.path:
+            atomic_write_json(self.path, {"fingerprint": self.fingerprint, "entries": self.entries})
+
+
+def search_fingerprint(ranking: Sequence[str], budget: float, target: str, extra: Mapping | None = None) -> str:
+    """Identifies one search: a journal is only replayed into the same search."""
+    payload = json.dumps({"ranking": list(ranking), "budget": budget, "target": target, "extra": dict(extra or {})},
+                         sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def order_by_cost(scores: Mapping[str, float], costs: Mapping[str, float]) -> list:
+    """Latency-aware ranking: sensitivity per unit of cost, highest first (cost = MACs or measured ms)."""
+    def key(u: str) -> tuple:
+        cost = max(float(costs.get(u, 0.0)), 1e-12)
+        return (-float(scores[u]) / cost, u)
+
+    return sorted(scores, key=key)
+
+
+def rank_units(scores: Mapping[str, float], higher_is_worse: bool = True) -> list:
+    """Units ordered most-sensitive first; ties broken by name so the order is deterministic."""
+    sign = -1.0 if higher_is_worse else 1.0
+    return sorted(scores, key=lambda u: (sign * float(scores[u]) if not math.isnan(scores[u]) else math.inf, u))
+
+
+def search_fallback(
+    ranking: Sequence[str],
+    evaluate_tune: EvaluateFn,
+    budget: float,
+    *,
+    evaluate_val: EvaluateFn | None = None,
+    target: str = "fp16",
+    max_evals: int = 16,
+    prune: bool = True,
+    journal: str | Path | None = None,
+    fingerprint_extra: Mapping | None = None,
+    macs: Mapping[str, float] | None = None,
+    reference_tune: float | None = None,
+    reference_val: float | None = None,
+) -> FallbackResult:
+    """Find the smallest fallback set meeting ``mAP >= mAP(all fallen back) - budget`` on the tuning split.
+
+    Args:
+        ranking: every unit name, most sensitive first.
+        evaluate_tune: full evaluation on the tuning split of the model with the given units in ``target`` precision
+            and all others INT8. ``evaluate_tune(frozenset(ranking))`` is the float reference.
+        budget: allowed absolute mAP drop (0.005 = half a point of mAP50-95).
+        evaluate_val: the same on the validation split; called only for the baselines and the chosen plan.
+        max_evals: cap on full tuning evaluations in bisection + pruning (baselines not counted).
+        journal: JSON file recording evaluations; re-running the same search resumes from it.
+        macs: unit -> MACs, to report the INT8 MAC fraction of the result.
+        reference_tune, reference_val: mAP of the FP32 model on each split, when already known. The budget is measured
+            from it (``mAP >= reference - budget``); by default the all-fallen-back model is the reference, which is
+            the FP32 model when ``target='fp32'``.
+    """
+    if budget is None or not math.isfinite(budget) or budget < 0:
+        raise InputError(f"budget must be a non-negative mAP drop (e.g. 0.005 for half a point), got {budget!r}")
+    if max_evals < 1:
+        raise InputError(f"max_evals must be >= 1, got {max_evals}")
+    ranking = list(ranking)
+    if len(set(ranking)) != len(ranking):
+        raise InputError("ranking lists a unit more than once")
+    if not ranking:
+        raise InputError("no quantization units to search over (the model has no INT8 units)")
+    start = time.perf_counter()
+    jr = Journal(journal, search_fingerprint(ranking, budget, target, fingerprint_extra))
+    evaluations: list[Evaluation] = []
+    used = {"n": 0}
+
+    def run(fn: EvaluateFn, split: str, fallback: frozenset, phase: str) -> float:
+        cached = jr.get(split, fallback)
+        if cached is not None:
+            evaluations.append(Evaluation(tuple(sorted(fallback)), cached, split, phase, 0.0, replayed=True))
+            return cached
+        t0 = time.perf_counter()
+        value = float(fn(fallback))
+        if math.isnan(value):
+            raise InputError(f"evaluation returned NaN mAP for fallback set of {len(fallback)} units")
+        evaluations.append(Evaluation(tuple(sorted(fallback)), value, split, phase, time.perf_counter() - t0))
+        jr.put(split, fallback, value)
+        return value
+
+    all_units = frozenset(ranking)
+    float_map = run(evaluate_tune, "tune", all_units, "baseline")
+    int8_map = run(evaluate_tune, "tune", frozenset(), "baseline")
+    reference = float_map if reference_tune is None else float(reference_tune)
+    threshold = reference - budget
+    prefix_map: dict[int, float] = {0: int8_map, len(ranking): float_map}
+    status, message = "ok", ""
+
+    def prefix(k: int) -> frozenset:
+        return frozenset(ranking[:k])
+
+    if int8_map >= threshold:
+        chosen: list = []
+        status = "nothing-to-do"
+        message = (f"INT8 without fallback already meets the budget: drop {reference - int8_map:+.4f} <= {budget:.4f}; "
+                   "no unit needs to fall back")
+    elif float_map < threshold:
+        chosen = list(ranking)
+        status = "unreachable"
+        message = (f"even with every unit in {target} the mAP is {float_map:.4f} < {threshold:.4f} "
+                   f"(reference {reference:.4f} - budget {budget:.4f}); everything falls back")
+    else:
+        lo, hi = 0, len(ranking)  # f(lo) fails, f(hi) passes (the float reference)
+        while hi - lo > 1 and used["n"] < max_evals:
+            mid = (lo + hi) // 2
+            used["n"] += 1
+            value = run(evaluate_tune, "tune", prefix(mid), "bisect")
+            prefix_map[mid] = value
+            if value >= threshold:
+                hi = mid
+            else:
+                lo = mid
+        if hi - lo > 1:
+            status = "max-evals"
+            message = f"stopped after {max_evals} evaluations; bisection narrowed to {lo}..{hi} units"
+        chosen = list(ranking[:hi])
+        if prune and len(chosen) > 1:
+            for unit in reversed(list(chosen)):
+                if used["n"] >= max_evals:
+                    if status == "ok":
+                        status = "max-evals"
+                        message = f"pruning stopped after {max_evals} evaluations"
+                    break
+                trial = frozenset(chosen) - {unit}
+                used["n"] += 1
+                value = run(evaluate_tune, "tune", trial, "prune")
+                if value >= threshold:
+                    chosen.remove(unit)
+    final_tune_map = int8_map if not chosen else run(evaluate_tune, "tune", frozenset(chosen), "final")
+    result = FallbackResult(
+        fallback_units=[u for u in ranking if u in set(chosen)], target=target, budget=budget,
+        fp32_map_tune=reference, int8_map_tune=int8_map, final_map_tune=final_tune_map,
+        met_budget=final_tune_map >= threshold, status=status, message=message)
+    if evaluate_val is not None:
+        result.fp32_map_val = (run(evaluate_val, "val", all_units, "confirm") if reference_val is None
+                               else float(reference_val))
+        result.int8_map_val = run(evaluate_val, "val", frozenset(), "confirm")
+        result.final_map_val = (result.int8_map_val if not chosen
+                                else run(evaluate_val, "val", frozenset(chosen), "confirm"))
+    tune_curve = {}
+    for e in evaluations:
+        if e.split == "tune":
+            tune_curve.setdefault(len(e.fallback), e.map)
+    result.curve = sorted(tune_curve.items())
+    result.evaluations = evaluations
+    if macs:
+        total = sum(float(v) for v in macs.values())
+        fell = sum(float(macs.get(u, 0.0)) for u in result.fallback_units)
+        result.int8_mac_fraction = (total - fell) / total if total > 0 else None
+    result.wall_seconds = time.perf_counter() - start
+    return result
