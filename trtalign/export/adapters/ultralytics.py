@@ -1,0 +1,165 @@
+"""Ultralytics YOLO detectors: YOLOv5u, YOLOv8, YOLO11 (detect) and YOLOv8-OBB, YOLO11-OBB, from ``.pt``
+checkpoints or architecture ``.yaml`` files (random init; ultralytics' built-in names such as ``yolov8n.yaml``
+resolve without a local file, offline)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from trtalign.core.enums import Task
+from trtalign.core.errors import InputError, ModelError, UnsupportedError, choices_text
+from trtalign.core.io import sha256_file
+from trtalign.core.lazy import require
+from trtalign.core.logging import get_logger
+from trtalign.export.adapters.base import ModelAdapter, ModelInfo
+from trtalign.export.adapters.registry import register_adapter
+
+log = get_logger(__name__)
+
+SUPPORTED_TASKS = ("detect", "obb")
+
+
+def _builtin_yaml(name: str) -> Path | None:
+    """Path of an ultralytics built-in model yaml (``yolov8n.yaml`` -> ``cfg/models/v8/yolov8.yaml``), or None."""
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("ultralytics")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(list(spec.submodule_search_locations)[0]) / "cfg" / "models"
+    stem = Path(name).stem
+    unscaled = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", stem)
+    for candidate in (stem, unscaled):
+        hits = sorted(root.rglob(f"{candidate}.yaml"))
+        if hits:
+            return hits[0]
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+@register_adapter
+class UltralyticsAdapter(ModelAdapter):
+    family = "ultralytics"
+    suffixes = (".pt", ".yaml", ".yml")
+
+    def __init__(self, path: str | os.PathLike, **options: Any):
+        path = Path(path)
+        self._builtin: Path | None = None
+        if not path.is_file() and path.suffix.lower() in (".yaml", ".yml") and path.parent == Path("."):
+            self._builtin = _builtin_yaml(path.name)
+        if self._builtin is None:
+            super().__init__(path)
+        else:
+            self.path = path
+            self._sha256 = sha256_file(self._builtin)
+        self._yolo: Any = None
+        self._info: ModelInfo | None = None
+        self._raw_cache: dict = {}
+
+    # ------------------------------------------------------------------ loading
+    def _load(self) -> Any:
+        if self._yolo is not None:
+            return self._yolo
+        require("torch", purpose="loading ultralytics models")
+        ultralytics = require("ultralytics", purpose="loading ultralytics models")
+        source = str(self.path) if self._builtin is None else self.path.name
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yolo = ultralytics.YOLO(source)
+        except Exception as exc:  # any failure inside ultralytics/torch.load: a corrupt or foreign file
+            raise ModelError(f"cannot load {self.path} as an ultralytics model ({_first_line(exc)})") from None
+        task = getattr(yolo, "task", None)
+        if task not in SUPPORTED_TASKS:
+            raise UnsupportedError(f"{self.path.name}: task {task!r} is not supported; valid tasks: "
+                                   f"{choices_text(SUPPORTED_TASKS)}")
+        head = yolo.model.model[-1]
+        if getattr(head, "end2end", False):
+            raise UnsupportedError(f"{self.path.name}: end-to-end (NMS-free) heads are not supported; export a "
+                                   f"YOLOv5u/v8/11 model with a Detect/OBB head")
+        self._yolo = yolo
+        return yolo
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            yolo = self._load()
+            model = yolo.model
+            names = model.names
+            names = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
+            strides = [int(s) for s in model.stride.tolist()]
+            self._info = ModelInfo(family=self.family, task=Task.parse(yolo.task), names=names, stride=max(strides),
+                                   strides=strides, source=self.path.name, sha256=self.sha256)
+        return self._info
+
+    def torch_model(self, fuse: bool = True) -> Any:
+        """A fresh float32 eval copy of the ultralytics ``nn.Module`` (BatchNorm fused, as ultralytics predicts)."""
+        import copy
+
+        model = copy.deepcopy(self._load().model).float().eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        if fuse and hasattr(model, "fuse"):
+            model = model.fuse(verbose=False)
+        return model
+
+    # ------------------------------------------------------------------ export
+    def to_raw_onnx(self, imgsz: int | Sequence[int], batch: int = 1, dynamic_batch: bool = False,
+                    opset: int = 17) -> Any:
+        import onnx
+        import torch
+
+        from ultralytics.nn.modules import Detect
+
+        h, w = self.check_imgsz(imgsz)
+        if batch < 1:
+            raise InputError(f"batch must be >= 1, got {batch}")
+        key = (h, w, 1 if dynamic_batch else batch, dynamic_batch, opset)
+        if key in self._raw_cache:
+            return onnx.load_from_string(self._raw_cache[key])
+        model = self.torch_model(fuse=True)
+        for m in model.modules():
+            if isinstance(m, Detect):
+                m.export, m.format, m.dynamic = True, "onnx", False
+        x = torch.zeros(1 if dynamic_batch else batch, 3, h, w)
+        with torch.no_grad():
+            y = model(x)
+        n = int(y.shape[-1])
+        buf = io.BytesIO()
+        dynamic_axes = {"images": {0: "batch"}, "output0": {0: "batch"}} if dynamic_batch else None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, x, buf, dynamo=False, opset_version=opset, input_names=["images"],
+                                  output_names=["output0"], dynamic_axes=dynamic_axes, do_constant_folding=True)
+        except Exception as exc:
+            raise ModelError(f"torch.onnx.export failed for {self.path.name}: {_first_line(exc)}") from None
+        proto = onnx.load_from_string(buf.getvalue())
+        b = "batch" if dynamic_batch else batch
+        _set_shape(proto.graph.input[0], [b, 3, h, w])
+        _set_shape(proto.graph.output[0], [b, self.layout.channels, n])
+        self._raw_cache[key] = proto.SerializeToString()
+        return proto
+
+
+def _set_shape(value_info: Any, dims: list) -> None:
+    shape = value_info.type.tensor_type.shape
+    del shape.dim[:]
+    for d in dims:
+        dim = shape.dim.add()
+        if isinstance(d, str):
+            dim.dim_param = d
+        else:
+            dim.dim_value = int(d)
