@@ -1,0 +1,30 @@
+"""Python reference implementations of the NMS ops (``EfficientNMS_TRT``, ``EfficientRotatedNMS_TRT``) and rotated IoU.
+
+The semantics (with citations of the TensorRT sources) are documented in :mod:`trtalign.plugins.reference.nms`.
+"""
+
+from trtalign.plugins.reference.nms import (
+    REFERENCE_OPS,
+    TOPK,
+    NmsOutputs,
+    efficient_nms,
+    efficient_rotated_nms,
+)
+from trtalign.plugins.reference.rotated_iou import (
+    rotated_intersection,
+    rotated_iou,
+    rotated_iou_one_to_many,
+    rotated_iou_pairwise,
+)
+
+__all__ = [
+    "REFERENCE_OPS",
+    "TOPK",
+    "NmsOutputs",
+    "efficient_nms",
+    "efficient_rotated_nms",
+    "rotated_intersection",
+    "rotated_iou",
+    "rotated_iou_one_to_many",
+    "rotated_iou_pairwise",
+]

@@ -1,0 +1,231 @@
+"""Reference implementations of ``EfficientNMS_TRT`` and ``EfficientRotatedNMS_TRT`` (numpy, loop by loop).
+
+Semantics read from NVIDIA/TensorRT ``plugin/efficientNMSPlugin`` (TensorRT 11.1 OSS, commit 82d1dca8; unchanged in
+these respects since 8.5): ``README.md``, ``efficientNMSInference.cu`` (kernels ``EfficientNMSFilter``,
+``EfficientNMSDenseIndex``, ``EfficientNMS``, ``EfficientNMSFilterLauncher``, ``EfficientNMSDispatch``),
+``efficientNMSInference.cuh`` (``BoxCorner``, ``BoxCenterSize``), ``efficientNMSParameters.h`` and
+``efficientNMSPlugin.cpp`` (``initialize``, ``createPlugin``). Per image, independently:
+
+1. **Candidates are (box, class) pairs**, in every mode: element ``e = box * C + class`` of ``scores[b]`` is a
+   candidate iff ``score >= score_threshold`` (``gte_mp``; ``EfficientNMSFilter``) and ``class != background_class``.
+   ``class_agnostic`` does not change candidate selection: a box with two classes above the threshold gives two
+   candidates, both competing for the top-k slots (the lower one is then suppressed by the higher one in NMS, as a box
+   has IoU 1 with itself, unless the box has zero area).
+2. **score_activation** (``EfficientNMSFilterLauncher``): the threshold is mapped to logit space,
+   ``thr = logf(t / (1 - t))`` in float32 (``thr = -32768`` when ``t <= 0``), and compared with the *raw* scores; the
+   sort uses raw scores; sigmoid ``1 / (1 + exp(-x))`` is applied only to the scores written out (``WriteNMSResult``).
+3. **Sort**: descending by score with a stable radix sort (cub ``SortPairsDescending``). Equal scores keep buffer order;
+   on the dense path (used when the threshold < 0.007, or < logit(0.007) with activation) the buffer is in element
+   order, so **ties go to the lower element index** ``box * C + class``. (On the sparse path slots are taken with
+   ``atomicAdd`` so the tie order is not deterministic on the GPU; we define it as element order.)
+4. **Top-k**: only the first ``numSelectedBoxes`` sorted candidates enter NMS. ``efficientNMSParameters.h`` says 4096
+   and the README says "the highest 4096 scores", but ``EfficientNMSPlugin::initialize()`` (since 8.2) overrides it to
+   **5000** on every GPU with ``regsPerBlock >= 65536`` (all current desktop/datacenter GPUs, Xavier, Orin) and 2000
+   on Jetson TX1/TX2. So :data:`TOPK` = 5000, counted over (box, class) pairs.
+5. **Greedy NMS** in sorted order (kernel ``EfficientNMS``): a candidate not yet suppressed is kept (until
+   ``max_output_boxes`` are kept: early exit); it then suppresses every later candidate of the same class (any class
+   when ``class_agnostic``) with **IoU >= iou_threshold** (``>=``, not ``>``).
+6. **IoU** (``IOU``, ``BoxCorner``): always on corners; each box is reordered so x1 <= x2, y1 <= y2 (on copies); a
+   side <= 0 gives area 0; ``inter <= 0`` or ``union <= 0`` gives IoU 0. So zero-area boxes never suppress anything.
+   Float32 arithmetic.
+7. **box_coding** 1 (``BoxCenterSize`` -> ``BoxCorner``): ``x1 = cx - w*0.5, x2 = cx + w*0.5`` (same for y), float32.
+   ``detection_boxes`` are **always corners**: the input box unchanged for coding 0 (not reordered), the converted
+   corners for coding 1.
+8. **Outputs** (``EfficientNMSDispatch`` zeroes them first): ``num_detections`` int32 ``[B, 1]``, boxes ``[B, K, 4]``,
+   scores ``[B, K]``, classes int32 ``[B, K]``, ``K = max_output_boxes``, kept candidates in keep order (= descending
+   score), the rest zero. ``N = 0`` gives all zeros.
+9. **Attribute checks** (``createPlugin``): score_threshold >= 0, iou_threshold > 0, max_output_boxes > 0,
+   score_activation / class_agnostic / box_coding in {0, 1}.
+
+Known TensorRT quirk not reproduced: on the dense path TensorRT marks below-threshold elements with score -32768 and
+still lets them into the top-k window, so with a threshold < 0.007 and fewer than 5000 candidates above it, TensorRT
+can emit extra detections scored -32768 (0 after sigmoid). Use a score_threshold >= 0.007 when comparing against
+TensorRT, or drop detections whose score is below the threshold.
+
+``EfficientRotatedNMS_TRT`` (ours, built to the same rules): boxes ``[B, N, 5]`` = (cx, cy, w, h, angle in radians),
+IoU = exact polygon overlap (:mod:`trtalign.plugins.reference.rotated_iou`, float64), ``detection_boxes`` ``[B, K, 5]``
+are the input boxes unchanged; ``box_coding`` is accepted and ignored (boxes are always centre-size-angle).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from trtalign.core.errors import InputError, expect
+from trtalign.plugins.reference.rotated_iou import rotated_bounds, rotated_iou_one_to_many
+
+#: candidates entering NMS per image (TensorRT's numSelectedBoxes after EfficientNMSPlugin::initialize())
+TOPK = 5000
+#: TensorRT's sentinel threshold for score_activation with score_threshold <= 0
+_LOGIT_FLOOR = np.float32(-(1 << 15))
+
+
+class NmsOutputs(NamedTuple):
+    num_detections: np.ndarray  # int32 [B, 1]
+    detection_boxes: np.ndarray  # float32 [B, K, 4|5]
+    detection_scores: np.ndarray  # float32 [B, K]
+    detection_classes: np.ndarray  # int32 [B, K]
+
+
+def check_attributes(score_threshold: float, iou_threshold: float, max_output_boxes: int, score_activation: int,
+                     class_agnostic: int, box_coding: int) -> None:
+    """The plugin creator's attribute checks, as InputError."""
+    expect(score_threshold >= 0, f"score_threshold must be >= 0, got {score_threshold}")
+    expect(iou_threshold > 0, f"iou_threshold must be > 0, got {iou_threshold}")
+    expect(int(max_output_boxes) > 0, f"max_output_boxes must be > 0, got {max_output_boxes}")
+    for name, value in (("score_activation", score_activation), ("class_agnostic", class_agnostic),
+                        ("box_coding", box_coding)):
+        expect(int(value) in (0, 1), f"{name} must be 0 or 1, got {value}")
+
+
+def candidate_threshold(score_threshold: float, score_activation: int) -> np.float32:
+    """The threshold the raw scores are compared with (logit space when score_activation)."""
+    t = np.float32(score_threshold)
+    if not score_activation:
+        return t
+    if t <= 0:
+        return _LOGIT_FLOOR
+    return np.float32(np.log(np.float32(t / (np.float32(1) - t))))
+
+
+def sigmoid32(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        return (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)
+
+
+def select_candidates(scores: np.ndarray, threshold: np.float32, background_class: int, topk: int) -> np.ndarray:
+    """Element indices ``box * C + class`` of one image's candidates, sorted by score (stable), cut to ``topk``."""
+    flat = np.asarray(scores, dtype=np.float32).reshape(-1)
+    num_classes = scores.shape[1] if scores.ndim == 2 else 1
+    element = np.arange(flat.size)
+    keep = (flat >= threshold) & (element % max(num_classes, 1) != background_class)
+    cand = element[keep]
+    order = np.argsort(-flat[cand], kind="stable")
+    return cand[order][:topk]
+
+
+def corners_from_boxes(boxes: np.ndarray, box_coding: int) -> np.ndarray:
+    """Boxes ``[N, 4]`` in the given coding -> corners ``[N, 4]`` float32 (coding 0: unchanged)."""
+    b = np.asarray(boxes, dtype=np.float32)
+    if not box_coding:
+        return b.copy()
+    half = np.float32(0.5)
+    cx, cy, w, h = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    return np.stack([cx - w * half, cy - h * half, cx + w * half, cy + h * half], axis=1).astype(np.float32)
+
+
+def corner_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """TensorRT's corner IoU (float32) of one box against ``boxes [M, 4]``."""
+    a = np.asarray(box, dtype=np.float32)
+    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    ax1, ax2 = min(a[0], a[2]), max(a[0], a[2])
+    ay1, ay2 = min(a[1], a[3]), max(a[1], a[3])
+    bx1, bx2 = np.minimum(b[:, 0], b[:, 2]), np.maximum(b[:, 0], b[:, 2])
+    by1, by2 = np.minimum(b[:, 1], b[:, 3]), np.maximum(b[:, 1], b[:, 3])
+
+    def area(x1, y1, x2, y2):
+        w, h = np.float32(x2 - x1), np.float32(y2 - y1)
+        return np.where((w > 0) & (h > 0), h * w, np.float32(0)).astype(np.float32)
+
+    inter = area(np.maximum(ax1, bx1), np.maximum(ay1, by1), np.minimum(ax2, bx2), np.minimum(ay2, by2))
+    union = (area(ax1, ay1, ax2, ay2) + area(bx1, by1, bx2, by2) - inter).astype(np.float32)
+    ok = (inter > 0) & (union > 0)
+    return np.where(ok, inter / np.where(ok, union, np.float32(1)), np.float32(0)).astype(np.float32)
+
+
+def greedy_nms(candidates_boxes: np.ndarray, classes: np.ndarray, iou_threshold: float, max_output_boxes: int,
+               class_agnostic: int, iou_fn, bounds: np.ndarray | None = None) -> list[int]:
+    """Greedy NMS over candidates already in sorted order; returns kept positions (at most ``max_output_boxes``).
+
+    ``iou_fn(box, boxes)`` gives IoU of one box against many. ``bounds [M, 4]`` (axis-aligned extents), when given,
+    skips pairs whose extents do not touch (their IoU is 0, which never reaches a threshold > 0).
+    """
+    n = len(candidates_boxes)
+    alive = np.ones(n, dtype=bool)
+    kept: list[int] = []
+    for i in range(n):
+        if not alive[i]:
+            continue
+        if len(kept) >= max_output_boxes:
+            break
+        kept.append(i)
+        rest = np.arange(i + 1, n)
+        rest = rest[alive[i + 1:]]
+        if not class_agnostic:
+            rest = rest[classes[rest] == classes[i]]
+        if bounds is not None and len(rest):
+            bi, br = bounds[i], bounds[rest]
+            touch = (br[:, 0] <= bi[2]) & (br[:, 2] >= bi[0]) & (br[:, 1] <= bi[3]) & (br[:, 3] >= bi[1])
+            rest = rest[touch]
+        if len(rest):
+            iou = iou_fn(candidates_boxes[i], candidates_boxes[rest])
+            alive[rest[iou >= iou_threshold]] = False
+    return kept
+
+
+def _run(boxes: np.ndarray, scores: np.ndarray, box_dim: int, rotated: bool, score_threshold: float,
+         iou_threshold: float, max_output_boxes: int, background_class: int, score_activation: int,
+         class_agnostic: int, box_coding: int, topk: int) -> NmsOutputs:
+    boxes = np.asarray(boxes, dtype=np.float32)
+    scores = np.asarray(scores, dtype=np.float32)
+    if boxes.ndim != 3 or boxes.shape[-1] != box_dim:
+        raise InputError(f"boxes must have shape [B, N, {box_dim}], got {list(boxes.shape)}")
+    if scores.ndim != 3 or scores.shape[:2] != boxes.shape[:2]:
+        raise InputError(f"scores must have shape [B, N, C] with B, N = {list(boxes.shape[:2])}, "
+                         f"got {list(scores.shape)}")
+    check_attributes(score_threshold, iou_threshold, max_output_boxes, score_activation, class_agnostic, box_coding)
+    batch, k = boxes.shape[0], int(max_output_boxes)
+    num_classes = scores.shape[2]
+    out = NmsOutputs(np.zeros((batch, 1), np.int32), np.zeros((batch, k, box_dim), np.float32),
+                     np.zeros((batch, k), np.float32), np.zeros((batch, k), np.int32))
+    threshold = candidate_threshold(score_threshold, score_activation)
+    iou_thr = np.float32(iou_threshold)
+    for b in range(batch):
+        if scores.shape[1] == 0 or num_classes == 0:
+            continue
+        cand = select_candidates(scores[b], threshold, background_class, topk)
+        anchor, cls = cand // num_classes, cand % num_classes
+        cand_scores = scores[b].reshape(-1)[cand]
+        if rotated:
+            cand_boxes = boxes[b][anchor].astype(np.float64)
+            kept = greedy_nms(cand_boxes, cls, float(iou_thr), k, class_agnostic, rotated_iou_one_to_many,
+                              bounds=rotated_bounds(cand_boxes))
+            out_boxes = boxes[b][anchor]
+        else:
+            cand_boxes = corners_from_boxes(boxes[b], box_coding)[anchor]
+            kept = greedy_nms(cand_boxes, cls, iou_thr, k, class_agnostic, corner_iou_one_to_many)
+            out_boxes = cand_boxes
+        n = len(kept)
+        out.num_detections[b, 0] = n
+        out.detection_boxes[b, :n] = out_boxes[kept]
+        kept_scores = cand_scores[kept]
+        out.detection_scores[b, :n] = sigmoid32(kept_scores) if score_activation else kept_scores
+        out.detection_classes[b, :n] = cls[kept]
+    return out
+
+
+def efficient_nms(boxes: np.ndarray, scores: np.ndarray, *, score_threshold: float, iou_threshold: float,
+                  max_output_boxes: int, background_class: int = -1, score_activation: int = 0,
+                  class_agnostic: int = 0, box_coding: int = 0, topk: int = TOPK, **_ignored) -> NmsOutputs:
+    """``EfficientNMS_TRT``: boxes ``[B, N, 4]``, scores ``[B, N, C]`` -> :class:`NmsOutputs` (boxes as corners).
+
+    Extra keyword arguments (``plugin_version``) are accepted and ignored, so a node's attributes can be passed as is.
+    """
+    return _run(boxes, scores, 4, False, score_threshold, iou_threshold, max_output_boxes, background_class,
+                score_activation, class_agnostic, box_coding, topk)
+
+
+def efficient_rotated_nms(boxes: np.ndarray, scores: np.ndarray, *, score_threshold: float, iou_threshold: float,
+                          max_output_boxes: int, background_class: int = -1, score_activation: int = 0,
+                          class_agnostic: int = 0, box_coding: int = 1, topk: int = TOPK,
+                          **_ignored) -> NmsOutputs:
+    """``EfficientRotatedNMS_TRT``: boxes ``[B, N, 5]`` (cx, cy, w, h, angle), scores ``[B, N, C]``."""
+    return _run(boxes, scores, 5, True, score_threshold, iou_threshold, max_output_boxes, background_class,
+                score_activation, class_agnostic, box_coding, topk)
+
+
+#: op_type -> reference function
+REFERENCE_OPS = {"EfficientNMS_TRT": efficient_nms, "EfficientRotatedNMS_TRT": efficient_rotated_nms}
