@@ -1,0 +1,256 @@
+// CUDA kernels of EfficientRotatedNMS_TRT. See rotated_nms_kernels.cuh for the pipeline.
+#include "rotated_nms_kernels.cuh"
+
+#include <cub/cub.cuh>
+#include <stdint.h>
+
+namespace trtalign
+{
+namespace
+{
+
+constexpr size_t kAlign = 256;
+constexpr int kFilterThreads = 256;
+constexpr int kNmsMaxTiles = 5; // 1024 threads x 5 tiles >= 5000 = kRotatedNmsMaxTopK
+
+size_t alignUp(size_t v)
+{
+    return (v + kAlign - 1) / kAlign * kAlign;
+}
+
+struct WorkspaceLayout
+{
+    size_t counts, begins, ends, keysA, keysB, sortTemp, sortTempBytes, total;
+};
+
+WorkspaceLayout layoutFor(int32_t batchSize, int32_t numBoxes, int32_t numClasses)
+{
+    WorkspaceLayout w{};
+    int64_t const perImage = (int64_t) numBoxes * numClasses;
+    int64_t const items = perImage * batchSize;
+    size_t off = 0;
+    w.counts = off;
+    off += alignUp(sizeof(int32_t) * (size_t) batchSize);
+    w.begins = off;
+    off += alignUp(sizeof(int32_t) * (size_t) batchSize);
+    w.ends = off;
+    off += alignUp(sizeof(int32_t) * (size_t) batchSize);
+    w.keysA = off;
+    off += alignUp(sizeof(uint64_t) * (size_t) items);
+    w.keysB = off;
+    off += alignUp(sizeof(uint64_t) * (size_t) items);
+    size_t tempBytes = 0;
+    cub::DoubleBuffer<uint64_t> keys(nullptr, nullptr);
+    cub::DeviceSegmentedRadixSort::SortKeysDescending(nullptr, tempBytes, keys, (int) items, (int) batchSize,
+        (int32_t const*) nullptr, (int32_t const*) nullptr);
+    w.sortTemp = off;
+    w.sortTempBytes = tempBytes;
+    off += alignUp(tempBytes);
+    w.total = off;
+    return w;
+}
+
+//! Float -> unsigned key with the same order (ascending); -0 is first made +0 so that 0 and -0 tie.
+__device__ __forceinline__ uint32_t orderedFloatBits(float f)
+{
+    if (f == 0.0F)
+    {
+        f = 0.0F;
+    }
+    uint32_t const u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+__global__ void filterCandidatesKernel(RotatedNmsParams p, NmsDataType type, void const* __restrict__ scores,
+    int32_t* __restrict__ counts, uint64_t* __restrict__ keys, int64_t perImage)
+{
+    int64_t const e = (int64_t) blockIdx.x * blockDim.x + threadIdx.x;
+    int32_t const b = blockIdx.y;
+    if (e >= perImage)
+    {
+        return;
+    }
+    int32_t const c = (int32_t) (e % p.numClasses);
+    float const score = loadAsFloat(scores, type, (int64_t) b * perImage + e);
+    if (c == p.backgroundClass || !scorePasses(score, p))
+    {
+        return;
+    }
+    int32_t const slot = atomicAdd(&counts[b], 1);
+    uint64_t const key = ((uint64_t) orderedFloatBits(score) << 32) | (uint64_t) (0xFFFFFFFFu - (uint32_t) e);
+    keys[(int64_t) b * perImage + slot] = key;
+}
+
+__global__ void segmentBoundsKernel(int32_t batchSize, int64_t perImage, int32_t const* __restrict__ counts,
+    int32_t* __restrict__ begins, int32_t* __restrict__ ends)
+{
+    int32_t const b = blockIdx.x * blockDim.x + threadIdx.x;
+    if (b < batchSize)
+    {
+        begins[b] = (int32_t) (b * perImage);
+        ends[b] = (int32_t) (b * perImage + counts[b]);
+    }
+}
+
+struct CandidateRef
+{
+    int32_t box;
+    int32_t cls;
+};
+
+__device__ __forceinline__ CandidateRef decodeCandidate(RotatedNmsParams const& p, uint64_t key)
+{
+    uint32_t const index = 0xFFFFFFFFu - (uint32_t) (key & 0xFFFFFFFFull);
+    CandidateRef r;
+    r.box = (int32_t) (index / (uint32_t) p.numClasses);
+    r.cls = (int32_t) (index % (uint32_t) p.numClasses);
+    return r;
+}
+
+//! Greedy NMS of one image per block over its sorted candidates. Threads own candidates j = tid + t * blockDim.
+__global__ void greedyNmsKernel(RotatedNmsParams p, NmsDataType type, void const* __restrict__ boxes,
+    void const* __restrict__ scores, int32_t const* __restrict__ counts, uint64_t const* __restrict__ sortedKeys,
+    int64_t perImage, int32_t* __restrict__ numDetections,
+    void* __restrict__ outBoxes, void* __restrict__ outScores, int32_t* __restrict__ outClasses)
+{
+    __shared__ unsigned char alive[kRotatedNmsMaxTopK];
+    int32_t const b = blockIdx.x;
+    int32_t const tid = threadIdx.x;
+    int32_t const M = min(counts[b], p.topK);
+    uint64_t const* keys = sortedKeys + (int64_t) b * perImage;
+
+    RotatedBox<float> mine[kNmsMaxTiles];
+    int32_t mineCls[kNmsMaxTiles];
+#pragma unroll
+    for (int t = 0; t < kNmsMaxTiles; ++t)
+    {
+        int32_t const j = tid + t * blockDim.x;
+        mineCls[t] = -1;
+        if (j < M)
+        {
+            CandidateRef const r = decodeCandidate(p, keys[j]);
+            mine[t] = loadRotatedBox(boxes, type, b, r.box, p.numBoxes);
+            mineCls[t] = r.cls;
+            alive[j] = 1;
+        }
+    }
+
+    int32_t kept = 0;
+    int64_t const K = p.maxOutputBoxes;
+    for (int32_t i = 0; i < M; ++i)
+    {
+        __syncthreads(); // suppression flags of the previous iteration are visible
+        if (!alive[i])
+        {
+            continue; // uniform across the block
+        }
+        if (kept >= K)
+        {
+            break; // uniform: every thread counts kept boxes identically
+        }
+        CandidateRef const ri = decodeCandidate(p, keys[i]);
+        RotatedBox<float> const boxI = loadRotatedBox(boxes, type, b, ri.box, p.numBoxes);
+        if (tid == 0)
+        {
+            int64_t const o = (int64_t) b * K + kept;
+            int64_t const src = ((int64_t) b * p.numBoxes + ri.box) * kRotatedBoxValues;
+            for (int v = 0; v < kRotatedBoxValues; ++v)
+            {
+                storeFromFloat(outBoxes, type, o * kRotatedBoxValues + v, loadAsFloat(boxes, type, src + v));
+            }
+            float const raw = loadAsFloat(scores, type, ((int64_t) b * p.numBoxes + ri.box) * p.numClasses + ri.cls);
+            storeFromFloat(outScores, type, o, p.scoreActivation ? sigmoidF32(raw) : raw);
+            outClasses[o] = ri.cls;
+        }
+        ++kept;
+#pragma unroll
+        for (int t = 0; t < kNmsMaxTiles; ++t)
+        {
+            int32_t const j = tid + t * blockDim.x;
+            if (j > i && j < M && alive[j] && (p.classAgnostic || mineCls[t] == ri.cls)
+                && rotatedIoU<float>(boxI, mine[t]) >= p.iouThreshold)
+            {
+                alive[j] = 0;
+            }
+        }
+    }
+    if (tid == 0)
+    {
+        numDetections[b] = kept;
+    }
+}
+
+} // namespace
+
+size_t rotatedNmsWorkspaceSize(int32_t batchSize, int32_t numBoxes, int32_t numClasses)
+{
+    return layoutFor(batchSize, numBoxes, numClasses).total;
+}
+
+cudaError_t rotatedNmsLaunch(RotatedNmsParams const& attrs, NmsDataType type, void const* boxes, void const* scores,
+    int32_t* numDetections, void* outBoxes, void* outScores, int32_t* outClasses, void* workspace,
+    size_t workspaceSize, cudaStream_t stream)
+{
+    if (validateRotatedNmsParams(attrs) != nullptr)
+    {
+        return cudaErrorInvalidValue;
+    }
+    RotatedNmsParams p = attrs;
+    finalizeRotatedNmsParams(p);
+    size_t const elem = type == NmsDataType::kFLOAT16 ? 2 : 4;
+    size_t const K = (size_t) p.maxOutputBoxes;
+    size_t const B = (size_t) p.batchSize;
+    cudaError_t err;
+    if ((err = cudaMemsetAsync(numDetections, 0, B * sizeof(int32_t), stream)) != cudaSuccess
+        || (err = cudaMemsetAsync(outBoxes, 0, B * K * kRotatedBoxValues * elem, stream)) != cudaSuccess
+        || (err = cudaMemsetAsync(outScores, 0, B * K * elem, stream)) != cudaSuccess
+        || (err = cudaMemsetAsync(outClasses, 0, B * K * sizeof(int32_t), stream)) != cudaSuccess)
+    {
+        return err;
+    }
+    int64_t const perImage = (int64_t) p.numBoxes * p.numClasses;
+    if (B == 0 || perImage == 0)
+    {
+        return cudaSuccess;
+    }
+    WorkspaceLayout const w = layoutFor(p.batchSize, p.numBoxes, p.numClasses);
+    if (workspace == nullptr || workspaceSize < w.total)
+    {
+        return cudaErrorInvalidValue;
+    }
+    char* ws = static_cast<char*>(workspace);
+    int32_t* counts = reinterpret_cast<int32_t*>(ws + w.counts);
+    int32_t* begins = reinterpret_cast<int32_t*>(ws + w.begins);
+    int32_t* ends = reinterpret_cast<int32_t*>(ws + w.ends);
+    uint64_t* keysA = reinterpret_cast<uint64_t*>(ws + w.keysA);
+    uint64_t* keysB = reinterpret_cast<uint64_t*>(ws + w.keysB);
+    if ((err = cudaMemsetAsync(counts, 0, B * sizeof(int32_t), stream)) != cudaSuccess)
+    {
+        return err;
+    }
+    dim3 const filterGrid((unsigned) ((perImage + kFilterThreads - 1) / kFilterThreads), (unsigned) B, 1);
+    filterCandidatesKernel<<<filterGrid, kFilterThreads, 0, stream>>>(p, type, scores, counts, keysA, perImage);
+    segmentBoundsKernel<<<(unsigned) ((B + 255) / 256), 256, 0, stream>>>(p.batchSize, perImage, counts, begins,
+        ends);
+    if ((err = cudaGetLastError()) != cudaSuccess)
+    {
+        return err;
+    }
+    cub::DoubleBuffer<uint64_t> keys(keysA, keysB);
+    size_t tempBytes = w.sortTempBytes;
+    err = cub::DeviceSegmentedRadixSort::SortKeysDescending(ws + w.sortTemp, tempBytes, keys,
+        (int) (perImage * p.batchSize), p.batchSize, begins, ends, 0, 64, stream);
+    if (err != cudaSuccess)
+    {
+        return err;
+    }
+    int64_t const maxCandidates = perImage < p.topK ? perImage : p.topK;
+    int threads = (int) ((maxCandidates + kNmsMaxTiles - 1) / kNmsMaxTiles);
+    threads = (threads + 31) / 32 * 32;
+    threads = threads < 64 ? 64 : (threads > 1024 ? 1024 : threads);
+    greedyNmsKernel<<<(unsigned) B, threads, 0, stream>>>(p, type, boxes, scores, counts, keys.Current(), perImage,
+        numDetections, outBoxes, outScores, outClasses);
+    return cudaGetLastError();
+}
+
+} // namespace trtalign

@@ -1,0 +1,17 @@
+// Helpers shared by the host and CUDA parts of the C test API (not part of the API).
+#ifndef TRTALIGN_CAPI_INTERNAL_H
+#define TRTALIGN_CAPI_INTERNAL_H
+
+#include "rotated_nms_common.h"
+
+namespace trtalign
+{
+void setLastError(char const* message);
+
+//! Fill and validate NMS parameters from the flat C arguments; 0 or -1 (message in trtalign_last_error).
+int32_t makeParams(int32_t dtype, int32_t batch, int32_t numBoxes, int32_t numClasses, float scoreThreshold,
+    float iouThreshold, int32_t maxOutputBoxes, int32_t backgroundClass, int32_t scoreActivation,
+    int32_t classAgnostic, int32_t boxCoding, int32_t topK, RotatedNmsParams& p, NmsDataType& type);
+} // namespace trtalign
+
+#endif // TRTALIGN_CAPI_INTERNAL_H
