@@ -18,16 +18,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from trtalign.core.detections import Detections
-from trtalign.core.enums import Backend, BoxFormat
+from trtalign.core.enums import Backend
 from trtalign.core.errors import ConfigError, InputError, ModelError, choices_text
 from trtalign.core.logging import get_logger
-from trtalign.core.preprocess import LetterboxMeta, letterbox, scale_boxes
+from trtalign.core.preprocess import LetterboxMeta, letterbox
 from trtalign.runtime.base import Runner
+from trtalign.runtime.postprocess import NMS_OUTPUT_NAMES as NMS_OUTPUTS
+from trtalign.runtime.postprocess import nms_outputs_to_detections
 from trtalign.serve.metrics import ServerMetrics
 
 log = get_logger(__name__)
 
-NMS_OUTPUTS = ("num_detections", "detection_boxes", "detection_scores", "detection_classes")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
@@ -217,11 +218,7 @@ class Predictor:
     def postprocess(self, outputs: dict[str, np.ndarray], meta: LetterboxMeta) -> Detections:
         """One image's NMS outputs (batch of 1) -> Detections in original-image pixels."""
         start = time.perf_counter()
-        det = Detections.from_nms_outputs(outputs["num_detections"], outputs["detection_boxes"],
-                                          outputs["detection_scores"], outputs["detection_classes"], index=0)
-        fmt = BoxFormat.XYWHR if det.rotated else BoxFormat.XYXY
-        det = Detections(scale_boxes(det.boxes, meta, fmt), det.scores, det.class_ids, fmt,
-                         {"orig_shape": list(meta.orig_shape)})
+        det = nms_outputs_to_detections(outputs, [meta])[0]  # 5-column boxes: rotated
         if self.metrics is not None:
             self.metrics.postprocess_seconds.observe(time.perf_counter() - start)
         return det

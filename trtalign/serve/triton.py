@@ -65,7 +65,6 @@ class TritonExportResult:
     def summary(self) -> str:
         lines = [f"Triton model {self.name!r} written to {self.repo}/{self.name} ({self.platform}, "
                  f"max_batch_size {self.max_batch_size})"]
-        lines += [f"  warning: {w}" for w in self.warnings]
         lines.append(f"  start: {start_command(self.repo, self.name, self.plugin)}")
         return "\n".join(lines)
 
