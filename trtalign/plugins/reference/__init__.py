@@ -14,6 +14,7 @@ from trtalign.plugins.reference.rotated_iou import (
     rotated_intersection,
     rotated_iou,
     rotated_iou_one_to_many,
+    rotated_iou_paired,
     rotated_iou_pairwise,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "rotated_intersection",
     "rotated_iou",
     "rotated_iou_one_to_many",
+    "rotated_iou_paired",
     "rotated_iou_pairwise",
 ]

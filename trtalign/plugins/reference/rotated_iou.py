@@ -122,25 +122,22 @@ def _clip_many(poly: np.ndarray, count: np.ndarray, e0: np.ndarray, e1: np.ndarr
     return packed, new_count
 
 
-def rotated_intersection_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Intersection areas ``[M]`` of one rotated box with ``boxes [M, 5]`` (vectorised, same rules as the scalar)."""
-    a = np.asarray(box, dtype=np.float64).reshape(5)
-    bs = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
-    out = np.zeros(len(bs), dtype=np.float64)
-    if len(bs) == 0 or a[2] <= 0 or a[3] <= 0:
-        return out
-    rows = np.nonzero((bs[:, 2] > 0) & (bs[:, 3] > 0))[0]
+def rotated_intersection_paired(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Intersection areas ``[M]`` of ``boxes_a[i]`` with ``boxes_b[i]`` (vectorised, same rules as the scalar)."""
+    a_all = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 5)
+    b_all = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 5)
+    out = np.zeros(len(b_all), dtype=np.float64)
+    rows = np.nonzero((a_all[:, 2] > 0) & (a_all[:, 3] > 0) & (b_all[:, 2] > 0) & (b_all[:, 3] > 0))[0]
     if len(rows) == 0:
         return out
-    origin = a[:2]
-    a_local = a.copy()
-    a_local[:2] = 0.0
-    b_local = bs[rows].copy()
-    b_local[:, :2] -= origin
+    a = a_all[rows].copy()
+    b = b_all[rows].copy()
+    b[:, :2] -= a[:, :2]  # box A's centre is the origin
+    a[:, :2] = 0.0
     m = len(rows)
-    poly = np.broadcast_to(box_corners(a_local), (m, 4, 2)).copy()
+    poly = box_corners(a)
     count = np.full(m, 4, dtype=np.int64)
-    clip = box_corners(b_local)
+    clip = box_corners(b)
     for k in range(4):
         poly, count = _clip_many(poly, count, clip[:, k], clip[:, (k + 1) % 4])
     v = poly.shape[1]
@@ -154,14 +151,26 @@ def rotated_intersection_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.n
     return out
 
 
-def rotated_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU ``[M]`` float64 of one rotated box against ``boxes [M, 5]``."""
-    a = np.asarray(box, dtype=np.float64).reshape(5)
-    bs = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
-    inter = rotated_intersection_one_to_many(a, bs)
-    union = a[2] * a[3] + bs[:, 2] * bs[:, 3] - inter
+def rotated_iou_paired(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """IoU ``[M]`` float64 of ``boxes_a[i]`` with ``boxes_b[i]``."""
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 5)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 5)
+    inter = rotated_intersection_paired(a, b)
+    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
     ok = (inter > 0) & (union > 0)
     return np.where(ok, inter / np.where(ok, union, 1.0), 0.0)
+
+
+def rotated_intersection_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Intersection areas ``[M]`` of one rotated box with ``boxes [M, 5]``."""
+    bs = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+    return rotated_intersection_paired(np.broadcast_to(np.asarray(box, dtype=np.float64).reshape(1, 5), bs.shape), bs)
+
+
+def rotated_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU ``[M]`` float64 of one rotated box against ``boxes [M, 5]`` (what the NMS loop calls)."""
+    bs = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
+    return rotated_iou_paired(np.broadcast_to(np.asarray(box, dtype=np.float64).reshape(1, 5), bs.shape), bs)
 
 
 def rotated_iou_pairwise(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
