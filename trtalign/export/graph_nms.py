@@ -308,5 +308,6 @@ def make_nms_only_model(op_type: str, attrs: NmsAttributes, num_classes: int, op
     graph = gs.Graph(inputs=[boxes, scores], opset=opset)
     graph.outputs = add_nms(graph, boxes, scores, op_type, attrs, "batch")
     model = gs.export_onnx(graph)
+    model.ir_version = 8  # opset 13-17 need IR >= 7/8; keep it readable by older ONNX Runtime builds
     _set_domain_import(model, NMS_DOMAIN)
     return model
