@@ -115,6 +115,7 @@ def test_registration_is_explicit_and_idempotent():
     base = ort.SessionOptions()
     base.intra_op_num_threads = 1
     assert ort_ops.make_session_options(base) is base
+    assert ort_ops.make_session_options(base) is base  # twice on one object: registered once (ORT would fail)
     case = CASES_BY_NAME["overlap_suppressed"]
     prepared = ort_ops.prepare_model_for_ort(nms_model(case.op, case.attributes))
     s1 = ort.InferenceSession(prepared.SerializeToString(), base, providers=["CPUExecutionProvider"])

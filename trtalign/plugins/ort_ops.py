@@ -53,6 +53,8 @@ CUSTOM_DOMAIN = "ai.onnx.contrib"  # onnxruntime_extensions.default_opset_domain
 CUSTOM_DOMAIN_VERSION = 1
 
 _registered: dict[str, Any] = {}
+#: session config entry marking SessionOptions that already have the custom-op library
+_MARKER = "trtalign.nms_custom_ops_library"
 
 
 def _extensions():
@@ -91,12 +93,20 @@ def register_custom_ops() -> str:
 def make_session_options(base=None):
     """``onnxruntime.SessionOptions`` (``base`` or a new one) with the NMS custom-op library registered.
 
-    Register on a given ``SessionOptions`` only once: ONNX Runtime refuses the same library twice on one object.
+    Idempotent per object: a library registered twice on one ``SessionOptions`` makes ONNX Runtime fail at session
+    creation ("Conflicting with a registered kernel"), so the options carry a marker config entry and a second call
+    on the same object only returns it.
     """
     ort = require("onnxruntime", purpose="ONNX Runtime sessions")
     library = register_custom_ops()
     options = base if base is not None else ort.SessionOptions()
-    options.register_custom_ops_library(library)
+    try:
+        already = options.get_session_config_entry(_MARKER) == library
+    except RuntimeError:  # "does not have configuration with key"
+        already = False
+    if not already:
+        options.register_custom_ops_library(library)
+        options.add_session_config_entry(_MARKER, library)
     return options
 
 
