@@ -154,7 +154,9 @@ def dump_surface() -> dict:
     except ModuleNotFoundError:  # the bare bindings wheel installs the package as tensorrt_bindings
         import tensorrt_bindings as trt
 
-    surface: dict = {"version": trt.__version__, "module": {}}
+    pkg_dir = Path(trt.__file__).parent
+    surface: dict = {"version": trt.__version__, "module": {},
+                     "subpackages": sorted(p.parent.name for p in pkg_dir.glob("*/__init__.py"))}
     for name in sorted(dir(trt)):
         if name.startswith("_"):
             continue

@@ -1,0 +1,423 @@
+"""Build plans: everything a TensorRT build will do, decided up front as pure data (no tensorrt import).
+
+``make_build_plan(config, onnx_path, trt_version, precision=...)`` reads the ONNX (inputs, Q/DQ nodes, float16
+tensors, NMS plugin nodes), the unit plan (``plan.json``: unit -> int8 | fp16 | fp32) and, for the dynamic-range
+route, ``ranges.json``; it returns a :class:`BuildPlan` that names the route, the builder / network flags (by enum
+*name*), the per-layer precision constraints, the calibrator, the optimisation profile, the workspace, the timing
+cache, the optimisation level and the plugin libraries. :mod:`trtalign.engines.builder` applies it; nothing in
+here knows how.
+
+Routes (see docs/TENSORRT_ROUTES.md for the table):
+
+==================== ============================ ============================ ================================
+route                8.5 / 8.6                    10.x                         11.x
+==================== ============================ ============================ ================================
+fp32                 (no flag)                    (no flag)                    (no flag)
+fp16                 BuilderFlag.FP16             BuilderFlag.FP16 (typed      float16-typed ONNX
+                                                  ONNX when strongly typed)
+int8-qdq             Q/DQ ONNX + INT8 (+FP16)     same, or STRONGLY_TYPED      Q/DQ ONNX (always strongly typed)
+int8-calibrator      INT8 + IInt8EntropyCal.2 /   same (deprecated 10.1)       refused (removed in 11.0)
+                     MinMax
+int8-dynamic-range   INT8 + set_dynamic_range     same (deprecated 10.1)       refused (removed in 11.0)
+fallback units       layer precision + OBEY       same (not strongly typed)    no Q/DQ / Cast islands in ONNX
+==================== ============================ ============================ ================================
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from trtalign.core.errors import ConfigError, InputError, ModelError, UnsupportedError, choices_text
+from trtalign.core.io import sha256_file
+from trtalign.engines.versions import FEATURES, TrtVersion, capabilities
+
+ROUTES = ("fp32", "fp16", "int8-qdq", "int8-calibrator", "int8-dynamic-range")
+PRECISIONS = ("fp32", "fp16", "int8")
+INT8_ROUTES = {"qdq": "int8-qdq", "calibrator": "int8-calibrator", "dynamic-range": "int8-dynamic-range"}
+CALIBRATOR_ALGORITHMS = {"entropy": "entropy2", "minmax": "minmax"}  # config method -> TensorRT calibrator
+#: route -> the feature a version must have for it (None: every supported version)
+ROUTE_FEATURE = {"fp32": None, "fp16": None, "int8-qdq": "explicit_qdq", "int8-calibrator": "implicit_calibration",
+                 "int8-dynamic-range": "dynamic_range"}
+ROTATED_NMS_OP = "EfficientRotatedNMS_TRT"
+EFFICIENT_NMS_OP = "EfficientNMS_TRT"
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class OnnxFacts:
+    """What the plan needs to know about an ONNX file (read without TensorRT)."""
+
+    sha256: str
+    inputs: dict  # name -> list of dims (int or str for symbolic)
+    qdq_nodes: int
+    float16_tensors: int
+    nms_nodes: dict  # op_type -> list of attribute dicts
+    node_names: tuple = ()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_onnx_facts(onnx_path: str | os.PathLike) -> OnnxFacts:
+    """Inputs, Q/DQ count, float16 tensors and NMS nodes of an ONNX file; unreadable files raise ModelError."""
+    import onnx
+    from onnx import helper
+
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise InputError(f"ONNX file not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError / ValueError / OSError depending on the damage
+        raise ModelError(f"cannot read ONNX {path}: {type(exc).__name__}: {exc}") from None
+    graph = model.graph
+    inits = {i.name for i in graph.initializer}
+    inputs = {}
+    for vi in graph.input:
+        if vi.name in inits:
+            continue
+        dims = [d.dim_param if d.dim_param else (d.dim_value if d.HasField("dim_value") else "?")
+                for d in vi.type.tensor_type.shape.dim]
+        inputs[vi.name] = dims
+    fp16 = onnx.TensorProto.FLOAT16
+    n16 = sum(1 for i in graph.initializer if i.data_type == fp16)
+    n16 += sum(1 for vi in list(graph.value_info) + list(graph.input) + list(graph.output)
+               if vi.type.tensor_type.elem_type == fp16)
+    n16 += sum(1 for n in graph.node if n.op_type == "Cast" and any(a.name == "to" and a.i == fp16 for a in n.attribute))
+    nms: dict = {}
+    for node in graph.node:
+        if node.op_type in (EFFICIENT_NMS_OP, ROTATED_NMS_OP):
+            nms.setdefault(node.op_type, []).append({a.name: helper.get_attribute_value(a) for a in node.attribute})
+    qdq = sum(1 for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+    return OnnxFacts(sha256=sha256_file(path), inputs=inputs, qdq_nodes=qdq, float16_tensors=n16, nms_nodes=nms,
+                     node_names=tuple(n.name for n in graph.node))
+
+
+@dataclass(frozen=True)
+class LayerPrecision:
+    """Pin the TensorRT layers built from ONNX node ``layer`` to ``precision`` (with OBEY_PRECISION_CONSTRAINTS)."""
+
+    layer: str
+    precision: str  # fp16 | fp32
+    unit: str = ""  # the quantization unit it came from ("" for the protected decode region)
+
+
+@dataclass(frozen=True)
+class CalibratorSpec:
+    algorithm: str  # entropy2 | minmax
+    images: str | None
+    num_images: int
+    batch_size: int
+    cache_path: str | None
+    input_name: str
+    input_shape: tuple  # (C, H, W)
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    input_name: str
+    min: tuple
+    opt: tuple
+    max: tuple
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Pure data. ``to_json()`` is canonical (sorted keys) and part of the engine cache key."""
+
+    trt_version: str
+    precision: str
+    route: str
+    onnx_sha256: str
+    network_flags: tuple = ()  # NetworkDefinitionCreationFlag member names
+    builder_flags: tuple = ()  # BuilderFlag member names
+    strongly_typed: bool = False
+    onnx_requirement: str = ""  # "" | "qdq" | "float16-typed" | "qdq+float16-typed"
+    layer_precisions: tuple = ()  # LayerPrecision
+    calibrator: CalibratorSpec | None = None
+    dynamic_ranges: dict = field(default_factory=dict)  # tensor -> amax (symmetric: [-amax, amax])
+    profile: ProfileSpec | None = None
+    workspace_bytes: int = 4 * GIB
+    timing_cache: str | None = None
+    opt_level: int | None = None
+    plugin_libraries: tuple = ()
+    profiling_verbosity: str = "DETAILED"
+    notes: tuple = ()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "BuildPlan":
+        d = dict(data)
+        d["layer_precisions"] = tuple(LayerPrecision(**lp) for lp in d.get("layer_precisions", ()))
+        if d.get("calibrator"):
+            c = dict(d["calibrator"])
+            c["input_shape"] = tuple(c["input_shape"])
+            d["calibrator"] = CalibratorSpec(**c)
+        if d.get("profile"):
+            p = d["profile"]
+            d["profile"] = ProfileSpec(p["input_name"], tuple(p["min"]), tuple(p["opt"]), tuple(p["max"]))
+        for key in ("network_flags", "builder_flags", "plugin_libraries", "notes"):
+            d[key] = tuple(d.get(key, ()))
+        return cls(**d)
+
+
+def route_for(precision: str, int8_route: str = "qdq") -> str:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"invalid engine precision {precision!r}; valid choices: {choices_text(PRECISIONS)}")
+    if precision != "int8":
+        return precision
+    if int8_route not in INT8_ROUTES:
+        raise ConfigError(f"invalid trt.int8_route {int8_route!r}; valid choices: {choices_text(INT8_ROUTES)}")
+    return INT8_ROUTES[int8_route]
+
+
+def versions_with_route(route: str) -> str:
+    feature = ROUTE_FEATURE[route]
+    return "every TensorRT >= 8.5" if feature is None else FEATURES[feature].versions_text()
+
+
+def check_route(route: str, version: "str | TrtVersion") -> None:
+    """UnsupportedError naming the versions that have ``route`` unless ``version`` does."""
+    if route not in ROUTES:
+        raise ConfigError(f"invalid build route {route!r}; valid choices: {choices_text(ROUTES)}")
+    caps = capabilities(version)
+    feature = ROUTE_FEATURE[route]
+    if feature is not None and not caps.has(feature):
+        hint = " On TensorRT 11 INT8 comes only from Q/DQ nodes in the ONNX: set trt.int8_route: qdq (run " \
+               "`trtalign quantize` to write the Q/DQ ONNX)." if route in ("int8-calibrator", "int8-dynamic-range") else ""
+        raise UnsupportedError(f"build route {route!r} needs {versions_with_route(route)}; the target is TensorRT "
+                               f"{caps.version}.{hint}")
+
+
+def load_unit_plan(source: "str | os.PathLike | Mapping | None") -> dict[str, str]:
+    """plan.json (``{"format": "trtalign-plan", "units": {...}}``) or a plain mapping -> {unit: precision}."""
+    if source is None:
+        return {}
+    if isinstance(source, Mapping):
+        data: Any = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"unit plan not found: {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ConfigError(f"unit plan {path} is not valid JSON: {exc}") from None
+    units = data.get("units", data) if isinstance(data, Mapping) else None
+    if not isinstance(units, Mapping):
+        raise ConfigError("unit plan must map unit name -> 'int8' | 'fp16' | 'fp32'")
+    bad = {k: v for k, v in units.items() if v not in PRECISIONS}
+    if bad:
+        raise ConfigError(f"unit plan has invalid precisions {bad}; valid choices: {choices_text(PRECISIONS)}")
+    return {str(k): str(v) for k, v in units.items()}
+
+
+def load_ranges(source: "str | os.PathLike | Mapping | None") -> dict[str, float]:
+    """ranges.json -> {tensor: amax > 0}. Reads trtalign's format (``{"format": "trtalign-ranges", "tensors":
+    {name: {"amax": ...}}}``, see :mod:`trtalign.export.ranges`) and plain ``{tensor: amax}`` mappings."""
+    if source is None:
+        return {}
+    if isinstance(source, Mapping):
+        data: Any = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"ranges file not found: {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise ConfigError(f"ranges file {path} is not valid JSON: {exc}") from None
+    ranges = (data.get("tensors") or data.get("ranges") or data) if isinstance(data, Mapping) else None
+    if isinstance(ranges, Mapping):
+        ranges = {k: v for k, v in ranges.items() if k not in ("format", "version", "method", "params", "model", "data")}
+    if not isinstance(ranges, Mapping):
+        raise ConfigError("ranges must map tensor name -> amax (a positive number)")
+    out = {}
+    for name, value in ranges.items():
+        amax = value.get("amax") if isinstance(value, Mapping) else value
+        if not isinstance(amax, (int, float)) or isinstance(amax, bool) or not amax > 0:
+            raise ConfigError(f"range of tensor {name!r} must be a positive amax, got {value!r}")
+        out[str(name)] = float(amax)
+    return out
+
+
+def _profile(facts: OnnxFacts, batch, imgsz: int) -> tuple[ProfileSpec | None, str, tuple]:
+    if not facts.inputs:
+        raise ModelError("the ONNX has no graph inputs")
+    name, dims = next(iter(facts.inputs.items()))
+    if len(dims) != 4:
+        raise ModelError(f"input {name!r} must be [B, 3, H, W], got {dims}")
+    chw = tuple(d if isinstance(d, int) and d > 0 else (3 if i == 0 else imgsz) for i, d in enumerate(dims[1:]))
+    b = dims[0]
+    if isinstance(b, int) and b > 0:
+        if batch.max != b or batch.min != b:
+            if batch.min == batch.max == 1 and b != 1:
+                return None, name, chw
+            raise ConfigError(f"config batch min={batch.min} opt={batch.opt} max={batch.max} but the ONNX input "
+                              f"{name!r} has a fixed batch of {b}; export with a dynamic batch or set batch to {b}")
+        return None, name, chw
+    return ProfileSpec(name, (batch.min, *chw), (batch.opt, *chw), (batch.max, *chw)), name, chw
+
+
+def _fallback_layers(unit_plan: Mapping[str, str], unit_nodes: Mapping[str, list] | None,
+                     protect_nodes: list | None, target: str) -> tuple:
+    if not unit_plan and not protect_nodes:
+        return ()
+    missing = [u for u, p in unit_plan.items() if p != "int8" and (unit_nodes is None or u not in unit_nodes)]
+    if missing:
+        raise ConfigError(f"unit plan names {len(missing)} unit(s) the ONNX does not have: "
+                          f"{', '.join(sorted(missing)[:8])}; regenerate plan.json for this model")
+    out = [LayerPrecision(node, p, unit) for unit, p in sorted(unit_plan.items()) if p != "int8"
+           for node in unit_nodes[unit]]
+    taken = {lp.layer for lp in out}
+    out += [LayerPrecision(node, target, "") for node in (protect_nodes or []) if node not in taken]
+    return tuple(out)
+
+
+def make_build_plan(config, onnx_path: str | os.PathLike, trt_version: "str | TrtVersion", precision: str = "fp32",
+                    *, unit_plan: "str | os.PathLike | Mapping | None" = None,
+                    unit_nodes: Mapping[str, list] | None = None, protect_nodes: list | None = None,
+                    ranges: "str | os.PathLike | Mapping | None" = None, facts: OnnxFacts | None = None,
+                    calibration_cache: "str | os.PathLike | None" = None) -> BuildPlan:
+    """Decide how to build ``onnx_path`` at ``precision`` for ``trt_version`` from a PipelineConfig.
+
+    ``unit_plan`` defaults to ``config.quantize.plan``, ``ranges`` to ``config.quantize.ranges``. ``unit_nodes`` maps
+    unit -> ONNX node names (= TensorRT layer names); when a route needs it and it is None, it is computed with
+    :func:`trtalign.export.units.list_units`. ``protect_nodes``: decode-region nodes kept out of INT8 on the implicit
+    routes. Raises UnsupportedError for a route the version lacks, ConfigError for conflicting options.
+    """
+    version = TrtVersion.parse(trt_version)
+    caps = capabilities(version)
+    trt = config.trt
+    route = route_for(precision, trt.int8_route)
+    check_route(route, version)
+    facts = facts or read_onnx_facts(onnx_path)
+    notes: list[str] = []
+
+    strongly = bool(trt.strongly_typed)
+    if strongly and not caps.has("strongly_typed"):
+        caps.require("strongly_typed", "trt.strongly_typed: true")
+    if strongly and route in ("int8-calibrator", "int8-dynamic-range"):
+        raise ConfigError(f"trt.strongly_typed: true conflicts with trt.int8_route: {trt.int8_route} (a strongly "
+                          f"typed network takes its precision from the ONNX only); use int8_route: qdq or "
+                          f"strongly_typed: false")
+    typed_by_onnx = not caps.has("builder_flag_fp16") or strongly  # 11.x, or strongly typed on 10.x
+    if typed_by_onnx and caps.has("strongly_typed"):
+        strongly = True
+
+    network_flags: list[str] = []
+    if caps.has("explicit_batch_flag") and not caps.has("strongly_typed"):
+        network_flags.append("EXPLICIT_BATCH")  # required on 8.x; deprecated and ignored on 10.x
+    if strongly and caps.has("explicit_batch_flag"):
+        network_flags.append("STRONGLY_TYPED")  # opt-in on 10.x
+    elif strongly:
+        network_flags.append("STRONGLY_TYPED")  # 11.x: always on, the flag is accepted and ignored
+
+    units = load_unit_plan(unit_plan if unit_plan is not None else config.quantize.plan)
+    if route == "int8-qdq" and units and not any(p == "int8" for p in units.values()):
+        notes.append("the unit plan puts no unit in INT8")
+    fallback_target = config.fallback.target
+    builder_flags: list[str] = []
+    requirement: list[str] = []
+    layer_precisions: tuple = ()
+    calibrator = None
+    dyn: dict[str, float] = {}
+
+    if route == "fp16":
+        if typed_by_onnx:
+            requirement.append("float16-typed")
+        else:
+            builder_flags.append("FP16")
+    elif route.startswith("int8"):
+        uses_fp16 = fallback_target == "fp16" or any(p == "fp16" for p in units.values())
+        if route == "int8-qdq":
+            requirement.append("qdq")
+            if typed_by_onnx and uses_fp16 and any(p == "fp16" for p in units.values()):
+                requirement.append("float16-typed")
+        elif facts.qdq_nodes:
+            raise ConfigError(f"trt.int8_route: {trt.int8_route} needs an ONNX without Q/DQ nodes, but "
+                              f"{Path(onnx_path).name} has {facts.qdq_nodes}; build from the float ONNX, or use "
+                              f"int8_route: qdq")
+        if not typed_by_onnx:
+            builder_flags.append("INT8")
+            if uses_fp16:
+                builder_flags.append("FP16")
+            if units and unit_nodes is None and any(p != "int8" for p in units.values()):
+                unit_nodes = _units_from_onnx(onnx_path)
+            layer_precisions = _fallback_layers(units, unit_nodes,
+                                                protect_nodes if route != "int8-qdq" else None, fallback_target)
+            if layer_precisions:
+                builder_flags.append("OBEY_PRECISION_CONSTRAINTS")
+        if route == "int8-calibrator":
+            calibrator = _calibrator_spec(config, facts, version, calibration_cache)
+        elif route == "int8-dynamic-range":
+            dyn = load_ranges(ranges if ranges is not None else config.quantize.ranges)
+            if not dyn:
+                raise ConfigError("trt.int8_route: dynamic-range needs ranges (tensor -> amax): set quantize.ranges "
+                                  "to the ranges.json written by `trtalign calibrate`")
+
+    if "qdq" in requirement and not facts.qdq_nodes:
+        raise ConfigError(f"INT8 via explicit Q/DQ needs a Q/DQ ONNX, but {Path(onnx_path).name} has no "
+                          f"QuantizeLinear/DequantizeLinear nodes; run `trtalign quantize` first"
+                          + ("" if typed_by_onnx else " or set trt.int8_route: calibrator"))
+    if "float16-typed" in requirement and not facts.float16_tensors:
+        raise ConfigError(f"FP16 on TensorRT {version} {'(strongly typed) ' if caps.has('builder_flag_fp16') else ''}"
+                          f"comes from a float16-typed ONNX (there is no BuilderFlag.FP16"
+                          f"{' on 11' if not caps.has('builder_flag_fp16') else ' in a strongly typed network'}), but "
+                          f"{Path(onnx_path).name} has no float16 tensors; make one with `trtalign quantize "
+                          f"--precision fp16` (trtalign.export.fp16)")
+
+    _check_nms(facts, caps, trt.plugins)
+    if trt.opt_level is not None:
+        caps.require("builder_optimization_level", "trt.opt_level")
+    profile, _, _ = _profile(facts, config.batch, config.imgsz)
+    return BuildPlan(
+        trt_version=str(version), precision=precision, route=route, onnx_sha256=facts.sha256,
+        network_flags=tuple(network_flags), builder_flags=tuple(builder_flags), strongly_typed=strongly,
+        onnx_requirement="+".join(requirement), layer_precisions=layer_precisions, calibrator=calibrator,
+        dynamic_ranges=dyn, profile=profile, workspace_bytes=int(trt.workspace_gib * GIB),
+        timing_cache=str(trt.timing_cache) if trt.timing_cache else None, opt_level=trt.opt_level,
+        plugin_libraries=tuple(str(p) for p in trt.plugins), notes=tuple(notes))
+
+
+def _units_from_onnx(onnx_path) -> dict[str, list]:
+    from trtalign.export.units import list_units
+
+    return {u.name: list(u.nodes) for u in list_units(str(onnx_path))}
+
+
+def _calibrator_spec(config, facts: OnnxFacts, version: TrtVersion, cache) -> CalibratorSpec:
+    method = config.calibration.method
+    if method not in CALIBRATOR_ALGORITHMS:
+        raise ConfigError(f"calibration.method {method!r} is not a TensorRT calibrator; with trt.int8_route: "
+                          f"calibrator valid choices are {choices_text(CALIBRATOR_ALGORITHMS)} (the others are "
+                          f"trtalign range methods: use int8_route: qdq or dynamic-range)")
+    name, dims = next(iter(facts.inputs.items()))
+    chw = tuple(d if isinstance(d, int) and d > 0 else (3 if i == 0 else config.imgsz) for i, d in enumerate(dims[1:]))
+    if cache is None and config.calibration.cache_dir is not None:
+        cache = Path(config.calibration.cache_dir) / f"{facts.sha256[:16]}.trt{version.short}.{method}.cache"
+    b = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else config.batch.opt
+    return CalibratorSpec(algorithm=CALIBRATOR_ALGORITHMS[method],
+                          images=str(config.calibration.images) if config.calibration.images else None,
+                          num_images=config.calibration.num, batch_size=int(b),
+                          cache_path=str(cache) if cache else None, input_name=name, input_shape=chw)
+
+
+def _check_nms(facts: OnnxFacts, caps, plugins) -> None:
+    for attrs in facts.nms_nodes.get(EFFICIENT_NMS_OP, []):
+        if int(attrs.get("class_agnostic", 0)) and not caps.has("efficient_nms_class_agnostic"):
+            raise UnsupportedError(f"EfficientNMS_TRT class_agnostic=1 needs TensorRT >= 8.6; TensorRT "
+                                   f"{caps.version}'s parser drops the attribute with only a warning (NMS would "
+                                   f"silently become per-class); export with nms.class_agnostic: false")
+    if ROTATED_NMS_OP in facts.nms_nodes and not plugins:
+        raise InputError(f"the ONNX has {ROTATED_NMS_OP} nodes, which no TensorRT ships: build our plugin with "
+                         f"`trtalign plugins build` and list libtrtalign_plugins.so under trt.plugins")

@@ -1,0 +1,177 @@
+"""TensorRT versions and what each one can do. Pure data: no tensorrt import.
+
+``TrtVersion.parse("10.3")`` -> comparable version; ``capabilities(version)`` -> :class:`Capabilities`, the table the
+build plan, the builder and the runner consult instead of sprinkling ``if major >= 10`` through the code.
+Enum *names* are the currency everywhere (``"STRONGLY_TYPED"``): enum integers changed between 10.16 and 11.1, so a
+raw enum int is never persisted.
+Sources: TensorRT headers 8.5.3 ... 11.x, the 8.x->10.x and 10.x->11.x migration guides (see docs/TENSORRT_ROUTES.md),
+and the real Python API surfaces in tests/data/trt_surfaces/ (8.6.1, 10.3.0, 11.4.0) that the conformance tests check.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import asdict, dataclass
+
+from trtalign.core.errors import ConfigError, UnsupportedError
+
+#: the versions the conformance harness checks against real bindings surfaces
+CHECKED_VERSIONS = ("8.6.1", "10.3.0", "11.4.0")
+#: the oldest TensorRT trtalign supports (JetPack 5.1)
+MIN_VERSION = "8.5"
+
+
+@functools.total_ordering
+@dataclass(frozen=True)
+class TrtVersion:
+    major: int
+    minor: int = 0
+    patch: int = 0
+    build: int = 0
+
+    @classmethod
+    def parse(cls, value: "str | TrtVersion") -> "TrtVersion":
+        """``"8.6"``, ``"10.3.0"``, ``"11.4.0.106"`` or ``"trt-10.3"`` -> TrtVersion; anything else is a ConfigError."""
+        if isinstance(value, TrtVersion):
+            return value
+        text = str(value).strip().lower().removeprefix("trt-").removeprefix("tensorrt-")
+        m = re.fullmatch(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:\.(\d+))?(?:[.+-].*)?", text)
+        if not m:
+            raise ConfigError(f"invalid TensorRT version {value!r}; expected MAJOR.MINOR[.PATCH], e.g. '8.6', '10.3', "
+                              f"'11.4.0'")
+        parts = [int(p) if p is not None else 0 for p in m.groups()]
+        version = cls(*parts)
+        if version < TrtVersion(8, 5):
+            raise UnsupportedError(f"TensorRT {version} is not supported; trtalign needs TensorRT >= {MIN_VERSION} "
+                                   f"(the name-based I/O API), got {value!r}")
+        return version
+
+    def _key(self) -> tuple:
+        return (self.major, self.minor, self.patch, self.build)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, TrtVersion):
+            other = TrtVersion.parse(other)  # type: ignore[arg-type]
+        return self._key() < other._key()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            other = TrtVersion.parse(other)
+        return isinstance(other, TrtVersion) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __str__(self) -> str:
+        text = f"{self.major}.{self.minor}.{self.patch}"
+        return f"{text}.{self.build}" if self.build else text
+
+    @property
+    def short(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    def same_engine_format(self, other: "TrtVersion") -> bool:
+        """Engines deserialize only on the TensorRT they were built with (same major.minor.patch; build ignored)."""
+        return (self.major, self.minor, self.patch) == (other.major, other.minor, other.patch)
+
+
+def _v(text: str) -> TrtVersion:
+    parts = [int(p) for p in text.split(".")]
+    return TrtVersion(*parts)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A TensorRT feature that exists in ``[since, until)``; ``until=None`` means still present."""
+
+    name: str
+    since: str
+    until: str | None = None
+    deprecated: str | None = None
+    what: str = ""
+
+    def available(self, version: TrtVersion) -> bool:
+        return _v(self.since) <= version and (self.until is None or version < _v(self.until))
+
+    def versions_text(self) -> str:
+        if self.until is None:
+            return f"TensorRT >= {self.since}"
+        last = _v(self.until)
+        return f"TensorRT {self.since} to {last.major - 1}.x (removed in {self.until})" if last.minor == 0 else \
+            f"TensorRT {self.since} to before {self.until}"
+
+
+#: name -> Feature. The rows of the capability table (docs/TENSORRT_ROUTES.md prints it).
+FEATURES: dict[str, Feature] = {f.name: f for f in [
+    Feature("name_based_io", "8.5", what="num_io_tensors / get_tensor_name / set_input_shape / execute_async_v3"),
+    Feature("implicit_calibration", "8.5", "11.0", "10.1", "IInt8EntropyCalibrator2 / IInt8MinMaxCalibrator"),
+    Feature("dynamic_range", "8.5", "11.0", "10.1", "ITensor.set_dynamic_range"),
+    Feature("builder_flag_int8", "8.5", "11.0", "10.12", "BuilderFlag.INT8"),
+    Feature("builder_flag_fp16", "8.5", "11.0", "10.12", "BuilderFlag.FP16"),
+    Feature("layer_precision", "8.5", "11.0", "10.12",
+            "ILayer.precision / set_output_type + BuilderFlag.OBEY_PRECISION_CONSTRAINTS"),
+    Feature("explicit_qdq", "8.5", what="Q/DQ nodes in the ONNX (the only INT8 route on 11)"),
+    Feature("strongly_typed", "10.0", what="NetworkDefinitionCreationFlag.STRONGLY_TYPED (always on in 11)"),
+    Feature("explicit_batch_flag", "8.5", "11.0", "10.0", "NetworkDefinitionCreationFlag.EXPLICIT_BATCH"),
+    Feature("load_library", "8.6", what="IPluginRegistry.load_library"),
+    Feature("builder_optimization_level", "8.6", what="IBuilderConfig.builder_optimization_level"),
+    Feature("version_compatible", "8.6", what="BuilderFlag.VERSION_COMPATIBLE"),
+    Feature("efficient_nms_class_agnostic", "8.6", what="EfficientNMS_TRT attribute class_agnostic"),
+    Feature("build_engine", "8.5", "10.0", "8.0", "Builder.build_engine (use build_serialized_network)"),
+    Feature("max_workspace_size", "8.5", "10.0", "8.4", "IBuilderConfig.max_workspace_size"),
+    Feature("execute_async_v2", "8.5", "10.0", "8.5", "IExecutionContext.execute_async_v2 / bindings API"),
+    Feature("get_plugin_creator", "8.5", "11.0", "10.0", "IPluginRegistry.get_plugin_creator"),
+    Feature("get_creator", "10.0", what="IPluginRegistry.get_creator"),
+    Feature("device_memory_size", "8.5", "11.0", "10.1", "ICudaEngine.device_memory_size"),
+    Feature("platform_has_fast_fp16", "8.5", "11.0", "10.0", "Builder.platform_has_fast_fp16 / _int8"),
+    Feature("python_plugins", "10.6", what="tensorrt.plugin decorators"),
+    Feature("inspector_schema_11_3", "11.3", what="engine inspector JSON schema of 11.3+"),
+]}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one TensorRT version offers, as booleans keyed like :data:`FEATURES`."""
+
+    version: str
+    features: tuple[str, ...]
+
+    def has(self, feature: str) -> bool:
+        if feature not in FEATURES:
+            raise KeyError(f"unknown TensorRT feature {feature!r}; known: {sorted(FEATURES)}")
+        return feature in self.features
+
+    def require(self, feature: str, purpose: str = "") -> None:
+        """Raise UnsupportedError naming the versions that have ``feature`` unless this version has it."""
+        if not self.has(feature):
+            f = FEATURES[feature]
+            why = f" for {purpose}" if purpose else ""
+            raise UnsupportedError(f"{f.what or f.name}{why} needs {f.versions_text()}; the target is TensorRT "
+                                   f"{self.version}")
+
+    @property
+    def inspector_schema(self) -> str:
+        return "11.3+" if self.has("inspector_schema_11_3") else "pre-11.3"
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, "features": {name: name in self.features for name in FEATURES}}
+
+
+def capabilities(version: "str | TrtVersion") -> Capabilities:
+    v = TrtVersion.parse(version)
+    return Capabilities(version=str(v), features=tuple(n for n, f in FEATURES.items() if f.available(v)))
+
+
+def feature_table(versions: tuple[str, ...] = ("8.5.2", "8.6.1", "10.3.0", "11.4.0")) -> list[dict]:
+    """Rows ``{feature, what, since, until, deprecated, <version>: bool...}`` for docs and ``trtalign build --json``."""
+    caps = {v: capabilities(v) for v in versions}
+    return [{**asdict(f), **{v: caps[v].has(f.name) for v in versions}} for f in FEATURES.values()]
+
+
+def installed_version() -> TrtVersion:
+    """The version of the importable ``tensorrt`` (DependencyError with the install command if absent)."""
+    from trtalign.core.lazy import require
+
+    trt = require("tensorrt", purpose="building or running TensorRT engines")
+    return TrtVersion.parse(trt.__version__)
