@@ -480,7 +480,7 @@ def load_dataset(path: str | Path, split: str = "val", fmt: str = "auto", task: 
             fmt = "coco"
         elif (path / "data.yaml").is_file() or (path / "labels").is_dir():
             fmt = "yolo"
-        elif (path / "labelTxt").is_dir() or (path / split / "labelTxt").is_dir():
+        elif (path / "labelTxt").is_dir() or (path / split / "labelTxt").is_dir() or (path / "dota" / split).is_dir():
             fmt = "dota"
         else:
             raise InputError(f"{path}: no dataset found (looked for instances_{split}.json, data.yaml, labels/, "
@@ -492,6 +492,10 @@ def load_dataset(path: str | Path, split: str = "val", fmt: str = "auto", task: 
         ds = load_coco(json_path, images_dir, split)
     elif fmt == "yolo":
         ds = load_yolo(path, split, names, want)
+    elif (path / "dota" / split).is_dir():  # trtalign's synthetic layout: dota/<split>/*.txt + images/<split>/
+        if names is None and (path / "data.yaml").is_file():
+            names = load_yolo(path, split).names
+        ds = load_dota(path, names, images_dir or path / "images" / split, path / "dota" / split)
     else:
         root = path / split if (path / split / "labelTxt").is_dir() else path
         ds = load_dota(root, names, images_dir)
@@ -501,12 +505,13 @@ def load_dataset(path: str | Path, split: str = "val", fmt: str = "auto", task: 
 
 
 def category_map(model_names: Iterable[str], dataset: Dataset) -> np.ndarray:
-    """Model class index -> dataset class index. Identity when the class counts agree, else by name; a model class
-    absent from the dataset maps to -1 (its detections are dropped). Raises when nothing matches."""
+    """Model class index -> dataset class index: by name when every model name is a dataset name, else by position
+    when the class counts agree, else by name with absent classes mapped to -1 (their detections are dropped).
+    Raises when nothing matches."""
     model_names = [str(n) for n in model_names]
-    if len(model_names) == dataset.num_classes:
-        return np.arange(len(model_names), dtype=np.int64)
-    index = {n: i for i, n in enumerate(dataset.names)}
+    index = {str(n): i for i, n in enumerate(dataset.names)}
+    if len(model_names) == dataset.num_classes and not set(model_names) <= set(index):
+        return np.arange(len(model_names), dtype=np.int64)  # generic names (class0, ...): by position
     out = np.asarray([index.get(n, -1) for n in model_names], np.int64)
     if (out < 0).all():
         raise InputError(f"the model's {len(model_names)} classes and the dataset's {dataset.num_classes} classes "

@@ -1,0 +1,469 @@
+"""Evaluate a model at several precisions on one dataset: runners -> per-image Detections -> COCO / rotated metrics.
+
+``evaluate(model, data, precisions=("torch", "fp32", "fp16", "int8"))`` prepares one runner per precision
+(``torch``: the ultralytics model and its own NMS; ``ort-fp32``: the exported ONNX; ``ort-fp16sim``: its FP16
+emulation (:mod:`trtalign.export.fp16sim`); ``ort-int8sim``: the Q/DQ ONNX of :mod:`trtalign.export.qdq`, run with
+fake-quant numerics; ``trt-fp32`` / ``trt-fp16`` / ``trt-int8`` with ``backend="trt"`` when TensorRT is importable),
+runs each over the images in batches (progress bar), scores the detections and times the inference.
+
+JSON (``EvalResult.to_dict()``), stable keys:
+
+- ``task`` ("detect" | "obb"), ``metric`` ("coco-bbox" | "rotated"), ``model``, ``imgsz`` [h, w], ``batch``,
+  ``reference`` (the runner the deltas are taken against: "torch" when evaluated, else the first one),
+  ``nms`` {score_threshold, iou_threshold, max_det, class_agnostic, torch_nms}, ``dataset`` {source, root, task,
+  images, boxes, classes, names};
+- ``results``: a list, one per runner, each {``precision`` ("torch" | "fp32" | "fp16" | "int8"), ``runner``
+  ("torch", "ort-fp32", "ort-fp16sim", "ort-int8sim", "trt-fp32", ...), ``model`` (file run), ``metrics``
+  (:class:`~trtalign.eval.coco_metrics.CocoResult` or :class:`~trtalign.eval.rotated_metrics.RotatedResult`
+  to_dict: ``stats.map`` is mAP50-95, ``stats.map50`` mAP50), ``delta_map`` / ``delta_map50`` (this minus the
+  reference; 0 for the reference itself), ``latency`` {median_ms, mean_ms, p90_ms, images, batch} per image,
+  ``detections_file`` (with ``save_detections``), ``notes``};
+- ``skipped``: {precision or runner name: reason} for what could not run here (no TensorRT, no Q/DQ export, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from trtalign.core.detections import Detections
+from trtalign.core.errors import ConfigError, InputError, TrtalignError, choices_text
+from trtalign.core.io import atomic_write_json
+from trtalign.core.logging import get_logger, progress
+from trtalign.eval.coco_metrics import CocoMetrics, CocoResult
+from trtalign.eval.datasets import Dataset, category_map, load_dataset
+from trtalign.eval.rotated_metrics import RotatedMetrics, RotatedResult, rotated_results_json
+
+log = get_logger(__name__)
+
+PRECISIONS = ("torch", "fp32", "fp16", "int8")
+ORT_RUNNERS = {"fp32": "ort-fp32", "fp16": "ort-fp16sim", "int8": "ort-int8sim"}
+TRT_RUNNERS = {"fp32": "trt-fp32", "fp16": "trt-fp16", "int8": "trt-int8"}
+RUNNER_NAMES = ("torch", *ORT_RUNNERS.values(), *TRT_RUNNERS.values())
+BACKENDS = ("auto", "ort", "trt")
+TORCH_NMS = ("ultralytics", "aligned")
+
+
+def parse_precisions(text: str | Sequence[str]) -> list[str]:
+    """``"torch,fp32,fp16,int8"`` (runner names such as ``ort-fp16sim`` also accepted) -> precision list."""
+    items = [p.strip().lower() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
+    alias = {v: k for k, v in {**ORT_RUNNERS}.items()} | {v: k for k, v in TRT_RUNNERS.items()}
+    out = []
+    for p in items:
+        p = alias.get(p, p)
+        if p not in PRECISIONS:
+            raise ConfigError(f"invalid precision {p!r}; valid choices: {choices_text(PRECISIONS + RUNNER_NAMES)}")
+        if p not in out:
+            out.append(p)
+    if not out:
+        raise ConfigError(f"no precision given; valid choices: {choices_text(PRECISIONS)}")
+    return out
+
+
+@dataclass
+class NmsSettings:
+    """NMS used for evaluation (ultralytics' val defaults). ``torch_nms``: ``ultralytics`` (its own NMS, the
+    reference as users see it) or ``aligned`` (the exported EfficientNMS reference on the torch head, which removes
+    NMS differences from the torch-vs-ONNX comparison)."""
+
+    score_threshold: float = 0.001
+    iou_threshold: float = 0.7
+    max_det: int = 300
+    class_agnostic: bool = False
+    torch_nms: str = "ultralytics"
+
+    def __post_init__(self) -> None:
+        if self.torch_nms not in TORCH_NMS:
+            raise ConfigError(f"invalid torch NMS mode {self.torch_nms!r}; valid choices: {choices_text(TORCH_NMS)}")
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class LatencyStats:
+    """Inference wall time per image (batch time / batch size), warm-up batch excluded, in milliseconds."""
+
+    median_ms: float
+    mean_ms: float
+    p90_ms: float
+    images: int
+    batch: int
+
+    @classmethod
+    def from_batches(cls, seconds: Sequence[float], sizes: Sequence[int], batch: int) -> "LatencyStats":
+        per = np.asarray([s / max(n, 1) for s, n in zip(seconds, sizes)]) * 1e3
+        if not len(per):
+            return cls(float("nan"), float("nan"), float("nan"), 0, batch)
+        return cls(float(np.median(per)), float(per.mean()), float(np.percentile(per, 90)), int(sum(sizes)), batch)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PrecisionResult:
+    precision: str
+    runner: str
+    metrics: Any  # CocoResult | RotatedResult
+    latency: LatencyStats
+    model: Optional[str] = None
+    delta_map: Optional[float] = None
+    delta_map50: Optional[float] = None
+    detections_file: Optional[str] = None
+    notes: list = field(default_factory=list)
+
+    @property
+    def map(self) -> float:
+        return self.metrics.map
+
+    def to_dict(self) -> dict:
+        return {"precision": self.precision, "runner": self.runner, "model": self.model,
+                "metrics": self.metrics.to_dict(), "delta_map": self.delta_map, "delta_map50": self.delta_map50,
+                "latency": self.latency.to_dict(), "detections_file": self.detections_file, "notes": list(self.notes)}
+
+
+@dataclass
+class EvalResult:
+    task: str
+    metric: str
+    model: str
+    imgsz: list
+    batch: int
+    dataset: dict
+    nms: dict
+    results: list = field(default_factory=list)
+    skipped: dict = field(default_factory=dict)
+    reference: Optional[str] = None
+
+    def __bool__(self) -> bool:
+        return bool(self.results)
+
+    def result(self, runner: str) -> PrecisionResult:
+        for r in self.results:
+            if r.runner == runner or r.precision == runner:
+                return r
+        raise InputError(f"no result for {runner!r}; evaluated: {choices_text(r.runner for r in self.results)}")
+
+    def set_deltas(self, reference: str | None = None) -> None:
+        if not self.results:
+            return
+        names = [r.runner for r in self.results]
+        ref = reference or ("torch" if "torch" in names else names[0])
+        base = self.result(ref).metrics
+        self.reference = ref
+        for r in self.results:
+            r.delta_map = _delta(r.metrics.stats["map"], base.stats["map"])
+            r.delta_map50 = _delta(r.metrics.stats["map50"], base.stats["map50"])
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "metric": self.metric, "model": self.model, "imgsz": list(self.imgsz),
+                "batch": self.batch, "reference": self.reference, "nms": self.nms, "dataset": self.dataset,
+                "results": [r.to_dict() for r in self.results], "skipped": dict(self.skipped)}
+
+    def summary(self) -> str:
+        lines = [f"{self.metric} on {self.dataset.get('images')} images ({self.dataset.get('root')}), "
+                 f"imgsz {self.imgsz[0]}x{self.imgsz[1]}, reference {self.reference}",
+                 f"{'runner':<14}{'mAP50-95':>10}{'mAP50':>9}{'delta':>9}{'ms/img':>9}"]
+        for r in self.results:
+            d = "" if r.delta_map is None else f"{r.delta_map:+.4f}"
+            lines.append(f"{r.runner:<14}{r.metrics.stats['map']:>10.4f}{r.metrics.stats['map50']:>9.4f}{d:>9}"
+                         f"{r.latency.median_ms:>9.1f}")
+        for k, why in self.skipped.items():
+            lines.append(f"{k:<14}skipped: {why}")
+        return "\n".join(lines)
+
+
+def _delta(a: float, b: float) -> Optional[float]:
+    return None if not (np.isfinite(a) and np.isfinite(b)) else float(a - b)
+
+
+# ------------------------------------------------------------------------------------------------ running a runner
+Postprocess = Callable[[dict, list], list]
+
+
+def ort_postprocess(rotated: bool) -> Postprocess:
+    """NMS outputs of an exported ONNX -> Detections on the original images."""
+    from trtalign.runtime.postprocess import nms_outputs_to_detections
+
+    return lambda outputs, metas: nms_outputs_to_detections(outputs, metas, rotated=rotated)
+
+
+def torch_postprocess(runner: Any, nms: NmsSettings) -> Postprocess:
+    """The torch runner's raw head -> Detections, with ultralytics' NMS or the aligned (EfficientNMS reference) one."""
+    if nms.torch_nms == "ultralytics":
+        return lambda outputs, metas: runner.postprocess(outputs["output0"], metas, conf=nms.score_threshold,
+                                                         iou=nms.iou_threshold, max_det=nms.max_det,
+                                                         agnostic=nms.class_agnostic)
+    from trtalign.export.graph_nms import decode_raw_output
+    from trtalign.plugins.reference.nms import efficient_nms, efficient_rotated_nms
+    from trtalign.runtime.postprocess import nms_outputs_to_detections
+
+    rotated = runner.rotated
+    nc = runner.info.num_classes
+
+    def post(outputs: dict, metas: list) -> list:
+        boxes, scores = decode_raw_output(outputs["output0"], nc, rotated, box_coding=1 if rotated else 0)
+        fn = efficient_rotated_nms if rotated else efficient_nms
+        res = fn(boxes, scores, score_threshold=nms.score_threshold, iou_threshold=nms.iou_threshold,
+                 max_output_boxes=nms.max_det, class_agnostic=int(nms.class_agnostic), box_coding=1 if rotated else 0)
+        return nms_outputs_to_detections(res._asdict(), metas, rotated=rotated)
+
+    return post
+
+
+def run_runner(runner: Any, dataset: Dataset, imgsz: Sequence[int], postprocess: Postprocess, batch: int = 1,
+               class_map: np.ndarray | None = None, desc: str = "") -> tuple[dict, LatencyStats]:
+    """Run an active runner over every image: ``{image_id: Detections}`` (dataset class indices) + latency."""
+    from trtalign.core.preprocess import letterbox_batch, read_image
+
+    if batch < 1:
+        raise InputError(f"batch must be >= 1, got {batch}")
+    images = dataset.images
+    groups = [images[i:i + batch] for i in range(0, len(images), batch)]
+    static = _static_batch(runner)
+    detections: dict = {}
+    seconds, sizes = [], []
+    for n, group in enumerate(progress(groups, total=len(groups), desc=desc or runner.name, unit="batch")):
+        x, metas = letterbox_batch([read_image(im.path) for im in group], imgsz)
+        if static is not None and static != len(group):
+            if static < len(group):
+                raise InputError(f"{runner.name}: the model has a fixed batch of {static}; use batch <= {static}")
+            x = np.concatenate([x, np.repeat(x[-1:], static - len(group), axis=0)])
+        if n == 0:  # warm-up, not timed
+            runner.infer({"images": x})
+        outputs = runner.infer({"images": x})
+        seconds.append(runner.timing.last)
+        sizes.append(len(group))
+        for im, det in zip(group, postprocess(outputs, metas)):
+            if class_map is not None and len(det):
+                mapped = class_map[det.class_ids]
+                det = Detections(det.boxes[mapped >= 0], det.scores[mapped >= 0], mapped[mapped >= 0],
+                                 det.box_format)
+            detections[im.id] = det
+    return detections, LatencyStats.from_batches(seconds, sizes, batch)
+
+
+def _static_batch(runner: Any) -> Optional[int]:
+    meta = runner.input_metadata()
+    if not meta:
+        return None
+    dim = meta[0].shape[0] if meta[0].shape else None
+    return int(dim) if isinstance(dim, (int, np.integer)) and dim > 0 else None
+
+
+def score_detections(dataset: Dataset, detections: dict, coco_backend: str = "auto") -> Any:
+    """``{image_id: Detections}`` -> CocoResult (detect) or RotatedResult (obb)."""
+    metric = RotatedMetrics(dataset) if dataset.rotated else CocoMetrics(dataset, coco_backend)
+    for iid, det in detections.items():
+        metric.update(iid, det)
+    return metric.compute()
+
+
+def save_detections(dataset: Dataset, detections: dict, path: str | os.PathLike) -> Path:
+    """Write detections as a COCO results json (``image_id, category_id, bbox [x, y, w, h], score``), or for rotated
+    boxes as a json list of ``image_id, category_id, score, xywhr [cx, cy, w, h, angle rad], poly [8 corners]``."""
+    ids = [iid for iid, d in detections.items() for _ in range(len(d))]
+    parts = [d for d in detections.values() if len(d)]
+    boxes = np.concatenate([d.boxes for d in parts]) if parts else np.zeros((0, 5 if dataset.rotated else 4))
+    scores = np.concatenate([d.scores for d in parts]) if parts else np.zeros(0)
+    cls = np.concatenate([d.class_ids for d in parts]) if parts else np.zeros(0, np.int64)
+    if dataset.rotated:
+        rows = rotated_results_json(dataset, np.asarray(ids), boxes, scores, cls)
+    else:
+        cat = np.asarray(dataset.category_ids)
+        rows = [{"image_id": int(i), "category_id": int(cat[c]), "score": round(float(s), 6),
+                 "bbox": [round(float(b[0]), 3), round(float(b[1]), 3), round(float(b[2] - b[0]), 3),
+                          round(float(b[3] - b[1]), 3)]} for i, b, s, c in zip(ids, boxes, scores, cls)]
+    return atomic_write_json(path, rows, indent=None)
+
+
+# ------------------------------------------------------------------------------------------------ preparing runners
+@dataclass
+class ModelSource:
+    """The model under evaluation: an FP32 ONNX with NMS (exported here when needed) and, for .pt / .yaml, the
+    PyTorch model. ``names``/``task``/``imgsz`` come from the ONNX metadata."""
+
+    path: Path
+    onnx: Path
+    names: list
+    task: str
+    imgsz: tuple
+    torch_ok: bool
+
+
+def prepare_model(model: str | os.PathLike, workdir: Path, imgsz: int | None, batch: int, nms: NmsSettings) -> ModelSource:
+    from trtalign.export.metadata import read_metadata
+    from trtalign.export.onnx_export import export_onnx
+
+    path = Path(model)
+    if path.suffix.lower() == ".onnx":
+        if not path.is_file():
+            raise InputError(f"model not found: {path}")
+        onnx_path, torch_ok = path, False
+    else:
+        onnx_path, torch_ok = workdir / f"{path.stem}_fp32.onnx", True
+        export_onnx(path, onnx_path, imgsz=imgsz or 640, dynamic_batch=batch if batch > 1 else None,
+                    score_threshold=nms.score_threshold, iou_threshold=nms.iou_threshold, max_det=nms.max_det,
+                    class_agnostic=nms.class_agnostic)
+    meta = read_metadata(str(onnx_path)) or {}
+    if not meta.get("names") or not meta.get("imgsz") or not meta.get("nms"):
+        raise InputError(f"{onnx_path}: not an ONNX exported by `trtalign export` with NMS (metadata "
+                         f"'trtalign' with names, imgsz and nms is missing); export it with `trtalign export`")
+    hw = tuple(int(v) for v in meta["imgsz"])
+    if imgsz is not None and path.suffix.lower() == ".onnx" and tuple(hw) != (imgsz, imgsz):
+        raise InputError(f"--imgsz {imgsz} does not match the ONNX input size {hw[0]}x{hw[1]}; re-export the model "
+                         f"or drop --imgsz")
+    return ModelSource(path, onnx_path, list(meta["names"]), meta.get("task", "detect"), hw, torch_ok)
+
+
+@dataclass
+class CalibrationSettings:
+    """Images and method for the INT8 emulation's calibration. ``images`` None: the dataset's ``train`` split when
+    it has images, else the evaluated images themselves (noted in the result: that flatters INT8 a little)."""
+
+    images: Optional[Path] = None
+    num: int = 64
+    method: str = "entropy"
+    qdq_mode: str = "trt"  # trtalign.export.qdq mode: "trt" (every unit INT8, decode untouched) or "naive"
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def _calibration_images(dataset: Dataset, calib: CalibrationSettings) -> tuple[Path, str]:
+    if calib.images is not None:
+        return Path(calib.images), f"calibrated on {calib.images}"
+    folders = sorted({im.path.parent for im in dataset.images})
+    if folders and folders[0].name == "val" and (folders[0].parent / "train").is_dir() and \
+            any((folders[0].parent / "train").iterdir()):
+        train = folders[0].parent / "train"
+        return train, f"calibrated on the train split {train}"
+    return folders[0], (f"calibrated on the evaluated images themselves ({folders[0]}): no separate calibration "
+                        f"set was given (--calib DIR), which flatters INT8 slightly")
+
+
+def _int8_model(src: ModelSource, workdir: Path, dataset: Dataset, calib: CalibrationSettings) -> tuple[Path, str]:
+    """The full-network Q/DQ ONNX (every unit INT8, no fallback) of :mod:`trtalign.export.qdq`, calibrated with
+    :mod:`trtalign.export.calibrate`; returns (path, note)."""
+    try:
+        from trtalign.export.calibrate import calibrate
+        from trtalign.export.qdq import save_qdq
+    except ImportError as exc:
+        raise TrtalignError(f"no INT8 Q/DQ export in this build ({exc})") from None
+    images, note = _calibration_images(dataset, calib)
+    ranges = calibrate(src.onnx, images, method=calib.method, num=calib.num, imgsz=src.imgsz,
+                       cache_dir=workdir / "calibration_cache")
+    out = workdir / f"{src.onnx.stem}_int8sim.onnx"
+    save_qdq(str(src.onnx), ranges, out, plan=None, mode=calib.qdq_mode)
+    return out, f"{note}; {calib.method} ranges, {calib.num} images max, Q/DQ mode {calib.qdq_mode}, no fallback"
+
+
+def _make_runner(precision: str, backend: str, src: ModelSource, workdir: Path, dataset: Dataset,
+                 calib: CalibrationSettings) -> tuple[Any, str, str]:
+    """(runner, file run, note) for one precision."""
+    from trtalign.runtime.ort_runner import OrtRunner
+
+    if precision == "torch":
+        from trtalign.runtime.torch_runner import TorchRunner
+
+        if not src.torch_ok:
+            raise TrtalignError("the torch runner needs the .pt/.yaml model, not an ONNX file")
+        return TorchRunner(src.path, imgsz=src.imgsz, name="torch"), str(src.path), ""
+    if backend == "trt":
+        from trtalign.core.lazy import require
+
+        require("tensorrt", purpose=f"the {TRT_RUNNERS[precision]} runner")
+        trt_runner = require("trtalign.runtime.trt_runner", purpose="TensorRT runners")
+        return trt_runner.runner_for_eval(src.onnx, precision, workdir, calib), str(src.onnx), ""
+    if precision == "fp32":
+        return OrtRunner(src.onnx, name="ort-fp32"), str(src.onnx), ""
+    if precision == "fp16":
+        from trtalign.export.fp16sim import write_fp16sim_onnx
+
+        out = workdir / f"{src.onnx.stem}_fp16sim.onnx"
+        info = write_fp16sim_onnx(src.onnx, out)
+        return OrtRunner(out, name="ort-fp16sim"), str(out), (
+            f"FP16 emulation: {info.tensors_rounded} tensors and {info.weights_rounded} weights rounded to float16 "
+            f"up to {info.boundary!r}; decode and NMS in FP32")
+    out, note = _int8_model(src, workdir, dataset, calib)
+    return OrtRunner(out, name="ort-int8sim"), str(out), note
+
+
+def resolve_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ConfigError(f"invalid backend {backend!r}; valid choices: {choices_text(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    try:
+        import tensorrt  # noqa: F401
+        import trtalign.runtime.trt_runner  # noqa: F401
+        return "trt"
+    except Exception:  # noqa: BLE001 - any failure to import TensorRT means: not here
+        return "ort"
+
+
+def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precisions: Sequence[str] = PRECISIONS,
+             backend: str = "auto", imgsz: int | None = None, batch: int = 1, max_images: int | None = None,
+             workdir: str | os.PathLike | None = None, save_detections_dir: str | os.PathLike | None = None,
+             nms: NmsSettings | None = None, coco_backend: str = "auto",
+             calibration: CalibrationSettings | None = None,
+             split: str = "val", data_format: str = "auto") -> EvalResult:
+    """Evaluate ``model`` (.pt / .yaml / exported .onnx) on ``data`` at each precision. A precision that cannot run
+    here (no TensorRT, no Q/DQ export, torch for an ONNX model) is listed in ``skipped`` with the reason."""
+    nms = nms or NmsSettings()
+    calibration = calibration or CalibrationSettings()
+    precisions = parse_precisions(precisions)
+    backend = resolve_backend(backend)
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="trtalign_eval_")
+        workdir = tmp.name
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        src = prepare_model(model, workdir, imgsz, batch, nms)
+        dataset = data if isinstance(data, Dataset) else load_dataset(data, split=split, fmt=data_format,
+                                                                      task=src.task)
+        if dataset.task.value != src.task:
+            raise InputError(f"the model is a {src.task} model but the dataset is {dataset.task.value}")
+        dataset = dataset.subset(max_images)
+        cmap = category_map(src.names, dataset)
+        result = EvalResult(src.task, "rotated" if dataset.rotated else "coco-bbox", str(src.path), list(src.imgsz),
+                            batch, dataset.summary(), nms.to_dict())
+        for precision in precisions:
+            label = "torch" if precision == "torch" else (TRT_RUNNERS if backend == "trt" else ORT_RUNNERS)[precision]
+            try:
+                runner, model_file, note = _make_runner(precision, backend, src, workdir, dataset, calibration)
+            except TrtalignError as exc:
+                log.warning("skipping %s: %s", label, exc)
+                result.skipped[label] = str(exc)
+                continue
+            with runner:
+                post = torch_postprocess(runner, nms) if precision == "torch" else ort_postprocess(dataset.rotated)
+                dets, latency = run_runner(runner, dataset, src.imgsz, post, batch, cmap, desc=label)
+            metrics = score_detections(dataset, dets, coco_backend)
+            pr = PrecisionResult(precision, label, metrics, latency, model_file, notes=[note] if note else [])
+            if precision == "torch":
+                pr.notes.append(f"NMS: {'ultralytics non_max_suppression' if nms.torch_nms == 'ultralytics' else 'EfficientNMS reference (aligned)'}")
+            if save_detections_dir is not None:
+                out = Path(save_detections_dir) / f"{label}.json"
+                save_detections(dataset, dets, out)
+                pr.detections_file = str(out)
+            result.results.append(pr)
+        if save_detections_dir is not None:
+            atomic_write_json(Path(save_detections_dir) / "ground_truth_coco.json", dataset.to_coco(), indent=None)
+        result.set_deltas()
+        return result
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+__all__ = ["evaluate", "EvalResult", "PrecisionResult", "LatencyStats", "NmsSettings", "run_runner",
+           "score_detections", "save_detections", "parse_precisions", "PRECISIONS", "CalibrationSettings", "CocoResult", "RotatedResult"]
