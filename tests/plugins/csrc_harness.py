@@ -1,4 +1,5 @@
-"""ctypes bindings of the plugin sources' C test API (trtalign_capi.h), shared by the csrc tests.
+"""ctypes bindings of the plugin sources' C test API (trtalign_capi.h) and the fixtures that build it, shared by the
+csrc tests (``from csrc_harness import host_api`` makes the fixture available in a test module).
 
 ``CApi(path)`` wraps a library built from ``trtalign/plugins/csrc`` (the host test library, or the CUDA test library
 which also has ``trtalign_rotated_nms_cuda``). Inputs are numpy arrays; float16 arrays go through the FP16 path.
@@ -7,10 +8,15 @@ which also has ``trtalign_rotated_nms_cuda``). Inputs are numpy arrays; float16 
 from __future__ import annotations
 
 import ctypes
+import shutil
+import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import pytest
+
+from trtalign.plugins.build import csrc_dir, find_nvcc
 
 _i32, _f32, _i64, _vp = ctypes.c_int32, ctypes.c_float, ctypes.c_int64, ctypes.c_void_p
 
@@ -95,3 +101,38 @@ class CApi:
         if rc != 0:
             raise RuntimeError(f"rc={rc}: {self.last_error()}")
         return out._replace(kernel_ms=ms)
+
+
+HOST_SOURCES = ("trtalign_capi_host.cpp", "rotated_nms_host.cpp")
+
+
+def compile_host_library(out: Path, compiler: str) -> Path:
+    """Compile the host test library with ``compiler`` ('g++' or an nvcc path; nvcc compiles the sources as CUDA,
+    so the ``__host__ __device__`` geometry goes through the CUDA front end)."""
+    src = [str(csrc_dir() / s) for s in HOST_SOURCES]
+    lib = out / f"libtrtalign_csrc_host_{Path(compiler).name}.so"
+    if Path(compiler).name.startswith("nvcc"):
+        cmd = [compiler, "-std=c++17", "-O2", "-shared", "-Xcompiler", "-fPIC", "-x", "cu", *src, "-o", str(lib)]
+    else:
+        cmd = [compiler, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC", *src, "-o", str(lib)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return lib
+
+
+@pytest.fixture(scope="session")
+def host_api(tmp_path_factory):
+    """CApi over the host library compiled with g++ (the CI path: no CUDA, no TensorRT)."""
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler (g++/c++) on PATH")
+    return CApi(compile_host_library(tmp_path_factory.mktemp("csrc_host"), cxx))
+
+
+@pytest.fixture(scope="session")
+def nvcc_host_api(tmp_path_factory):
+    """CApi over the same host sources compiled by nvcc (host code paths through the CUDA compiler)."""
+    nvcc = find_nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc not found (PATH, $CUDACXX, /usr/local/cuda*/bin)")
+    return CApi(compile_host_library(tmp_path_factory.mktemp("csrc_host_nvcc"), nvcc))

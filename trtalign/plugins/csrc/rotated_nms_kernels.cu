@@ -108,7 +108,7 @@ __device__ __forceinline__ CandidateRef decodeCandidate(RotatedNmsParams const& 
 }
 
 //! Greedy NMS of one image per block over its sorted candidates. Threads own candidates j = tid + t * blockDim.
-__global__ void greedyNmsKernel(RotatedNmsParams p, NmsDataType type, void const* __restrict__ boxes,
+__global__ void __launch_bounds__(1024) greedyNmsKernel(RotatedNmsParams p, NmsDataType type, void const* __restrict__ boxes,
     void const* __restrict__ scores, int32_t const* __restrict__ counts, uint64_t const* __restrict__ sortedKeys,
     int64_t perImage, int32_t* __restrict__ numDetections,
     void* __restrict__ outBoxes, void* __restrict__ outScores, int32_t* __restrict__ outClasses)

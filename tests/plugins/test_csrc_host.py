@@ -1,0 +1,204 @@
+"""The C++ geometry and host NMS (trtalign/plugins/csrc) against the Python reference ops, on the CPU.
+
+The host test library is compiled here with g++ (CI path: no CUDA, no TensorRT) and, where nvcc exists, with nvcc too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from csrc_harness import host_api, nvcc_host_api  # noqa: F401  (fixtures)
+
+from trtalign.plugins.reference import efficient_rotated_nms, rotated_iou, rotated_iou_one_to_many
+
+S2 = math.sqrt(2.0)
+
+# name, box a, box b, exact IoU (None: compare with the reference only)
+GEOMETRY_CASES = [
+    ("identical", (10, 10, 4, 2, 0.3), (10, 10, 4, 2, 0.3), 1.0),
+    ("disjoint", (0, 0, 2, 2, 0), (10, 0, 2, 2, 0), 0.0),
+    ("touching edge", (0, 0, 2, 2, 0), (2, 0, 2, 2, 0), 0.0),
+    ("touching corner", (0, 0, 2, 2, 0), (2, 2, 2, 2, 0), 0.0),
+    ("half overlap, coincident top/bottom edges", (0, 0, 2, 2, 0), (1, 0, 2, 2, 0), 1 / 3),
+    ("contained", (0, 0, 4, 4, 0), (0.5, 0.5, 2, 2, 0), 0.25),
+    ("shared edge inside", (0, 0, 4, 2, 0), (1, 0, 2, 2, 0), 0.5),
+    ("square rotated 45 deg on itself", (0, 0, 2, 2, 0), (0, 0, 2, 2, math.pi / 4),
+     8 * (S2 - 1) / (8 - 8 * (S2 - 1))),
+    ("quarter turn = swapped sides", (5, 5, 4, 2, 0), (5, 5, 2, 4, math.pi / 2), 1.0),
+    ("angle +pi/2 vs -pi/2", (5, 5, 4, 2, math.pi / 2), (5, 5, 4, 2, -math.pi / 2), 1.0),
+    ("angle 3*pi (outside [-pi/2, pi/2))", (5, 5, 4, 2, 3 * math.pi), (5, 5, 4, 2, 0), 1.0),
+    ("angle -7 rad", (5, 5, 4, 2, -7.0), (5.3, 4.9, 4, 2, -7.0 + 0.1), None),
+    ("cross", (0, 0, 6, 1, 0), (0, 0, 1, 6, 0), 1 / 11),
+    ("zero width", (0, 0, 0, 2, 0), (0, 0, 2, 2, 0), 0.0),
+    ("zero-area with itself", (0, 0, 0, 0, 0), (0, 0, 0, 0, 0), 0.0),
+    ("negative height", (0, 0, 2, -2, 0), (0, 0, 2, 2, 0), 0.0),
+    ("far from origin", (10000.5, 9000.25, 3, 1, 0.7), (10000.9, 9000.0, 3, 1, 0.8), None),
+    ("thin sliver", (0, 0, 100, 0.01, 0.001), (0, 0, 100, 0.01, -0.001), None),
+    ("near pi/2 and -pi/2 + eps", (3, 3, 8, 2, math.pi / 2 - 1e-4), (3, 3, 8, 2, -math.pi / 2 + 1e-4), None),
+    ("parallel edges offset by a hair", (0, 0, 2, 2, 0), (0, 2.0 - 1e-6, 2, 2, 0), None),
+]
+
+
+@pytest.mark.parametrize("name,a,b,expected", GEOMETRY_CASES, ids=[c[0] for c in GEOMETRY_CASES])
+def test_geometry_cases_match_reference_and_exact_values(host_api, name, a, b, expected):
+    # the C API takes float32 boxes (as TensorRT does): the reference sees the same float32 values
+    ref = rotated_iou(np.array(a, np.float32).astype(np.float64), np.array(b, np.float32).astype(np.float64))
+    for precision in (0, 1):  # FP32 (the kernels) and FP64
+        got = float(host_api.rotated_iou(np.array([a]), np.array([b]), precision)[0])
+        assert abs(got - ref) <= 1e-5, (name, precision, got, ref)
+        if expected is not None:
+            assert abs(got - expected) <= 1e-5, (name, precision, got, expected)
+    # symmetric
+    got_ba = float(host_api.rotated_iou(np.array([b]), np.array([a]), 0)[0])
+    assert abs(got_ba - ref) <= 1e-5
+
+
+def _random_pairs(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs that overlap often: b is a jittered copy of a (some exact copies, some with parallel edges)."""
+    a = np.column_stack([rng.uniform(0, 1000, n), rng.uniform(0, 1000, n), rng.uniform(0.5, 120, n),
+                         rng.uniform(0.5, 120, n), rng.uniform(-2 * np.pi, 2 * np.pi, n)])
+    b = a.copy()
+    scale = np.maximum(a[:, 2], a[:, 3])[:, None]
+    b[:, :2] += rng.normal(0, 0.3, (n, 2)) * scale
+    b[:, 2:4] *= rng.uniform(0.5, 1.5, (n, 2))
+    b[:, 4] += rng.normal(0, 0.4, n)
+    kind = rng.integers(0, 10, n)
+    b[kind == 0] = a[kind == 0]  # identical
+    b[kind == 1, 4] = a[kind == 1, 4] + np.pi / 2 * rng.integers(-2, 3, (kind == 1).sum())  # parallel edges
+    return a.astype(np.float32), b.astype(np.float32)
+
+
+def test_10k_random_pairs_within_1e5_of_reference(host_api):
+    rng = np.random.default_rng(20261122)
+    a, b = _random_pairs(10_000, rng)
+    got = host_api.rotated_iou(a, b, precision=0)
+    ref = np.array([rotated_iou_one_to_many(x, y[None])[0] for x, y in zip(a.astype(np.float64),
+                                                                           b.astype(np.float64))])
+    assert (ref > 0).mean() > 0.7  # the test exercises overlaps, not empty pairs
+    diff = np.abs(got - ref)
+    assert diff.max() <= 1e-5, f"max |IoU diff| {diff.max():.3g} at pair {int(diff.argmax())}"
+
+
+def _random_nms_inputs(rng, batch, n, c, dtype=np.float32, clustered=True):
+    centers = rng.uniform(0, 320, (batch, max(n // 6, 1), 2))
+    pick = rng.integers(0, centers.shape[1], (batch, n))
+    xy = np.take_along_axis(centers, pick[..., None], axis=1) + rng.normal(0, 6, (batch, n, 2))
+    if not clustered:
+        xy = rng.uniform(0, 320, (batch, n, 2))
+    wh = rng.uniform(4, 40, (batch, n, 2))
+    ang = rng.uniform(-np.pi, np.pi, (batch, n, 1))
+    boxes = np.concatenate([xy, wh, ang], -1).astype(dtype)
+    scores = rng.uniform(0, 1, (batch, n, c)).astype(dtype)
+    return boxes, scores
+
+
+def assert_same_nms(got, ref, what=""):
+    np.testing.assert_array_equal(got.num_detections, ref.num_detections, err_msg=f"num_detections {what}")
+    np.testing.assert_array_equal(got.detection_classes, ref.detection_classes, err_msg=f"classes {what}")
+    np.testing.assert_array_equal(got.detection_boxes.astype(np.float32), ref.detection_boxes.astype(np.float32),
+                                  err_msg=f"boxes {what}")
+    np.testing.assert_allclose(got.detection_scores.astype(np.float32), ref.detection_scores.astype(np.float32),
+                               rtol=0, atol=1e-6, err_msg=f"scores {what}")
+
+
+NMS_SETTINGS = [
+    # per-class, plain
+    dict(score_threshold=0.3, iou_threshold=0.45, max_output_boxes=100),
+    # class-agnostic: a box's lower classes are suppressed by its best one
+    dict(score_threshold=0.3, iou_threshold=0.45, max_output_boxes=100, class_agnostic=1),
+    # sigmoid activation: threshold in logit space, sigmoid on the outputs
+    dict(score_threshold=0.55, iou_threshold=0.5, max_output_boxes=50, score_activation=1),
+    # background class excluded, few outputs (early exit)
+    dict(score_threshold=0.2, iou_threshold=0.3, max_output_boxes=7, background_class=0),
+    # small top-k: only the best candidates enter NMS
+    dict(score_threshold=0.0, iou_threshold=0.6, max_output_boxes=300, topk=40),
+    # class-agnostic near-duplicates only: a box's other classes (IoU 1 with itself) are suppressed, little else
+    dict(score_threshold=0.5, iou_threshold=0.99, max_output_boxes=100, class_agnostic=1),
+]
+
+
+@pytest.mark.parametrize("attrs", NMS_SETTINGS, ids=lambda a: ",".join(f"{k}={v}" for k, v in a.items()))
+def test_host_nms_equals_reference_on_random_batches(host_api, attrs):
+    rng = np.random.default_rng(7)
+    for trial in range(3):
+        boxes, scores = _random_nms_inputs(rng, batch=3, n=150, c=4, clustered=trial != 2)
+        ref = efficient_rotated_nms(boxes, scores, **attrs)
+        got = host_api.nms(boxes, scores, **attrs)
+        assert_same_nms(got, ref, f"trial {trial}")
+        assert ref.num_detections.min() >= 0 and ref.num_detections.sum() > 0
+
+
+def test_host_nms_images_are_independent(host_api):
+    rng = np.random.default_rng(3)
+    boxes, scores = _random_nms_inputs(rng, batch=4, n=120, c=3)
+    scores[2] = 0.0  # image 2: nothing above the threshold
+    attrs = dict(score_threshold=0.25, iou_threshold=0.5, max_output_boxes=60)
+    together = host_api.nms(boxes, scores, **attrs)
+    assert together.num_detections[2, 0] == 0
+    assert not together.detection_boxes[2].any() and not together.detection_scores[2].any()
+    for b in range(4):
+        alone = host_api.nms(boxes[b:b + 1], scores[b:b + 1], **attrs)
+        for got, ref in zip(together[:4], alone[:4]):
+            np.testing.assert_array_equal(got[b], ref[0])
+
+
+def test_host_nms_ties_keep_lower_index_and_match_reference(host_api):
+    # four identical-score, non-overlapping boxes over two classes: order is element order (box * C + class)
+    boxes = np.array([[[0, 0, 2, 2, 0], [10, 0, 2, 2, 0], [20, 0, 2, 2, 0], [30, 0, 2, 2, 0]]], np.float32)
+    scores = np.full((1, 4, 2), 0.5, np.float32)
+    attrs = dict(score_threshold=0.1, iou_threshold=0.5, max_output_boxes=10)
+    got = host_api.nms(boxes, scores, **attrs)
+    ref = efficient_rotated_nms(boxes, scores, **attrs)
+    assert_same_nms(got, ref)
+    assert got.num_detections[0, 0] == 8
+    np.testing.assert_array_equal(got.detection_boxes[0, :8:2, 0], [0, 10, 20, 30])
+    np.testing.assert_array_equal(got.detection_classes[0, :8], [0, 1, 0, 1, 0, 1, 0, 1])
+
+
+def test_host_nms_empty_and_all_below_threshold(host_api):
+    attrs = dict(score_threshold=0.9, iou_threshold=0.5, max_output_boxes=5)
+    empty = host_api.nms(np.zeros((2, 0, 5), np.float32), np.zeros((2, 0, 3), np.float32), **attrs)
+    assert empty.num_detections.tolist() == [[0], [0]] and empty.detection_boxes.shape == (2, 5, 5)
+    rng = np.random.default_rng(0)
+    boxes, scores = _random_nms_inputs(rng, 2, 30, 3)
+    low = host_api.nms(boxes, scores * 0.5, **attrs)
+    assert low.num_detections.sum() == 0 and not low.detection_scores.any()
+
+
+def test_host_nms_fp16_path_matches_reference_on_fp16_values(host_api):
+    rng = np.random.default_rng(11)
+    boxes, scores = _random_nms_inputs(rng, batch=2, n=200, c=3, dtype=np.float16)
+    for attrs in NMS_SETTINGS[:3]:
+        got = host_api.nms(boxes, scores, **attrs)
+        assert got.detection_boxes.dtype == np.float16 and got.detection_scores.dtype == np.float16
+        ref = efficient_rotated_nms(boxes.astype(np.float32), scores.astype(np.float32), **attrs)
+        np.testing.assert_array_equal(got.num_detections, ref.num_detections)
+        np.testing.assert_array_equal(got.detection_classes, ref.detection_classes)
+        np.testing.assert_array_equal(got.detection_boxes, ref.detection_boxes.astype(np.float16))
+        np.testing.assert_array_equal(got.detection_scores, ref.detection_scores.astype(np.float16))
+
+
+@pytest.mark.parametrize("bad,needle", [
+    (dict(iou_threshold=0.0), "iou_threshold"),
+    (dict(score_threshold=-0.1), "score_threshold"),
+    (dict(max_output_boxes=0), "max_output_boxes"),
+    (dict(class_agnostic=2), "class_agnostic"),
+    (dict(topk=5001), "top_k"),
+])
+def test_host_nms_rejects_invalid_attributes(host_api, bad, needle):
+    boxes, scores = _random_nms_inputs(np.random.default_rng(0), 1, 5, 2)
+    attrs = dict(score_threshold=0.1, iou_threshold=0.5, max_output_boxes=5) | bad
+    with pytest.raises(RuntimeError, match=needle):
+        host_api.nms(boxes, scores, **attrs)
+
+
+def test_nvcc_compiled_host_paths_agree_with_gxx(host_api, nvcc_host_api):
+    """The same sources through the CUDA compiler (host code paths) give bit-identical IoU and NMS results."""
+    rng = np.random.default_rng(5)
+    a, b = _random_pairs(2000, rng)
+    np.testing.assert_array_equal(nvcc_host_api.rotated_iou(a, b), host_api.rotated_iou(a, b))
+    boxes, scores = _random_nms_inputs(rng, 2, 150, 3)
+    for attrs in NMS_SETTINGS:
+        assert_same_nms(nvcc_host_api.nms(boxes, scores, **attrs), efficient_rotated_nms(boxes, scores, **attrs))
