@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--val", type=int, default=100, metavar="M", help="val images (default 100)")
     p.add_argument("--imgsz", type=int, default=320, metavar="S", help="square image side in px (default 320)")
     p.add_argument("--seed", type=int, default=0, metavar="K", help="seed (default 0)")
+    p.add_argument("--workers", type=int, default=1, metavar="W",
+                   help="processes that render (default 1); the files do not depend on it")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a generator parameter (see trtalign.eval.synth.SynthParams), repeatable")
     add_json_argument(p)
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     params = SynthParams(task=args.task, imgsz=args.imgsz, **_overrides(args.set))
     result = generate_dataset(args.out, params, train=args.train, val=args.val, seed=args.seed,
-                              show_progress=None)
+                              show_progress=None, workers=args.workers)
     counts = ", ".join(f"{k} {v} images / {result.instances[k]} objects" for k, v in result.counts.items())
     text = (f"wrote {params.task} dataset to {result.out}: {counts}; {result.seconds:.1f} s "
             f"({result.images_per_second:.0f} images/s)\n  data.yaml: {result.data_yaml}\n  COCO: "

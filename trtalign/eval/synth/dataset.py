@@ -84,11 +84,29 @@ def _prepare_out(out: Path) -> None:
                 shutil.rmtree(out / name)
 
 
+def _encoded(job: tuple[SynthParams, int, str, int]) -> tuple[bytes, list[SynthObject]]:
+    params, seed, split, index = job
+    img, objs = render_split_image(params, seed, split, index)
+    return encode_image(img, params), objs
+
+
+def _encoded_images(params: SynthParams, seed: int, split: str, n: int, workers: int):
+    jobs = ((params, seed, split, i) for i in range(n))
+    if workers <= 1:
+        yield from map(_encoded, jobs)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_encoded, jobs, chunksize=8)
+
+
 def generate_dataset(out: str | Path, params: SynthParams | None = None, train: int = 0, val: int = 100,
-                     seed: int = 0, show_progress: bool | None = None) -> SynthResult:
+                     seed: int = 0, show_progress: bool | None = None, workers: int = 1) -> SynthResult:
     """Draw ``train`` + ``val`` images with ``params`` and ``seed`` into ``out`` (see the module doc for the layout).
 
-    Same arguments => byte-identical files (on a given OpenCV build). ``out`` must be new, empty, or an earlier
+    Same arguments => byte-identical files (on a given OpenCV build), whatever ``workers`` (processes that render;
+    images are independent, files are written in order by this process). ``out`` must be new, empty, or an earlier
     output of this function (whose files are replaced).
     """
     params = params or SynthParams()
@@ -109,11 +127,10 @@ def generate_dataset(out: str | Path, params: SynthParams | None = None, train: 
         if n == 0:
             continue
         infos, all_objs = [], []
-        for i in progress(range(n), total=n, desc=f"synth {split}", unit="img",
-                          disable=None if show_progress is None else not show_progress):
-            img, objs = render_split_image(params, seed, split, i)
+        encoded = _encoded_images(params, seed, split, n, workers)
+        for i, (data, objs) in enumerate(progress(encoded, total=n, desc=f"synth {split}", unit="img",
+                                                  disable=None if show_progress is None else not show_progress)):
             stem = f"{i:06d}"
-            data = encode_image(img, params)
             rel = f"images/{split}/{stem}.{ext}"
             atomic_write_bytes(out / rel, data, fsync=False)
             files[rel] = sha256_bytes(data)

@@ -133,7 +133,9 @@ def _background(p: SynthParams, rng: np.random.Generator) -> np.ndarray:
 
 
 def _to_fixed(pts: np.ndarray) -> np.ndarray:
-    return np.round(pts * 16.0).astype(np.int32).reshape(-1, 1, 2)
+    """Continuous image coordinates (pixel i spans [i, i+1], as in COCO / YOLO) -> cv2 fixed point (4 fractional
+    bits), where a vertex at integer (x, y) is the centre of pixel (x, y): hence the half-pixel shift."""
+    return np.round((pts - 0.5) * 16.0).astype(np.int32).reshape(-1, 1, 2)
 
 
 @dataclass

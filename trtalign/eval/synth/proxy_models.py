@@ -1,0 +1,60 @@
+"""The bundled proxy models (trained on this generator's data) and the check that they still score as their card says.
+
+``trtalign/assets/models/proxy_{task}.pt`` with ``proxy_{task}.json`` (the model card). The card's ``check`` block is
+the mAP measured on a small val split regenerated from the card's seed and parameters, scored by
+:func:`score_on_check_split` (ultralytics ``YOLO(path).val`` on the CPU), so anyone can re-measure it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from trtalign.core.errors import InputError, choices_text
+from trtalign.eval.synth.dataset import generate_dataset
+from trtalign.eval.synth.params import TASKS, SynthParams
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
+
+
+def proxy_model_path(task: str = "detect") -> Path:
+    """Path of the bundled weights for ``task`` ('detect' or 'obb')."""
+    if task not in TASKS:
+        raise InputError(f"proxy model task must be one of {choices_text(TASKS)}, got {task!r}")
+    path = MODELS_DIR / f"proxy_{task}.pt"
+    if not path.is_file():
+        raise InputError(f"bundled proxy model {path} is missing: expected it in the installed package data")
+    return path
+
+
+def load_card(task: str = "detect") -> dict[str, Any]:
+    """The model card (JSON) of the bundled model for ``task``."""
+    path = proxy_model_path(task).with_suffix(".json")
+    if not path.is_file():
+        raise InputError(f"model card {path} is missing next to {path.with_suffix('.pt').name}")
+    return json.loads(path.read_text())
+
+
+def check_split_params(card: dict[str, Any]) -> tuple[SynthParams, int, int]:
+    """(params, seed, images) of the card's check split: the first ``images`` val images of its dataset."""
+    params = SynthParams.from_dict(card["dataset"]["params"])
+    return params, int(card["dataset"]["seed"]), int(card["check"]["images"])
+
+
+def score_on_check_split(weights: str | Path, params: SynthParams, seed: int, images: int, workdir: str | Path,
+                         device: str = "cpu", batch: int = 8) -> dict[str, float]:
+    """Regenerate val images [0, images) and score ``weights`` with ultralytics' validator (conf 0.001, iou 0.7).
+
+    Returns ``{"map50_95": ..., "map50": ...}``. Needs ultralytics (``pip install 'trtalign[ultralytics]'``).
+    """
+    from trtalign.core.lazy import require
+
+    ultralytics = require("ultralytics", purpose="scoring the proxy models")
+    workdir = Path(workdir)
+    data = generate_dataset(workdir / "data", params, train=0, val=images, seed=seed, show_progress=False)
+    model = ultralytics.YOLO(str(weights), task=params.task)
+    metrics = model.val(data=str(data.data_yaml.resolve()), imgsz=params.imgsz, batch=batch, device=device,
+                        workers=0, plots=False, verbose=False, project=str((workdir / "runs").resolve()),
+                        name="check", exist_ok=True, conf=0.001, iou=0.7)
+    return {"map50_95": float(metrics.box.map), "map50": float(metrics.box.map50)}
