@@ -376,11 +376,7 @@ def _make_runner(precision: str, backend: str, src: ModelSource, workdir: Path, 
             raise TrtalignError("the torch runner needs the .pt/.yaml model, not an ONNX file")
         return TorchRunner(src.path, imgsz=src.imgsz, name="torch"), str(src.path), ""
     if backend == "trt":
-        from trtalign.core.lazy import require
-
-        require("tensorrt", purpose=f"the {TRT_RUNNERS[precision]} runner")
-        trt_runner = require("trtalign.runtime.trt_runner", purpose="TensorRT runners")
-        return trt_runner.runner_for_eval(src.onnx, precision, workdir, calib), str(src.onnx), ""
+        return _trt_runner(precision, src, workdir, dataset, calib)
     if precision == "fp32":
         return OrtRunner(src.onnx, name="ort-fp32"), str(src.onnx), ""
     if precision == "fp16":
@@ -395,6 +391,35 @@ def _make_runner(precision: str, backend: str, src: ModelSource, workdir: Path, 
     return OrtRunner(out, name="ort-int8sim"), str(out), note
 
 
+def _trt_runner(precision: str, src: ModelSource, workdir: Path, dataset: Dataset,
+                calib: CalibrationSettings) -> tuple[Any, str, str]:
+    """Build a TensorRT engine for ``precision`` (INT8 from the same Q/DQ ONNX the emulation runs) and wrap it in a
+    TrtRunner. Needs TensorRT and a GPU; the engine is written next to the ONNX files in ``workdir``."""
+    import onnx
+
+    from trtalign.core.config import PipelineConfig
+    from trtalign.core.io import atomic_write_bytes
+    from trtalign.engines.builder import build_engine, import_tensorrt
+    from trtalign.engines.plan import make_build_plan
+    from trtalign.export.graph_nms import set_nms_domain
+    from trtalign.runtime.trt_runner import TrtRunner
+
+    trt = import_tensorrt()
+    note = ""
+    source = src.onnx
+    if precision == "int8":
+        source, note = _int8_model(src, workdir, dataset, calib)
+    trt_onnx = workdir / f"{source.stem}_trt.onnx"
+    atomic_write_bytes(trt_onnx, set_nms_domain(onnx.load(str(source)), "").SerializeToString())
+    config = PipelineConfig(model=src.path, imgsz=int(src.imgsz[0]))
+    plan = make_build_plan(config, trt_onnx, trt.__version__, precision=precision)
+    built = build_engine(plan, trt_onnx, trt=trt)
+    engine = workdir / f"{source.stem}_{precision}.engine"
+    atomic_write_bytes(engine, built.engine)
+    name = TRT_RUNNERS[precision]
+    return TrtRunner(engine, name=name, check_sidecar=False), str(engine), note
+
+
 def resolve_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ConfigError(f"invalid backend {backend!r}; valid choices: {choices_text(BACKENDS)}")
@@ -402,6 +427,7 @@ def resolve_backend(backend: str) -> str:
         return backend
     try:
         import tensorrt  # noqa: F401
+
         import trtalign.runtime.trt_runner  # noqa: F401
         return "trt"
     except Exception:  # noqa: BLE001 - any failure to import TensorRT means: not here
@@ -420,6 +446,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
     calibration = calibration or CalibrationSettings()
     precisions = parse_precisions(precisions)
     backend = resolve_backend(backend)
+    if not isinstance(data, Dataset) and not Path(data).exists():
+        raise InputError(f"dataset not found: {data}")
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="trtalign_eval_")

@@ -1,0 +1,153 @@
+"""COCO bbox metrics: faster-coco-eval and our wrapper give pycocotools' numbers; bad input is handled."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trtalign.core.detections import Detections
+from trtalign.core.enums import Task
+from trtalign.core.errors import InputError
+from trtalign.eval.coco_metrics import COCO_STAT_KEYS, CocoMetrics
+from trtalign.eval.datasets import Dataset, GroundTruth, ImageRecord
+
+
+def make_case(seed: int = 0, n_images: int = 40, cat_ids=(1, 3, 7, 90), empty_class: bool = True):
+    """A random dataset with noisy detections (some images without ground truth, some classes without detections)."""
+    rng = np.random.default_rng(seed)
+    nc = len(cat_ids)
+    images = [ImageRecord(i + 1, f"{i}.jpg", Path(f"{i}.jpg"), 640, 480) for i in range(n_images)]
+    anns, dets = {}, {}
+    for im in images:
+        n = int(rng.integers(0, 9)) if im.id % 7 else 0  # every 7th image has no annotation
+        xy = rng.uniform(0, 500, (n, 2))
+        wh = rng.uniform(3, 200, (n, 2))
+        cls = rng.integers(0, nc - 1 if empty_class else nc, n)  # the last class has no ground truth
+        crowd = rng.uniform(size=n) < 0.05
+        if n:
+            anns[im.id] = GroundTruth(np.c_[xy, xy + wh], cls, crowd, wh[:, 0] * wh[:, 1])
+        m = 3 * n + int(rng.integers(0, 4))
+        src = rng.integers(0, max(n, 1), m)
+        dxy = (xy[src] if n else rng.uniform(0, 500, (m, 2))) + rng.normal(0, 5, (m, 2))
+        dwh = (wh[src] if n else rng.uniform(3, 200, (m, 2))) * rng.uniform(0.8, 1.25, (m, 2))
+        dcls = np.where(rng.uniform(size=m) < 0.8, cls[src] if n else 0, rng.integers(0, nc, m))
+        score = np.round(rng.uniform(size=m), 2)  # rounded: many ties
+        dets[im.id] = Detections(np.c_[dxy, dxy + dwh], score, dcls)
+    ds = Dataset(Task.DETECT, images, anns, [f"c{c}" for c in cat_ids], list(cat_ids), "test")
+    return ds, dets
+
+
+def pycocotools_stats(ds: Dataset, dets: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: plain pycocotools on the same ground truth and detections."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = COCO()
+    gt.dataset = ds.to_coco()
+    rows = []
+    for iid, d in dets.items():
+        for b, s, c in zip(d.boxes, d.scores, d.class_ids):
+            rows.append({"image_id": iid, "category_id": ds.category_id(c), "score": float(s),
+                         "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        dt = gt.loadRes(rows)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats, ev.eval["precision"]
+
+
+def run(ds, dets, backend):
+    m = CocoMetrics(ds, backend=backend)
+    for iid, d in dets.items():
+        m.update(iid, d)
+    return m.compute()
+
+
+@pytest.mark.parametrize("backend", ["faster-coco-eval", "pycocotools"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_all_12_numbers_match_pycocotools(backend, seed):
+    ds, dets = make_case(seed)
+    ref_stats, ref_precision = pycocotools_stats(ds, dets)
+    res = run(ds, dets, backend)
+    ours = [res.stats[k] for k in COCO_STAT_KEYS]
+    np.testing.assert_allclose(ours, ref_stats, atol=1e-4)  # identical to 4 decimals (in practice: bit-identical)
+    assert res.backend == backend
+    # per-class AP = mean of pycocotools' precision over IoU thresholds and recall points for that class
+    for k, name in enumerate(ds.names):
+        p = ref_precision[:, :, k, 0, -1]
+        expected = p[p > -1].mean() if (p > -1).any() else float("nan")
+        got = res.per_class[name]["ap"]
+        assert (math.isnan(got) and math.isnan(expected)) or got == pytest.approx(expected, abs=1e-6)
+    # the class without ground truth: AP is None in JSON and excluded from the mean, as pycocotools' -1
+    assert res.to_dict()["per_class"][ds.names[-1]]["ap"] is None
+    assert len(res.pr_curve["recall"]) == 101 and len(res.pr_curve["precision_50"]) == 101
+
+
+def test_images_without_annotations_count_false_positives():
+    ds, dets = make_case(3)
+    empty_ids = [im.id for im in ds.images if im.id not in ds.annotations]
+    assert empty_ids
+    base = run(ds, dets, "auto").stats["map"]
+    # add confident detections on images without ground truth: they must lower AP (as pycocotools does)
+    extra = dict(dets)
+    for iid in empty_ids:
+        extra[iid] = Detections([[10, 10, 50, 50]] * 3, [0.99, 0.98, 0.97], [0, 1, 2])
+    worse = run(ds, extra, "auto").stats["map"]
+    assert worse < base
+    assert worse == pytest.approx(pycocotools_stats(ds, extra)[0][0], abs=1e-4)
+
+
+def test_no_detections_at_all_scores_zero():
+    ds, dets = make_case(4)
+    res = run(ds, {iid: Detections.empty() for iid in dets}, "auto")  # pycocotools' loadRes would crash here
+    assert res.stats["map"] == 0.0 and res.stats["mar_100"] == 0.0 and res.num_detections == 0
+    res2 = CocoMetrics(ds).compute()  # nothing updated at all
+    assert res2.stats["map"] == 0.0
+
+
+@pytest.mark.parametrize("bad, message", [
+    # unknown image id (pycocotools asserts "Results do not correspond to current coco set")
+    (lambda: (999, Detections([[0, 0, 1, 1]], [0.5], [0])), "unknown image id 999"),
+    (lambda: (1, Detections([[0, 0, 1, 1]], [float("nan")], [0])), "NaN or infinite"),  # NaN score
+    (lambda: (1, Detections([[0, 0, float("inf"), 1]], [0.5], [0])), "NaN or infinite"),  # inf box
+    (lambda: (1, Detections([[0, 0, 1, 1]], [0.5], [9])), "class ids must be in 0..3"),  # class out of range
+    (lambda: (1, Detections([[0, 0, 1, 1, 0]], [0.5], [0])), "xyxy"),  # rotated boxes into a bbox metric
+])
+def test_bad_detections_raise_clear_errors(bad, message):
+    ds, _ = make_case(5)
+    m = CocoMetrics(ds)
+    image_id, det = bad()
+    with pytest.raises(InputError, match=message):
+        m.update(image_id, det)
+
+
+def test_reset_and_update_are_incremental():
+    ds, dets = make_case(6)
+    m = CocoMetrics(ds)
+    for iid, d in dets.items():
+        m.update(iid, d)
+    first = m.compute().stats
+    m.reset()
+    assert m.compute().stats["map"] == 0.0
+    for iid, d in dets.items():
+        m.update(iid, d)
+    assert m.compute().stats == first
+
+
+def test_rotated_dataset_scores_enclosing_boxes():
+    # rotated ground truth and detections at angle 0: the COCO metric over enclosing boxes equals the xyxy one
+    ds, dets = make_case(7)
+    rot_anns = {k: GroundTruth(np.c_[(g.boxes[:, :2] + g.boxes[:, 2:]) / 2, g.boxes[:, 2:] - g.boxes[:, :2],
+                                     np.zeros(len(g))], g.class_ids, g.ignore, g.areas) for k, g in ds.annotations.items()}
+    rds = Dataset(Task.OBB, ds.images, rot_anns, ds.names, ds.category_ids, "test")
+    rdets = {k: Detections(np.c_[(d.boxes[:, :2] + d.boxes[:, 2:]) / 2, d.boxes[:, 2:] - d.boxes[:, :2],
+                                 np.zeros(len(d))], d.scores, d.class_ids) for k, d in dets.items()}
+    assert run(rds, rdets, "auto").stats["map"] == pytest.approx(run(ds, dets, "auto").stats["map"], abs=1e-5)
