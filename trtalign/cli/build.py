@@ -1,0 +1,166 @@
+"""``trtalign build CONFIG.yaml``: ONNX -> TensorRT engine(s), one per precision, through a version-aware build plan.
+
+Engines are cached by sha256(ONNX bytes, plan JSON, TensorRT version, GPU compute capability) under
+``<outputs.dir>/engines/`` and copied to ``<outputs.dir>/<model>.<precision>.engine`` with a sidecar JSON; the verbose
+TensorRT log goes to ``<outputs.dir>/logs/``; the engine inspector's per-layer JSON is saved next to the engine and
+summarised (INT8 / FP16 / FP32 layer counts). ``--plan-only`` prints the plans without TensorRT (any target version).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trtalign.cli.output import add_json_argument, emit
+
+NAME = "build"
+HELP = "build TensorRT engines (fp32 / fp16 / int8) from the ONNX with a build plan for the target TensorRT version"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="pipeline config YAML")
+    parser.add_argument("--trt-version", default=None,
+                        help="target TensorRT version (default: config trt.version; 'auto' = the installed one)")
+    parser.add_argument("--precision", action="append", choices=["fp32", "fp16", "int8"], default=None,
+                        help="precision to build (repeatable; default: the config's precisions)")
+    parser.add_argument("--onnx", default=None, help="ONNX to build (default: the config's model when it is .onnx)")
+    parser.add_argument("--onnx-fp16", default=None, help="float16-typed ONNX for fp16 (TensorRT 11 / strongly typed)")
+    parser.add_argument("--onnx-int8", default=None, help="Q/DQ ONNX for int8 (trt.int8_route: qdq)")
+    parser.add_argument("--unit-plan", default=None, help="plan.json (unit -> int8|fp16|fp32); default quantize.plan")
+    parser.add_argument("--plan-only", action="store_true", help="print the build plans; do not import TensorRT")
+    parser.add_argument("--force", action="store_true", help="rebuild even when the engine cache has the engine")
+    add_json_argument(parser)
+
+
+@dataclass
+class BuiltEngine:
+    precision: str
+    route: str
+    onnx: str
+    plan: dict
+    engine: str | None = None
+    cache_hit: bool = False
+    cache_key: str = ""
+    build_seconds: float | None = None
+    log: str | None = None
+    layers_json: str | None = None
+    layer_counts: dict = field(default_factory=dict)
+    applied: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class BuildReport:
+    trt_version: str
+    gpu: dict
+    engines: list
+
+    def to_dict(self) -> dict:
+        return {"trt_version": self.trt_version, "gpu": self.gpu, "engines": [e.to_dict() for e in self.engines]}
+
+
+def _onnx_for(args: argparse.Namespace, cfg, precision: str) -> Path:
+    from trtalign.core.errors import InputError
+
+    path = {"fp16": args.onnx_fp16, "int8": args.onnx_int8}.get(precision) or args.onnx
+    if path is None and Path(cfg.model).suffix.lower() == ".onnx":
+        path = cfg.model
+    if path is None:
+        raise InputError(f"no ONNX to build for {precision}: pass --onnx (the file from `trtalign export`"
+                         f"{' / `trtalign quantize`' if precision != 'fp32' else ''}) or set model: to an .onnx file")
+    return Path(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from trtalign.core.config import load_config
+    from trtalign.core.errors import ConfigError
+    from trtalign.engines.plan import make_build_plan
+    from trtalign.engines.versions import TrtVersion, installed_version
+
+    cfg = load_config(args.config)
+    precisions = args.precision or [p for p in cfg.precisions if p != "torch"]
+    if not precisions:
+        raise ConfigError("nothing to build: the config's precisions list only 'torch'; pass --precision")
+    target = args.trt_version or cfg.trt.version
+    version = installed_version() if target == "auto" else TrtVersion.parse(target)
+    plans = []
+    for precision in precisions:
+        onnx = _onnx_for(args, cfg, precision)
+        plan = make_build_plan(cfg, onnx, version, precision, unit_plan=args.unit_plan)
+        plans.append((precision, onnx, plan))
+    if args.plan_only:
+        engines = [BuiltEngine(p, plan.route, str(onnx), plan.to_dict()) for p, onnx, plan in plans]
+        report = BuildReport(str(version), {}, engines)
+        lines = [f"TensorRT {version} build plans:"]
+        for e, (_, _, plan) in zip(engines, plans):
+            lines.append(f"  {e.precision:5s} {plan.route:19s} network flags {list(plan.network_flags)} builder flags "
+                         f"{list(plan.builder_flags)} layer constraints {len(plan.layer_precisions)}"
+                         + (f" onnx must be {plan.onnx_requirement}" if plan.onnx_requirement else ""))
+        emit(report, args, "\n".join(lines))
+        return 0
+    return _build_all(args, cfg, version, plans)
+
+
+def _build_all(args: argparse.Namespace, cfg, version, plans: list) -> int:
+    from trtalign.core.io import atomic_write_bytes, atomic_write_text
+    from trtalign.engines.builder import build_engine, import_tensorrt
+    from trtalign.engines.cache import EngineCache, cache_key, read_sidecar, sidecar_path, write_engine
+    from trtalign.engines.inspector import summarize_engine_information
+
+    trt = import_tensorrt()
+    backend, gpu = _gpu(cfg.trt.cuda)
+    out_dir = Path(cfg.outputs.dir)
+    cache = EngineCache(out_dir / "engines")
+    engines = []
+    for precision, onnx, plan in plans:
+        onnx_bytes = onnx.read_bytes()
+        key = cache_key(onnx_bytes, plan.to_json(), str(version), gpu["compute_capability"])
+        stem = f"{Path(cfg.model).stem}.{precision}"
+        final = out_dir / f"{stem}.engine"
+        layers_path = out_dir / f"{stem}.layers.json"
+        entry = BuiltEngine(precision, plan.route, str(onnx), plan.to_dict(), engine=str(final), cache_key=key)
+        hit = None if args.force else cache.get(key)
+        if hit is not None:
+            entry.cache_hit = True
+            write_engine(final, hit.read_bytes(), read_sidecar(hit))
+            cached_layers = hit.with_suffix(".layers.json")
+            layer_info = cached_layers.read_text(encoding="utf-8") if cached_layers.is_file() else ""
+        else:
+            log_path = out_dir / "logs" / f"{stem}.trt.log"
+            result = build_engine(plan, onnx, trt=trt, log_path=log_path, backend=backend)
+            rebuild = f"trtalign build {args.config} --trt-version {version.short} --precision {precision} --force"
+            stored = cache.put(key, result.engine, trt_version=result.trt_version, gpu_name=gpu["name"],
+                               compute_capability=gpu["compute_capability"], onnx_sha256=plan.onnx_sha256, plan=plan,
+                               build_seconds=result.seconds, rebuild_command=rebuild)
+            layer_info = result.layer_info
+            if layer_info:
+                atomic_write_text(stored.with_suffix(".layers.json"), layer_info)
+            atomic_write_bytes(final, result.engine)
+            atomic_write_bytes(sidecar_path(final), sidecar_path(stored).read_bytes())
+            entry.build_seconds, entry.log, entry.applied = round(result.seconds, 2), str(log_path), result.applied
+        if layer_info:
+            atomic_write_text(layers_path, layer_info)
+            entry.layers_json = str(layers_path)
+            entry.layer_counts = summarize_engine_information(layer_info).counts
+        engines.append(entry)
+    backend.close()
+    report = BuildReport(str(version), gpu, engines)
+    lines = [f"TensorRT {version} on {gpu['name']} (sm {gpu['compute_capability']}):"]
+    for e in engines:
+        c = e.layer_counts
+        counts = f"layers INT8 {c.get('int8', 0)} FP16 {c.get('fp16', 0)} FP32 {c.get('fp32', 0)}" if c else ""
+        how = "cached" if e.cache_hit else f"built in {e.build_seconds} s"
+        lines.append(f"  {e.precision:5s} {e.route:19s} {how:16s} {counts} -> {e.engine}")
+    emit(report, args, "\n".join(lines))
+    return 0
+
+
+def _gpu(cuda: str):
+    from trtalign.engines.cuda_backend import select_backend
+
+    backend = select_backend(cuda)
+    backend.open()
+    return backend, backend.device_info()
