@@ -181,3 +181,31 @@ def test_shape_errors():
         efficient_rotated_nms(boxes, scores, score_threshold=0.2, iou_threshold=0.5, max_output_boxes=3)
     with pytest.raises(InputError, match="scores"):
         efficient_nms(boxes, scores[:, :3], score_threshold=0.2, iou_threshold=0.5, max_output_boxes=3)
+
+
+@pytest.mark.parametrize("class_agnostic", [0, 1])
+@pytest.mark.parametrize("iou_threshold", [0.3, 0.7])
+def test_blocked_greedy_equals_plain_greedy_on_clustered_boxes(class_agnostic, iou_threshold):
+    """The rotated op's blocked loop (batched IoUs, pruned pairs) decides exactly like the literal loop."""
+    from trtalign.plugins.reference.nms import greedy_nms, greedy_nms_blocked
+    from trtalign.plugins.reference.rotated_iou import rotated_bounds, rotated_iou_paired
+
+    rng = np.random.default_rng(13)
+    objects = np.column_stack([rng.uniform(0, 200, 12), rng.uniform(0, 200, 12), rng.uniform(5, 40, (12, 2)),
+                               rng.uniform(-2, 2, 12)])
+    pick = rng.integers(0, 12, 400)
+    boxes = objects[pick] + np.column_stack([rng.normal(0, 2, (400, 2)), rng.normal(0, 2, (400, 2)),
+                                             rng.normal(0, 0.1, 400)])
+    boxes[::37, 2] = 0.0  # some zero-area boxes
+    boxes = boxes.astype(np.float32).astype(np.float64)
+    classes = rng.integers(0, 3, 400)
+    areas = np.where((boxes[:, 2] > 0) & (boxes[:, 3] > 0), boxes[:, 2] * boxes[:, 3], 0.0)
+    plain = greedy_nms(boxes, classes, iou_threshold, 1000, class_agnostic, rotated_iou_one_to_many)
+    for block in (1, 7, 32):
+        blocked = greedy_nms_blocked(boxes, classes, iou_threshold, 1000, class_agnostic, rotated_iou_paired,
+                                     rotated_bounds(boxes), areas, block=block)
+        assert blocked == plain
+    assert 12 <= len(plain) < 300
+    capped = greedy_nms_blocked(boxes, classes, iou_threshold, 5, class_agnostic, rotated_iou_paired,
+                                rotated_bounds(boxes), areas)
+    assert capped == plain[:5]

@@ -54,7 +54,7 @@ from typing import NamedTuple
 import numpy as np
 
 from trtalign.core.errors import InputError, expect
-from trtalign.plugins.reference.rotated_iou import rotated_bounds, rotated_iou_one_to_many
+from trtalign.plugins.reference.rotated_iou import rotated_bounds, rotated_iou_paired
 
 #: candidates entering NMS per image (TensorRT's numSelectedBoxes after EfficientNMSPlugin::initialize())
 TOPK = 5000
@@ -166,6 +166,56 @@ def greedy_nms(candidates_boxes: np.ndarray, classes: np.ndarray, iou_threshold:
     return kept
 
 
+def greedy_nms_blocked(candidates_boxes: np.ndarray, classes: np.ndarray, iou_threshold: float,
+                       max_output_boxes: int, class_agnostic: int, paired_iou_fn, bounds: np.ndarray,
+                       areas: np.ndarray, block: int = 32) -> list[int]:
+    """The same greedy NMS as :func:`greedy_nms`, with the IoUs of a block of candidates computed in one call.
+
+    For the next ``block`` candidates still alive, every pair (i in block, later alive j, same class unless agnostic)
+    that could reach the threshold gets its IoU from one ``paired_iou_fn(boxes_i, boxes_j)`` call; then the block
+    is walked in order exactly as the plain loop does (a member suppressed by an earlier member is skipped). Pairs are
+    dropped before the IoU only when IoU < threshold is certain: extents that do not touch, or the upper bound
+    ``u / (area_i + area_j - u)`` with ``u = min(area_i, area_j, overlap of the extents)`` below the threshold.
+    """
+    n = len(candidates_boxes)
+    alive = np.ones(n, dtype=bool)
+    kept: list[int] = []
+    thr = float(iou_threshold)
+    pos = 0
+    while pos < n and len(kept) < max_output_boxes:
+        members = np.flatnonzero(alive[pos:])[:block] + pos
+        if len(members) == 0:
+            break
+        first = members[0] + 1
+        cols = np.arange(first, n)
+        ok = alive[None, first:] & (cols[None, :] > members[:, None])
+        if not class_agnostic:
+            ok &= classes[None, first:] == classes[members][:, None]
+        bm, bc = bounds[members], bounds[first:]
+        ix = np.minimum(bm[:, None, 2], bc[None, :, 2]) - np.maximum(bm[:, None, 0], bc[None, :, 0])
+        iy = np.minimum(bm[:, None, 3], bc[None, :, 3]) - np.maximum(bm[:, None, 1], bc[None, :, 1])
+        ok &= (ix >= 0) & (iy >= 0)
+        row, col = np.nonzero(ok)
+        pi, pj = members[row], col + first
+        upper = np.minimum(np.minimum(areas[pi], areas[pj]), ix[row, col] * iy[row, col])
+        denom = areas[pi] + areas[pj] - upper
+        bound = np.where(denom > 0, upper / np.where(denom > 0, denom, 1.0), 0.0)
+        maybe = bound >= thr - 1e-9
+        pi, pj = pi[maybe], pj[maybe]
+        iou = paired_iou_fn(candidates_boxes[pi], candidates_boxes[pj]) if len(pi) else np.zeros(0)
+        starts = np.searchsorted(pi, members, side="left")
+        ends = np.searchsorted(pi, members, side="right")
+        for i, a, b in zip(members, starts, ends):
+            if not alive[i]:
+                continue
+            if len(kept) >= max_output_boxes:
+                break
+            kept.append(int(i))
+            alive[pj[a:b][iou[a:b] >= thr]] = False
+        pos = members[-1] + 1
+    return kept
+
+
 def _run(boxes: np.ndarray, scores: np.ndarray, box_dim: int, rotated: bool, score_threshold: float,
          iou_threshold: float, max_output_boxes: int, background_class: int, score_activation: int,
          class_agnostic: int, box_coding: int, topk: int) -> NmsOutputs:
@@ -191,8 +241,9 @@ def _run(boxes: np.ndarray, scores: np.ndarray, box_dim: int, rotated: bool, sco
         cand_scores = scores[b].reshape(-1)[cand]
         if rotated:
             cand_boxes = boxes[b][anchor].astype(np.float64)
-            kept = greedy_nms(cand_boxes, cls, float(iou_thr), k, class_agnostic, rotated_iou_one_to_many,
-                              bounds=rotated_bounds(cand_boxes))
+            areas = np.where((cand_boxes[:, 2] > 0) & (cand_boxes[:, 3] > 0), cand_boxes[:, 2] * cand_boxes[:, 3], 0.0)
+            kept = greedy_nms_blocked(cand_boxes, cls, float(iou_thr), k, class_agnostic, rotated_iou_paired,
+                                      rotated_bounds(cand_boxes), areas)
             out_boxes = boxes[b][anchor]
         else:
             cand_boxes = corners_from_boxes(boxes[b], box_coding)[anchor]

@@ -116,9 +116,11 @@ def _clip_many(poly: np.ndarray, count: np.ndarray, e0: np.ndarray, e1: np.ndarr
     pts = np.stack([inter, nxt], axis=2).reshape(m, 2 * v, 2)
     keep = np.stack([cross, valid & in_nxt], axis=2).reshape(m, 2 * v)
     new_count = keep.sum(axis=1)
-    order = np.argsort(~keep, axis=1, kind="stable")
     width = max(int(new_count.max(initial=0)), 1)
-    packed = np.take_along_axis(pts, order[:, :width, None], axis=1)
+    slot = np.cumsum(keep, axis=1) - 1  # where each kept point goes, in emission order
+    row, col = np.nonzero(keep)
+    packed = np.zeros((m, width, 2), dtype=poly.dtype)
+    packed[row, slot[row, col]] = pts[row, col]
     return packed, new_count
 
 
