@@ -35,7 +35,7 @@ import numpy as np
 from trtalign.core.errors import ConfigError, InputError, ModelError, choices_text
 from trtalign.core.io import atomic_write_bytes, sha256_bytes
 from trtalign.core.logging import get_logger, progress
-from trtalign.export.ranges import Ranges, TensorRange
+from trtalign.export.ranges import MIN_AMAX, Ranges, TensorRange
 from trtalign.export.units import calibration_tensors, load_model
 
 log = get_logger(__name__)
@@ -251,7 +251,7 @@ class CalibrationData:
         out = {}
         for name, st in progress(self.tensors.items(), total=len(self.tensors), desc=f"ranges ({method})"):
             amax, used = compute_amax(st, method, percentile)
-            out[name] = TensorRange(amax=amax, method=used)
+            out[name] = TensorRange(amax=max(amax, MIN_AMAX), method=used)  # a scale must be > 0
         return Ranges(tensors=out, method=method, model_sha256=self.model_sha256, model_file=self.model_file,
                       params={"percentile": percentile, "num_bins": NUM_BINS},
                       data={"folder": self.folder, "folder_sha256": self.folder_sha256, "images": len(self.images),
