@@ -1,0 +1,93 @@
+"""Torch vs ONNX Runtime alignment on scored tiny models and generated images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trtalign.core.detections import Detections
+from trtalign.eval.alignment import (Tolerances, align, compare_detections, explain_nms_differences,
+                                     match_detections)
+from trtalign.export.graph_nms import NmsAttributes
+from trtalign.export.onnx_export import export_onnx
+
+IMGSZ = 160
+
+
+@pytest.fixture(scope="module")
+def aligned_exports(yolo_checkpoint, tmp_path_factory):
+    pytest.importorskip("ultralytics")
+    folder = tmp_path_factory.mktemp("align")
+    out = {}
+    for yaml_name in ("yolov8n.yaml", "yolo11n-obb.yaml"):
+        pt = yolo_checkpoint(yaml_name)
+        res = export_onnx(pt, folder / f"{pt.stem}.onnx", imgsz=IMGSZ, dynamic_batch=4, score_threshold=0.25)
+        out[yaml_name] = (pt, res.path)
+    return out
+
+
+@pytest.mark.parametrize("yaml_name", ["yolov8n.yaml", "yolo11n-obb.yaml"])
+def test_align_passes_with_aligned_nms(aligned_exports, image_folder, yaml_name):
+    pt, onnx_path = aligned_exports[yaml_name]
+    result = align(pt, onnx_path, image_folder)
+    assert result and result.passed
+    names = [t.name for t in result.tensors]
+    assert names == ["output0", "boxes", "scores"]
+    for t in result.tensors:
+        assert t.normalized_max_abs <= 1e-3 and t.cosine > 0.99999
+    d = result.detections_aligned
+    assert d.reference_count > 50  # the scored checkpoint gives real work to NMS
+    assert d.aligned_fraction >= 0.99 and d.min_iou >= 0.99 and d.max_score_delta <= 1e-3
+    # ultralytics' own NMS keeps only each box's best class: counts differ and the report says why
+    assert result.detections_native.reference_count != d.reference_count
+    assert any(line.startswith("per-class") for line in result.explanation)
+    assert any(line.startswith("top-k") for line in result.explanation)
+    assert ("probiou" in " ".join(result.explanation)) == ("obb" in yaml_name)
+    as_dict = result.to_dict()
+    assert as_dict["passed"] is True and as_dict["detections_aligned"]["matched"] == d.matched
+
+
+def test_align_fails_against_a_different_model(aligned_exports, image_folder, yolo_checkpoint):
+    _, onnx_path = aligned_exports["yolov8n.yaml"]
+    result = align(yolo_checkpoint("yolo11n.yaml"), onnx_path, image_folder, max_images=2)
+    assert not result.passed
+    assert not all(t.passed for t in result.tensors)
+    assert result.images == 2
+
+
+def test_align_rejects_obb_onnx_for_detect_model(aligned_exports, image_folder, yolo_checkpoint):
+    from trtalign.core.errors import ModelError
+
+    _, onnx_path = aligned_exports["yolo11n-obb.yaml"]
+    with pytest.raises(ModelError):
+        align(yolo_checkpoint("yolov8n.yaml"), onnx_path, image_folder, max_images=1)
+
+
+def test_match_detections_table():
+    ref = Detections(np.array([[0, 0, 10, 10], [20, 20, 30, 30], [0, 0, 10, 10]], np.float32),
+                     np.array([0.9, 0.8, 0.7]), np.array([0, 0, 1]))
+    test = Detections(np.array([[0, 0, 10, 10.5], [50, 50, 60, 60], [0, 0, 10, 10]], np.float32),
+                      np.array([0.9, 0.5, 0.7]), np.array([0, 0, 2]))
+    pairs, missing, extra = match_detections(ref, test, 0.5)
+    assert [(i, j) for i, j, _ in pairs] == [(0, 0)]  # same class only; class 1 vs class 2 never match
+    assert pairs[0][2] == pytest.approx(100 / 105)
+    assert missing == [1, 2] and extra == [1, 2]
+    d = compare_detections([ref], [test], Tolerances())
+    assert (d.matched, d.missing, d.extra, d.aligned) == (1, 2, 2, 0)  # IoU 0.952 < 0.99: matched, not aligned
+    assert not d.passed
+
+
+def test_rotated_matching_uses_polygon_iou():
+    a = Detections(np.array([[50, 50, 20, 10, 0.0]], np.float32), [0.9], [0])
+    b = Detections(np.array([[50, 50, 20, 10, np.pi / 2]], np.float32), [0.9], [0])
+    pairs, _, _ = match_detections(a, b, 0.1)
+    assert pairs[0][2] == pytest.approx(100 / 300)  # cross of two 20x10 boxes: overlap 10x10
+
+
+def test_explanation_lists_each_difference():
+    attrs = NmsAttributes(score_threshold=0.25, iou_threshold=0.7, max_output_boxes=100, class_agnostic=1)
+    lines = explain_nms_differences("EfficientNMS_TRT", attrs, {"conf": 0.25, "max_det": 300, "agnostic": False})
+    text = "\n".join(lines)
+    assert "max_det" in text and "class-agnostic" in text and "per-class" not in text
+    same = explain_nms_differences("EfficientNMS_TRT", attrs, {"conf": 0.25, "max_det": 100, "agnostic": True})
+    assert [line.split(":")[0] for line in same] == ["top-k"]
