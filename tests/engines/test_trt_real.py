@@ -121,10 +121,16 @@ def test_proxy_model_map_in_all_precisions(trt, tmp_path):
     res = evaluate(model, data.out, precisions=["fp32", "fp16", "int8"], backend="trt", workdir=tmp_path / "trt")
     print(ort.summary())
     print(res.summary())
-    assert not res.skipped, res.skipped
+    from trtalign.engines.versions import capabilities
+
+    if not capabilities(trt.__version__).has("builder_flag_fp16"):  # 11.x: FP16 needs the float16-typed ONNX
+        assert set(res.skipped) <= {"trt-fp16"} and all("float16" in why for why in res.skipped.values()), res.skipped
+    else:
+        assert not res.skipped, res.skipped
     base = ort.result("fp32").metrics.stats["map"]
     got = {r.precision: r.metrics.stats["map"] for r in res.results}
     assert base > 0.3, f"proxy model scores {base}: not a meaningful reference"
     assert abs(got["fp32"] - base) < 0.005
-    assert got["fp16"] > base - 0.01
+    if "fp16" in got:
+        assert got["fp16"] > base - 0.01
     assert got["int8"] > base - 0.03

@@ -145,6 +145,7 @@ def make_calibrator(trt: Any, algorithm: str, batches: CalibrationBatches, backe
             self._iter = iter(batches)
             self._device = 0
             self._nbytes = 0
+            self._stream = None
             self.batches_served = 0
 
         def get_batch_size(self) -> int:
@@ -159,9 +160,10 @@ def make_calibrator(trt: Any, algorithm: str, batches: CalibrationBatches, backe
                 if self._device:
                     backend.free(self._device)
                 self._device, self._nbytes = backend.alloc(batch.nbytes), batch.nbytes
-            stream = backend.create_stream()
-            backend.htod_async(self._device, batch, stream)
-            backend.synchronize(stream)
+            if self._stream is None:
+                self._stream = backend.create_stream()
+            backend.htod_async(self._device, batch, self._stream)
+            backend.synchronize(self._stream)
             self.batches_served += 1
             return [int(self._device)] * len(names)
 
