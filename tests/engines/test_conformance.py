@@ -131,11 +131,14 @@ def test_builder_runs_every_route_against_real_surface(tmp_path, onnx_files, ver
         assert flags == ["FP16"]
     if precision == "int8":
         assert {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"} <= set(flags)
-        # the fp32 fallback unit got layer precision + output types; the INT8 unit did not
+        # the fp32 fallback unit got layer precision + output types, the INT8 unit did not; the implicit routes also
+        # pin the decode region (here the head's Sigmoid) to FP32
+        expected = [NODES[2]] + ([NODES[3]] if route != "qdq" else [])
+        assert [lp.layer for lp in plan.layer_precisions] == expected
         pinned = [c for c in trt.calls if c.target == "ILayer.precision="]
-        assert [c.args[0].name for c in pinned] == ["FLOAT"]
-        assert [c.args[1].name for c in trt.called("ILayer.set_output_type")] == ["FLOAT"]
-        assert result.applied["layers_pinned"] == 1 and result.applied["unmatched_nodes"] == []
+        assert [c.args[0].name for c in pinned] == ["FLOAT"] * len(expected)
+        assert [c.args[1].name for c in trt.called("ILayer.set_output_type")] == ["FLOAT"] * len(expected)
+        assert result.applied["layers_pinned"] == len(expected) and result.applied["unmatched_nodes"] == []
     if route == "calibrator":
         calib = trt.called("IBuilderConfig.int8_calibrator=")[0].args[0]
         assert type(calib).__mro__[1].__name__ == "IInt8EntropyCalibrator2"

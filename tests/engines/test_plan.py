@@ -15,32 +15,33 @@ VERSIONS = ("8.5.2", "8.6.1", "10.3.0", "11.4.0")
 UNITS = {"model.0.conv": "int8", "model.1.conv": "fp32"}
 
 # (version, precision, int8_route, onnx) -> expected (route, network flags, builder flags, onnx requirement, pinned)
-# pinned = number of layer-precision constraints (fallback unit model.1.conv -> fp32)
+# pinned = number of layer-precision constraints: fallback unit model.1.conv -> fp32, and on the implicit routes the
+# decode region found by export.units.analyze_graph (the head's Sigmoid) -> fp32
 CELLS = {
     ("8.5.2", "fp32", "qdq", "float"): ("fp32", ("EXPLICIT_BATCH",), (), "", 0),
     ("8.5.2", "fp16", "qdq", "float"): ("fp16", ("EXPLICIT_BATCH",), ("FP16",), "", 0),
     ("8.5.2", "int8", "qdq", "qdq"): ("int8-qdq", ("EXPLICIT_BATCH",), ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"),
                                       "qdq", 1),
     ("8.5.2", "int8", "calibrator", "float"): ("int8-calibrator", ("EXPLICIT_BATCH",),
-                                               ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 1),
+                                               ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
     ("8.5.2", "int8", "dynamic-range", "float"): ("int8-dynamic-range", ("EXPLICIT_BATCH",),
-                                                  ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 1),
+                                                  ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
     ("8.6.1", "fp32", "qdq", "float"): ("fp32", ("EXPLICIT_BATCH",), (), "", 0),
     ("8.6.1", "fp16", "qdq", "float"): ("fp16", ("EXPLICIT_BATCH",), ("FP16",), "", 0),
     ("8.6.1", "int8", "qdq", "qdq"): ("int8-qdq", ("EXPLICIT_BATCH",), ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"),
                                       "qdq", 1),
     ("8.6.1", "int8", "calibrator", "float"): ("int8-calibrator", ("EXPLICIT_BATCH",),
-                                               ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 1),
+                                               ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
     ("8.6.1", "int8", "dynamic-range", "float"): ("int8-dynamic-range", ("EXPLICIT_BATCH",),
-                                                  ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 1),
+                                                  ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
     # 10.x: EXPLICIT_BATCH is deprecated and ignored, so it is not passed
     ("10.3.0", "fp32", "qdq", "float"): ("fp32", (), (), "", 0),
     ("10.3.0", "fp16", "qdq", "float"): ("fp16", (), ("FP16",), "", 0),
     ("10.3.0", "int8", "qdq", "qdq"): ("int8-qdq", (), ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "qdq", 1),
     ("10.3.0", "int8", "calibrator", "float"): ("int8-calibrator", (), ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"),
-                                                "", 1),
+                                                "", 2),
     ("10.3.0", "int8", "dynamic-range", "float"): ("int8-dynamic-range", (),
-                                                   ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 1),
+                                                   ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
     # 11.x: strongly typed, no precision flags: everything comes from the ONNX
     ("11.4.0", "fp32", "qdq", "float"): ("fp32", ("STRONGLY_TYPED",), (), "", 0),
     ("11.4.0", "fp16", "qdq", "fp16"): ("fp16", ("STRONGLY_TYPED",), (), "float16-typed", 0),
@@ -159,7 +160,9 @@ def test_protected_decode_nodes_on_implicit_routes(tmp_path, onnx):
     plan = make_build_plan(make_config(tmp_path, int8_route="calibrator"), onnx["float"], "10.3.0", "int8",
                            unit_plan={"model.0.conv": "int8", "model.1.conv": "int8"}, unit_nodes=UNIT_NODES,
                            protect_nodes=["/head/Sigmoid"])
-    assert [(lp.layer, lp.precision, lp.unit) for lp in plan.layer_precisions] == [("/head/Sigmoid", "fp16", "")]
+    assert [(lp.layer, lp.precision, lp.unit) for lp in plan.layer_precisions] == [("/head/Sigmoid", "fp32", "")]
+    assert make_build_plan(make_config(tmp_path, int8_route="calibrator"), onnx["float"], "10.3.0", "int8",
+                           protect_nodes=[]).layer_precisions == ()  # explicit: nothing protected
 
 
 def test_batch_profile_and_static_batch(tmp_path):

@@ -132,17 +132,21 @@ def _matching_layers(network: Any, wanted: dict[str, str]) -> tuple[list, set]:
 def apply_layer_precisions(trt: Any, network: Any, plan: BuildPlan) -> dict:
     wanted = {lp.layer: lp.precision for lp in plan.layer_precisions}
     layers, unmatched = _matching_layers(network, wanted)
+    pinned = 0
     for layer, precision in layers:
         dtype = getattr(trt.DataType, DTYPE_NAMES[precision])
+        float_outputs = [j for j in range(layer.num_outputs)
+                         if getattr(layer.get_output(j).dtype, "name", "") in FLOAT_DTYPES]
+        if not float_outputs:  # shape / index arithmetic: no float precision to pin
+            continue
         layer.precision = dtype
-        for j in range(layer.num_outputs):
-            out = layer.get_output(j)
-            if getattr(out.dtype, "name", "") in FLOAT_DTYPES:
-                layer.set_output_type(j, dtype)
+        for j in float_outputs:
+            layer.set_output_type(j, dtype)
+        pinned += 1
     if unmatched:
         log.warning("%d fallback node(s) matched no TensorRT layer (renamed or fused by the parser): %s",
                     len(unmatched), ", ".join(sorted(unmatched)[:5]))
-    return {"layers_pinned": len(layers), "unmatched_nodes": sorted(unmatched)}
+    return {"layers_pinned": pinned, "unmatched_nodes": sorted(unmatched)}
 
 
 def apply_dynamic_ranges(network: Any, plan: BuildPlan) -> dict:

@@ -269,7 +269,10 @@ def _profile(facts: OnnxFacts, batch, imgsz: int) -> tuple[ProfileSpec | None, s
 
 
 def _fallback_layers(unit_plan: Mapping[str, str], unit_nodes: Mapping[str, list] | None,
-                     protect_nodes: list | None, target: str) -> tuple:
+                     protect_nodes: list | None) -> tuple:
+    """Layer constraints for the units the plan keeps out of INT8, then the protected (decode) nodes in fp32: box
+    arithmetic in pixels and [0, 1] scores leave the head through one Concat, so they stay FP32 like the fp16 export's
+    Cast islands."""
     if not unit_plan and not protect_nodes:
         return ()
     missing = [u for u, p in unit_plan.items() if p != "int8" and (unit_nodes is None or u not in unit_nodes)]
@@ -279,7 +282,7 @@ def _fallback_layers(unit_plan: Mapping[str, str], unit_nodes: Mapping[str, list
     out = [LayerPrecision(node, p, unit) for unit, p in sorted(unit_plan.items()) if p != "int8"
            for node in unit_nodes[unit]]
     taken = {lp.layer for lp in out}
-    out += [LayerPrecision(node, target, "") for node in (protect_nodes or []) if node not in taken]
+    out += [LayerPrecision(node, "fp32", "") for node in (protect_nodes or []) if node not in taken]
     return tuple(out)
 
 
@@ -351,10 +354,13 @@ def make_build_plan(config, onnx_path: str | os.PathLike, trt_version: "str | Tr
             builder_flags.append("INT8")
             if uses_fp16:
                 builder_flags.append("FP16")
-            if units and unit_nodes is None and any(p != "int8" for p in units.values()):
-                unit_nodes = _units_from_onnx(onnx_path)
-            layer_precisions = _fallback_layers(units, unit_nodes,
-                                                protect_nodes if route != "int8-qdq" else None, fallback_target)
+            implicit = route != "int8-qdq"
+            needs_units = units and unit_nodes is None and any(p != "int8" for p in units.values())
+            if needs_units or (implicit and protect_nodes is None):
+                found_units, found_protect = _analyze_onnx(onnx_path, notes)
+                unit_nodes = found_units if unit_nodes is None else unit_nodes
+                protect_nodes = found_protect if protect_nodes is None else protect_nodes
+            layer_precisions = _fallback_layers(units, unit_nodes, protect_nodes if implicit else None)
             if layer_precisions:
                 builder_flags.append("OBEY_PRECISION_CONSTRAINTS")
         if route == "int8-calibrator":
@@ -389,10 +395,20 @@ def make_build_plan(config, onnx_path: str | os.PathLike, trt_version: "str | Tr
         plugin_libraries=tuple(str(p) for p in trt.plugins), notes=tuple(notes))
 
 
-def _units_from_onnx(onnx_path) -> dict[str, list]:
-    from trtalign.export.units import list_units
+def _analyze_onnx(onnx_path, notes: list) -> tuple[dict[str, list], list]:
+    """(unit -> node names, decode-region + DFL nodes) from :func:`trtalign.export.units.analyze_graph`."""
+    from trtalign.core.errors import TrtalignError
+    from trtalign.export.units import analyze_graph
 
-    return {u.name: list(u.nodes) for u in list_units(str(onnx_path))}
+    try:
+        analysis = analyze_graph(str(onnx_path))
+    except TrtalignError as exc:
+        notes.append(f"graph analysis failed ({exc}); no unit or decode-region constraints")
+        return {}, []
+    protect = sorted(set(analysis.decode_nodes) | set(analysis.dfl_nodes))
+    if protect:
+        notes.append(f"{len(protect)} decode-region node(s) pinned to fp32 (implicit INT8 would quantize them)")
+    return {u.name: list(u.nodes) for u in analysis.units}, protect
 
 
 def _calibrator_spec(config, facts: OnnxFacts, version: TrtVersion, cache) -> CalibratorSpec:
