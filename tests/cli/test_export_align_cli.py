@@ -1,0 +1,90 @@
+"""`trtalign export` and `trtalign align` end to end in a subprocess: exit codes, one-line errors, no half files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("ultralytics")
+
+
+def _one_line_error(rc, err, fragment):
+    assert rc == 2, err
+    lines = [line for line in err.strip().splitlines() if "error:" in line]
+    assert len(lines) == 1 and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_export_then_align_pass(cli, yolo_checkpoint, image_folder, tmp_path):
+    pt = yolo_checkpoint("yolov8n.yaml")
+    out = tmp_path / "m.onnx"
+    rc, stdout, err = cli("export", str(pt), "--imgsz", "160", "--dynamic-batch", "2", "--nms", "auto",
+                          "--score-threshold", "0.25", "--out", str(out), "--json", str(tmp_path / "export.json"))
+    assert rc == 0, err
+    assert "EfficientNMS_TRT" in stdout and out.is_file()
+    exp = json.loads((tmp_path / "export.json").read_text())
+    assert exp["nms_op"] == "EfficientNMS_TRT" and exp["batch"] == "batch" and exp["max_batch"] == 2
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for p in sorted(image_folder.iterdir())[:2]:
+        (images / p.name).write_bytes(p.read_bytes())
+    (images / "readme.txt").write_text("not an image")
+    rc, stdout, err = cli("align", str(pt), str(out), "--images", str(images), "--json", str(tmp_path / "a.json"))
+    assert rc == 0, stdout + err
+    assert "readme.txt" in err and "skipping" in err  # non-image files are skipped with a warning
+    result = json.loads((tmp_path / "a.json").read_text())
+    assert result["passed"] and result["images"] == 2
+    assert result["detections_aligned"]["aligned_fraction"] >= 0.99
+    assert "PASS" in stdout
+
+
+def test_export_errors_exit_2_and_write_nothing(cli, tmp_path):
+    out = tmp_path / "o.onnx"
+    (tmp_path / "bad.pt").write_bytes(b"\x80\x04junk")
+    (tmp_path / "raw.onnx").write_bytes(b"garbage")
+    cases = [
+        (["yolov8n.yaml", "--imgsz", "100"], "multiple of the model stride"),
+        (["yolov8n.yaml", "--imgsz", "160", "--iou-threshold", "1.5"], "iou_threshold"),
+        # (missing file, other thresholds, ... are covered in-process in tests/export/test_onnx_export.py)
+        ([str(tmp_path / "bad.pt"), "--imgsz", "160"], "cannot load"),
+        ([str(tmp_path / "raw.onnx"), "--imgsz", "160"], "cannot read"),
+    ]
+    for argv, fragment in cases:
+        rc, _, err = cli("export", *argv, "--out", str(out))
+        _one_line_error(rc, err, fragment)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "raw.onnx"]
+
+
+def test_byo_onnx_layout_mismatch(cli, tmp_path):
+    import onnx
+
+    from trtalign.export.adapters import load_adapter
+
+    raw = load_adapter("yolov8n.yaml").to_raw_onnx(160)
+    onnx.save(raw, str(tmp_path / "plain.onnx"))
+    good = tmp_path / "good.yaml"
+    good.write_text(f"model: {tmp_path / 'plain.onnx'}\nimgsz: 160\nlayout: {{task: detect, num_classes: 80}}\n")
+    rc, stdout, err = cli("export", "--config", str(good), "--out", str(tmp_path / "byo.onnx"))
+    assert rc == 0, err
+    assert "onnx detect" in stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"model: {tmp_path / 'plain.onnx'}\nimgsz: 160\nlayout: {{task: obb, num_classes: 80}}\n")
+    rc, _, err = cli("export", "--config", str(bad), "--out", str(tmp_path / "x.onnx"))
+    _one_line_error(rc, err, "declared layout")
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("model: yolov8n.yaml\nimgsz: 160\nbogus: 1\n")
+    rc, _, err = cli("export", "--config", str(unknown), "--out", str(tmp_path / "y.onnx"))
+    _one_line_error(rc, err, "bogus")
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "y.onnx").exists()
+
+
+def test_align_errors(cli, yolo_checkpoint, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "a.txt").write_text("x")
+    pt = yolo_checkpoint("yolov8n.yaml")
+    rc, _, err = cli("align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(empty))
+    _one_line_error(rc, err, "no images")
+    rc, _, err = cli("align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(tmp_path / "nodir"))
+    _one_line_error(rc, err, "not found")
