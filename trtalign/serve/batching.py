@@ -65,7 +65,9 @@ class DynamicBatcher(Generic[T, R]):
         self._queue: collections.deque[_Job] = collections.deque()
         self._cond = threading.Condition()
         self._closing = False
+        self._no_wait = False  # draining: run what is queued at once instead of waiting to fill batches
         self._thread: threading.Thread | None = None
+        self._collecting = 0  # jobs taken off the queue by the worker, batch not yet started
         self.batches = 0
         self.max_batch_seen = 0
 
@@ -75,6 +77,12 @@ class DynamicBatcher(Generic[T, R]):
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
         return self
+
+    def stop_waiting(self) -> None:
+        """Keep accepting items but stop waiting to fill batches (the first step of a graceful shutdown)."""
+        with self._cond:
+            self._no_wait = True
+            self._cond.notify_all()
 
     def close(self, timeout: float | None = None) -> bool:
         """Stop accepting; process everything already queued; True if the worker finished within ``timeout``."""
@@ -101,6 +109,12 @@ class DynamicBatcher(Generic[T, R]):
     def queue_depth(self) -> int:
         with self._cond:
             return len(self._queue)
+
+    @property
+    def pending(self) -> int:
+        """Accepted items whose batch has not started yet (queued + being collected into the next batch)."""
+        with self._cond:
+            return len(self._queue) + self._collecting
 
     # ------------------------------------------------------------------ producers
     def submit(self, item: T) -> Future:
@@ -132,15 +146,18 @@ class DynamicBatcher(Generic[T, R]):
             if not self._queue:
                 return []  # closing and drained
             batch = [self._queue.popleft()]
+            self._collecting = 1
             deadline = batch[0].enqueued + cfg.max_wait_ms / 1000.0
             while len(batch) < cfg.max_batch:
                 if self._queue:
                     batch.append(self._queue.popleft())
+                    self._collecting = len(batch)
                     continue
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0 or self._closing:
+                if remaining <= 0 or self._closing or self._no_wait:
                     break
                 self._cond.wait(remaining)
+            self._collecting = 0
             depth = len(self._queue)
         if self.metrics is not None:
             self.metrics.queue_depth.set(depth)

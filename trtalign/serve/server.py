@@ -89,6 +89,48 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.app._mark_idle(self, False)
         return super().parse_request()
 
+    def handle_expect_100(self) -> bool:
+        """``Expect: 100-continue``: refuse a wrong type or size before the client sends the body."""
+        if self.command == "POST" and self.path.split("?", 1)[0] == "/v1/detect":
+            try:
+                self._check_headers()
+            except RequestError as exc:  # the body was never sent: answer and close
+                self.close_connection = True
+                self._send_json(exc.status, exc.to_dict(), "/v1/detect")
+                return False
+        return super().handle_expect_100()
+
+    def _check_headers(self) -> int:
+        """Content-Type, Transfer-Encoding and Content-Length of a detect request -> the body length."""
+        check_content_type(self.headers.get("Content-Type"))
+        if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
+            raise RequestError(411, "length_required", "chunked uploads are not accepted; send Content-Length")
+        raw_length = self.headers.get("Content-Length")
+        try:
+            length = int(raw_length) if raw_length is not None else None
+        except ValueError:
+            raise RequestError(400, "bad_content_length", f"Content-Length {raw_length!r} is not an integer") from None
+        return check_content_length(length, self.server.app.config.limits)
+
+    def _discard_body(self) -> bool:
+        """Read and drop a refused body (up to a cap) so the client can read the error; True if fully read."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return False
+        cap = min(max(4 * self.server.app.config.limits.max_bytes, 1 << 20), 64 << 20)
+        if length <= 0 or length > cap or self.headers.get("Transfer-Encoding"):
+            return length == 0
+        try:
+            while length > 0:
+                chunk = self.rfile.read(min(length, 1 << 16))
+                if not chunk:
+                    return False
+                length -= len(chunk)
+        except (ConnectionError, socket.timeout):
+            return False
+        return True
+
     def log_message(self, format: str, *args: Any) -> None:  # route to the package logger, not stderr
         log.debug("%s %s", self.address_string(), format % args)
 
@@ -111,7 +153,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj).encode("utf-8"), "application/json", path)
 
     def _send_error(self, exc: RequestError, path: str, body_read: bool = True) -> None:
-        if not body_read:  # the unread body would be parsed as the next request: close instead
+        if not body_read and not self._discard_body():  # an unread body would be parsed as the next request
             self.close_connection = True
         self._send_json(exc.status, exc.to_dict(), path)
 
@@ -146,15 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
             if app.draining:
                 raise ShuttingDownError()
             content_type = self.headers.get("Content-Type")
-            check_content_type(content_type)
-            if self.headers.get("Transfer-Encoding", "").lower() not in ("", "identity"):
-                raise RequestError(411, "length_required", "chunked uploads are not accepted; send Content-Length")
-            raw_length = self.headers.get("Content-Length")
-            try:
-                length = int(raw_length) if raw_length is not None else None
-            except ValueError:
-                raise RequestError(400, "bad_content_length", f"Content-Length {raw_length!r} is not an integer")
-            length = check_content_length(length, app.config.limits)
+            length = self._check_headers()
             body = self.rfile.read(length)
             body_read = True
             if len(body) != length:
@@ -235,6 +269,7 @@ class DetectionServer:
         self._closed = True
         deadline = time.monotonic() + timeout
         self.draining = True
+        self.batcher.stop_waiting()
         if self._httpd is not None:
             self._httpd.shutdown()  # no new connections are accepted after this returns
         with self._conn_lock:
