@@ -1,6 +1,9 @@
 """Python reference implementations of the NMS ops (``EfficientNMS_TRT``, ``EfficientRotatedNMS_TRT``) and rotated IoU.
 
 The semantics (with citations of the TensorRT sources) are documented in :mod:`trtalign.plugins.reference.nms`.
+Note: the package attribute ``rotated_iou`` is the scalar function and shadows the submodule of the same name; for
+the module use ``from trtalign.plugins.reference.rotated_iou import ...`` or
+``importlib.import_module("trtalign.plugins.reference.rotated_iou")``.
 """
 
 from trtalign.plugins.reference.nms import (

@@ -166,16 +166,39 @@ def greedy_nms(candidates_boxes: np.ndarray, classes: np.ndarray, iou_threshold:
     return kept
 
 
+def _candidate_pairs(rows: np.ndarray, cols: np.ndarray, classes: np.ndarray, class_agnostic: int,
+                     bounds: np.ndarray, areas: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (rows[a], cols[b]) with rows[a] < cols[b] that may reach the threshold (row-major order).
+
+    A pair is dropped only when IoU < threshold is certain: different classes (per-class mode), extents that do not
+    overlap, or the upper bound ``u / (area_i + area_j - u)`` with ``u = min(area_i, area_j, overlap of the extents)``
+    below the threshold.
+    """
+    ok = cols[None, :] > rows[:, None]
+    if not class_agnostic:
+        ok &= classes[cols][None, :] == classes[rows][:, None]
+    br, bc = bounds[rows], bounds[cols]
+    ix = np.minimum(br[:, None, 2], bc[None, :, 2]) - np.maximum(br[:, None, 0], bc[None, :, 0])
+    iy = np.minimum(br[:, None, 3], bc[None, :, 3]) - np.maximum(br[:, None, 1], bc[None, :, 1])
+    ok &= (ix > 0) & (iy > 0)
+    r, c = np.nonzero(ok)
+    pi, pj = rows[r], cols[c]
+    upper = np.minimum(np.minimum(areas[pi], areas[pj]), ix[r, c] * iy[r, c])
+    denom = areas[pi] + areas[pj] - upper
+    bound = np.where(denom > 0, upper / np.where(denom > 0, denom, 1.0), 0.0)
+    maybe = bound >= iou_threshold - 1e-9
+    return pi[maybe], pj[maybe]
+
+
 def greedy_nms_blocked(candidates_boxes: np.ndarray, classes: np.ndarray, iou_threshold: float,
                        max_output_boxes: int, class_agnostic: int, paired_iou_fn, bounds: np.ndarray,
                        areas: np.ndarray, block: int = 32) -> list[int]:
-    """The same greedy NMS as :func:`greedy_nms`, with the IoUs of a block of candidates computed in one call.
+    """The same greedy NMS as :func:`greedy_nms`, with IoUs computed a block of candidates at a time.
 
-    For the next ``block`` candidates still alive, every pair (i in block, later alive j, same class unless agnostic)
-    that could reach the threshold gets its IoU from one ``paired_iou_fn(boxes_i, boxes_j)`` call; then the block
-    is walked in order exactly as the plain loop does (a member suppressed by an earlier member is skipped). Pairs are
-    dropped before the IoU only when IoU < threshold is certain: extents that do not touch, or the upper bound
-    ``u / (area_i + area_j - u)`` with ``u = min(area_i, area_j, overlap of the extents)`` below the threshold.
+    Take the next ``block`` candidates still alive. (1) IoUs among them, in one ``paired_iou_fn(boxes_i, boxes_j)``
+    call, decide which of them are kept, walking them in order exactly like the plain loop. (2) IoUs of the kept ones
+    against every later alive candidate, in one call, suppress those. Pairs that cannot reach the threshold are skipped
+    (see :func:`_candidate_pairs`); the decisions equal the plain loop's (a test checks it).
     """
     n = len(candidates_boxes)
     alive = np.ones(n, dtype=bool)
@@ -186,32 +209,24 @@ def greedy_nms_blocked(candidates_boxes: np.ndarray, classes: np.ndarray, iou_th
         members = np.flatnonzero(alive[pos:])[:block] + pos
         if len(members) == 0:
             break
-        first = members[0] + 1
-        cols = np.arange(first, n)
-        ok = alive[None, first:] & (cols[None, :] > members[:, None])
-        if not class_agnostic:
-            ok &= classes[None, first:] == classes[members][:, None]
-        bm, bc = bounds[members], bounds[first:]
-        ix = np.minimum(bm[:, None, 2], bc[None, :, 2]) - np.maximum(bm[:, None, 0], bc[None, :, 0])
-        iy = np.minimum(bm[:, None, 3], bc[None, :, 3]) - np.maximum(bm[:, None, 1], bc[None, :, 1])
-        ok &= (ix >= 0) & (iy >= 0)
-        row, col = np.nonzero(ok)
-        pi, pj = members[row], col + first
-        upper = np.minimum(np.minimum(areas[pi], areas[pj]), ix[row, col] * iy[row, col])
-        denom = areas[pi] + areas[pj] - upper
-        bound = np.where(denom > 0, upper / np.where(denom > 0, denom, 1.0), 0.0)
-        maybe = bound >= thr - 1e-9
-        pi, pj = pi[maybe], pj[maybe]
+        pi, pj = _candidate_pairs(members, members, classes, class_agnostic, bounds, areas, thr)
         iou = paired_iou_fn(candidates_boxes[pi], candidates_boxes[pj]) if len(pi) else np.zeros(0)
-        starts = np.searchsorted(pi, members, side="left")
-        ends = np.searchsorted(pi, members, side="right")
+        starts, ends = np.searchsorted(pi, members, side="left"), np.searchsorted(pi, members, side="right")
+        survivors = []
         for i, a, b in zip(members, starts, ends):
             if not alive[i]:
                 continue
             if len(kept) >= max_output_boxes:
                 break
             kept.append(int(i))
+            survivors.append(i)
             alive[pj[a:b][iou[a:b] >= thr]] = False
+        later = np.flatnonzero(alive[members[-1] + 1:]) + members[-1] + 1
+        if survivors and len(later) and len(kept) < max_output_boxes:
+            pi, pj = _candidate_pairs(np.asarray(survivors), later, classes, class_agnostic, bounds, areas, thr)
+            if len(pi):
+                iou = paired_iou_fn(candidates_boxes[pi], candidates_boxes[pj])
+                alive[pj[iou >= thr]] = False
         pos = members[-1] + 1
     return kept
 
