@@ -83,6 +83,7 @@ def test_capability_table_matches_real_surface(version, feature):
 
 def _build(tmp_path, onnx_files, version, precision, route="qdq", onnx="float", model=None, **trt):
     cfg = make_config(tmp_path, int8_route=route, timing_cache=str(tmp_path / "timing.cache"), **trt)
+    cfg.calibration.cache_dir = tmp_path / "calib"
     path = onnx_files[onnx]
     plan = make_build_plan(cfg, path, version, precision, unit_plan=UNIT_PLAN, unit_nodes=UNIT_NODES,
                            ranges={"images": 1.0, "c0": 4.0, "r0": 4.0})
@@ -143,9 +144,13 @@ def test_builder_runs_every_route_against_real_surface(tmp_path, onnx_files, ver
         calib = trt.called("IBuilderConfig.int8_calibrator=")[0].args[0]
         assert type(calib).__mro__[1].__name__ == "IInt8EntropyCalibrator2"
         assert trt.called("IBuilderConfig.set_calibration_profile")
-        # TensorRT would pull batches: the calibrator feeds device pointers and caches nothing yet
-        assert calib.get_batch(["images"]) and calib.get_batch(["images"]) and calib.get_batch(["images"]) is None
-        assert calib.read_calibration_cache() is None
+        # the stand-in drove it like TensorRT: 3 images at batch 2 -> 2 batches pulled, then the cache was written
+        assert calib.batches_served == 2 and result.applied["calibration_batches"] == 2
+        cache = open(plan.calibrator.cache_path, "rb").read()
+        assert cache.startswith(b"TRT-8601-" if version == "8.6.1" else b"TRT-100300-")
+        # a second build reads the cache back and pulls no batches
+        _, trt2, result2 = _build(tmp_path, onnx_files, version, precision, route, onnx)
+        assert result2.applied["calibration_batches"] == 0 and "<tensorrt>.calibrate" in trt2.targets()
     else:
         assert "IBuilderConfig.int8_calibrator=" not in targets
     if route == "dynamic-range":
@@ -204,6 +209,11 @@ def test_runner_cuda_graph_captures_once_per_shape_and_rejects_out_of_profile(tm
     assert a["num_detections"][0, 0] == 3 * 64 * 64 and b["num_detections"][0, 0] == 2 * 3 * 64 * 64
 
 
+def test_builder_logger_receives_tensorrt_messages_in_the_log_file(tmp_path, onnx_files):
+    _build(tmp_path, onnx_files, "10.3.0", "fp32")
+    assert "[INFO] stand-in: building" in (tmp_path / "build.log").read_text()
+
+
 # ----------------------------------------------------------------------------------- the harness fails loudly
 WRONG_CALLS = [
     ("10.3.0", lambda t: t.Builder(t.Logger(t.Logger.Severity.WARNING)).build_engine, "Builder has no attribute"),
@@ -233,6 +243,19 @@ WRONG_CALLS = [
 def test_standin_rejects_api_the_version_lacks(version, wrong, message):
     with pytest.raises(SurfaceError, match=message):
         wrong(Standin(version))
+
+
+@pytest.mark.parametrize("version", ["8.6.1", "10.3.0"])
+def test_standin_rejects_a_calibrator_override_with_the_wrong_arity(version):
+    trt = Standin(version)
+    with pytest.raises(SurfaceError, match="TensorRT calls it with \\[2\\]"):
+        class _Bad(trt.IInt8EntropyCalibrator2):  # noqa: F841 - get_batch(self, names) is the real virtual
+            def get_batch(self, names, stream):
+                return None
+    with pytest.raises(SurfaceError, match="Logger.log"):
+        class _BadLogger(trt.ILogger):  # noqa: F841
+            def log(self, msg):
+                pass
 
 
 def test_plan_for_another_version_is_refused_by_the_builder(tmp_path, onnx_files):

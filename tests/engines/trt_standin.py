@@ -249,6 +249,26 @@ class StandinObject(metaclass=StandinMeta):
     _standin: Standin
     _trt_name = ""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A Python subclass (our logger, our calibrator) must override TensorRT's virtuals with their real arity."""
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("_trt_generated"):
+            return
+        import inspect
+
+        standin, base = cls._standin, cls._trt_name
+        for attr, fn in cls.__dict__.items():
+            if attr.startswith("__") or not callable(fn):
+                continue
+            method = standin.lookup(base, "methods", attr)
+            if method is None or not method["signatures"]:
+                continue
+            want = {len([p for p in s["params"] if "kind" not in p]) for s in method["signatures"]}
+            have = len(inspect.signature(fn).parameters)
+            if have not in want:
+                raise SurfaceError(f"TensorRT {standin.__version__}: {cls.__name__}.{attr} overrides {base}.{attr} "
+                                   f"with {have} parameter(s) (self included); TensorRT calls it with {sorted(want)}")
+
     def __init__(self, *args: Any, **kwargs: Any):
         standin, name = type(self)._standin, type(self)._trt_name
         init = standin.lookup(name, "methods", "__init__")
@@ -261,7 +281,8 @@ class StandinObject(metaclass=StandinMeta):
         self._init_hook(bound)
 
     def _init_hook(self, bound: dict) -> None:
-        pass
+        if type(self)._trt_name == "Builder":
+            type(self)._standin.__dict__["_builder_logger"] = bound.get("logger")
 
     def __getattr__(self, attr: str) -> Any:
         if attr.startswith("__") or attr in ("_props",):
@@ -355,6 +376,7 @@ def _behave(standin: Standin, obj: Any, cls: str, meth: str, bound: dict, sigs: 
     if key == "ILayer.get_output":
         return _new(t, "ITensor", name=obj._props["_outs"][bound["index"]], dtype=t.DataType.FLOAT)
     if key == "Builder.build_serialized_network":
+        _drive_build(t, bound)
         return None if m.build_fails else _new(t, "IHostMemory", _bytes=m.engine_bytes)
     if key == "ITimingCache.serialize":
         return _new(t, "IHostMemory", _bytes=b"TIMING-CACHE")
@@ -402,6 +424,33 @@ def _behave(standin: Standin, obj: Any, cls: str, meth: str, bound: dict, sigs: 
     if entry is not None:
         return _new(t, r if t.class_entry(r) else r[1:])
     return None
+
+
+def _drive_build(t: Standin, bound: dict) -> None:
+    """Do to the Python objects what TensorRT's builder does: log through the builder's logger and, with a
+    calibrator, ask for the batch size and cache, pull batches until None, then hand it the new cache."""
+    builder_logger = t.__dict__.get("_builder_logger")
+    if builder_logger is not None:
+        builder_logger.log(t.ILogger.Severity.INFO, "stand-in: building")
+    calib = bound["config"].__dict__.get("_props", {}).get("int8_calibrator")
+    if calib is None:
+        return
+    t.record("<tensorrt>.calibrate")
+    batch_size = calib.get_batch_size()
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise SurfaceError(f"calibrator.get_batch_size() returned {batch_size!r}, TensorRT needs an int >= 1")
+    if calib.read_calibration_cache() is None:
+        names = [name for name, _ in t.model.inputs]
+        while True:
+            ptrs = calib.get_batch(names)
+            if ptrs is None:
+                break
+            if len(ptrs) != len(names) or not all(isinstance(p, int) and p for p in ptrs):
+                raise SurfaceError(f"calibrator.get_batch({names}) returned {ptrs!r}: one device pointer per input")
+        v = [int(x) for x in t.__version__.split(".")[:3]]
+        code = v[0] * 1000 + v[1] * 100 + v[2] if v[0] < 10 else v[0] * 10000 + v[1] * 100 + v[2]
+        algo = "MinMaxCalibration" if "MinMax" in type(calib).__mro__[1].__name__ else "EntropyCalibration2"
+        calib.write_calibration_cache(memoryview(f"TRT-{code}-{algo}\nimages: 3c010204\n".encode()))
 
 
 class FakeCudaBackend:
