@@ -57,7 +57,7 @@ def parse_precisions(text: str | Sequence[str]) -> list[str]:
     for p in items:
         p = alias.get(p, p)
         if p not in PRECISIONS:
-            raise ConfigError(f"invalid precision {p!r}; valid choices: {choices_text(PRECISIONS + RUNNER_NAMES)}")
+            raise ConfigError(f"invalid precision {p!r}; valid choices: {choices_text(PRECISIONS + RUNNER_NAMES[1:])}")
         if p not in out:
             out.append(p)
     if not out:
