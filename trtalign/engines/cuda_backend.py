@@ -82,6 +82,7 @@ class CudaPythonBackend(CudaBackend):
         err, *rest = result if isinstance(result, tuple) else (result,)
         if int(err) != 0:
             _, text = self.rt.cudaGetErrorString(err) if hasattr(self.rt, "cudaGetErrorString") else (0, str(err))
+            text = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
             raise EngineError(f"CUDA {what} failed ({self.name}): {text!r}; is an NVIDIA driver installed and a GPU "
                               f"visible?")
         return rest[0] if len(rest) == 1 else (tuple(rest) or None)
