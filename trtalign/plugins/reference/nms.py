@@ -1,7 +1,8 @@
 """Reference implementations of ``EfficientNMS_TRT`` and ``EfficientRotatedNMS_TRT`` (numpy, loop by loop).
 
-Semantics read from NVIDIA/TensorRT ``plugin/efficientNMSPlugin`` (TensorRT 11.1 OSS, commit 82d1dca8; unchanged in
-these respects since 8.5): ``README.md``, ``efficientNMSInference.cu`` (kernels ``EfficientNMSFilter``,
+Semantics read from NVIDIA/TensorRT ``plugin/efficientNMSPlugin`` (TensorRT 11.1 OSS, commit 82d1dca8; the rules
+below hold since 8.2, except ``class_agnostic``, added by commit 3efb69b2 (first in OSS release 23.08 and 10.0; an 8.5
+plugin ignores the attribute, so NMS is per-class there)): ``README.md``, ``efficientNMSInference.cu`` (kernels ``EfficientNMSFilter``,
 ``EfficientNMSDenseIndex``, ``EfficientNMS``, ``EfficientNMSFilterLauncher``, ``EfficientNMSDispatch``),
 ``efficientNMSInference.cuh`` (``BoxCorner``, ``BoxCenterSize``), ``efficientNMSParameters.h`` and
 ``efficientNMSPlugin.cpp`` (``initialize``, ``createPlugin``). Per image, independently:
