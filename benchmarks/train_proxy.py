@@ -79,6 +79,7 @@ def train_one(task: str, args: argparse.Namespace, out: Path) -> dict:
                     cache=args.cache, patience=0, val=not args.final_val_only)
     if args.time_hours:
         train_kw["time"] = args.time_hours
+    train_kw.update(args.hyp)
     model.train(**train_kw)
     wall = time.perf_counter() - t0
     run_dir = out / "runs" / task
@@ -109,7 +110,8 @@ def train_one(task: str, args: argparse.Namespace, out: Path) -> dict:
                      "epochs_done": epochs_done, "time_limit_hours": args.time_hours, "imgsz": args.imgsz,
                      "batch": args.batch, "workers": args.workers, "cache": args.cache,
                      "options": "ultralytics defaults except seed, deterministic=True, amp=False, plots=False, "
-                                f"patience=0, val={not args.final_val_only}", "wall_time_s": round(wall, 1), "dataset_time_s": round(synth_s, 1)},
+                                f"patience=0, val={not args.final_val_only}"
+                                + "".join(f", {k}={v}" for k, v in args.hyp.items()), "wall_time_s": round(wall, 1), "dataset_time_s": round(synth_s, 1)},
         "metrics": {"split": f"val[0:{args.val}]", "device": device_text(args.device), "imgsz": args.imgsz,
                     "map50_95": round(float(val.box.map), 4), "map50": round(float(val.box.map50), 4),
                     "scorer": "ultralytics YOLO(path).val (conf 0.001, iou 0.7)"},
@@ -162,6 +164,18 @@ def write_card(card: dict, out: Path) -> None:
     atomic_write_text(out / f"{card['name']}.md", "\n".join(lines))
 
 
+def _parse_hyp(item: str) -> tuple[str, object]:
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise SystemExit(f"--hyp expects KEY=VALUE, got {item!r}")
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, {"true": True, "false": False}.get(value.lower(), value)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", choices=["detect", "obb", "both"], default="both")
@@ -177,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default="ram", choices=["ram", "disk", "none"])
     ap.add_argument("--final-val-only", action="store_true",
                     help="validate only after the last epoch (saves time on the CPU)")
+    ap.add_argument("--hyp", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra ultralytics train argument (e.g. nbs=16 mosaic=0.0), repeatable; numbers are parsed")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--synth-workers", type=int, default=1)
     ap.add_argument("--check-images", type=int, default=24, help="size of the card's CPU check split")
@@ -184,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check-only", action="store_true", help="only (re)score the check split of existing cards")
     ap.add_argument("--out", default="runs/proxy")
     args = ap.parse_args(argv)
+    args.hyp = dict(_parse_hyp(item) for item in args.hyp)
     if args.cache == "none":
         args.cache = False
     if args.device.isdigit() or args.device == "cuda":
