@@ -224,6 +224,12 @@ def pr_figure(recall: Sequence[float], curves: dict, title: str = "") -> Any:
 
 
 # ----------------------------------------------------------------------------------------------------- eval report
+def _signed(value: Optional[float]) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return "0" if abs(value) < 5e-5 else f"{value:+.4f}"
+
+
 def _delta_class(delta: Optional[float], tol: float) -> str:
     if delta is None or (isinstance(delta, float) and math.isnan(delta)):
         return "muted"
@@ -241,8 +247,9 @@ def eval_report(result: Any, title: str | None = None, tolerance: float = 0.002)
     rows, cls = [], []
     for r in result.results:
         s = r.metrics.stats
-        rows.append([r.runner, r.precision, s["map"], s["map50"], s.get("map75"), r.delta_map, r.delta_map50,
-                     r.latency.median_ms, r.metrics.num_detections, "; ".join(r.notes)])
+        rows.append([r.runner, r.precision, s["map"], s["map50"], s.get("map75"), _signed(r.delta_map),
+                     _signed(r.delta_map50), _fmt(r.latency.median_ms, 1), r.metrics.num_detections,
+                     "; ".join(r.notes)])
         c = _delta_class(r.delta_map, tolerance) if r.runner != ref else "muted"
         cls.append(["", "", "", "", "", c, _delta_class(r.delta_map50, tolerance) if r.runner != ref else "muted",
                     "", "", "note"])
@@ -305,7 +312,7 @@ def _per_class_sections(rep: Report, result: Any) -> None:
             v = r.metrics.per_class.get(n, {}).get("ap")
             d = (v - base) if (v is not None and base is not None and v == v and base == base) else None
             deltas[r.runner].append(d if d is not None else float("nan"))
-            row.append(d)
+            row.append(_signed(d))
             crow.append(_delta_class(d, 0.01))
         rows.append(row)
         cls.append(crow)
