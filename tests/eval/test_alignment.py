@@ -88,6 +88,9 @@ def test_explanation_lists_each_difference():
     attrs = NmsAttributes(score_threshold=0.25, iou_threshold=0.7, max_output_boxes=100, class_agnostic=1)
     lines = explain_nms_differences("EfficientNMS_TRT", attrs, {"conf": 0.25, "max_det": 300, "agnostic": False})
     text = "\n".join(lines)
-    assert "max_det" in text and "class-agnostic" in text and "per-class" not in text
+    assert "max_det" in text and "class-agnostic" in text and "compare across classes" in text
     same = explain_nms_differences("EfficientNMS_TRT", attrs, {"conf": 0.25, "max_det": 100, "agnostic": True})
-    assert [line.split(":")[0] for line in same] == ["top-k"]
+    assert [line.split(":")[0] for line in same] == ["top-k", "per-class"]  # inherent to the two NMS designs
+    rotated = explain_nms_differences("EfficientRotatedNMS_TRT", attrs, {"conf": 0.5, "max_det": 100,
+                                                                         "agnostic": True})
+    assert [line.split(":")[0] for line in rotated] == ["top-k", "per-class", "score threshold", "IoU"]

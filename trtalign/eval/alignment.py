@@ -205,14 +205,17 @@ def compare_detections(refs: Sequence[Detections], tests: Sequence[Detections], 
 
 def explain_nms_differences(op_type: str, attrs: Any, torch_settings: dict) -> list[str]:
     """One line per NMS setting in which ultralytics' NMS (``torch_settings``) differs from the ONNX NMS node."""
+    from trtalign.export.graph_nms import NMS_TOPK
+
     lines = []
     agnostic = bool(attrs.class_agnostic)
-    lines.append(f"top-k: {op_type} keeps the best 4096 candidates per image before NMS; ultralytics keeps up to "
-                 f"{ULTRALYTICS_MAX_NMS} (differs only when more than 4096 candidates pass the score threshold)")
-    if not agnostic:
-        lines.append(f"per-class: {op_type} runs NMS per class on every (box, class) score above the threshold, so "
-                     "one box can be kept for several classes; ultralytics keeps only each box's best class "
-                     "(multi_label=False)")
+    lines.append(f"top-k: {op_type} keeps the best {NMS_TOPK} (box, class) candidates per image before NMS; "
+                 f"ultralytics keeps up to {ULTRALYTICS_MAX_NMS} boxes (differs only when more candidates pass the "
+                 f"score threshold)")
+    lines.append(f"per-class: {op_type} takes every (box, class) score above the threshold as a candidate, so one "
+                 "box can be kept for several classes" + (" (class_agnostic only lets NMS compare across classes)"
+                                                          if agnostic else "")
+                 + "; ultralytics keeps only each box's best class (multi_label=False)")
     if bool(torch_settings.get("agnostic", False)) != agnostic:
         lines.append(f"class-agnostic: ONNX class_agnostic={int(agnostic)}, torch agnostic="
                      f"{bool(torch_settings.get('agnostic'))}")

@@ -377,7 +377,8 @@ def collect_statistics(model_path: str | os.PathLike, images: str | os.PathLike,
     data = CalibrationData(tensors={n: TensorStats(name=n) for n in names}, model_sha256=model_sha,
                            model_file=model_path.name, images=[p.name for p in readable], folder=str(images),
                            folder_sha256=_folder_hash(readable), imgsz=hw)
-    cache = _cache_path(cache_dir, model_sha, hw, scope, data.folder_sha256) if cache_dir else None
+    # keyed on the whole folder listing, so a run with a larger --num resumes from a smaller one's cache
+    cache = _cache_path(cache_dir, model_sha, hw, scope, _folder_hash(paths)) if cache_dir else None
     done = _load_cache(cache, data) if cache and cache.is_file() else 0
     if done:
         log.info("resuming calibration from %s: %d of %d images already collected", cache, done, len(readable))

@@ -39,8 +39,11 @@ NMS_OP_TYPES = (EFFICIENT_NMS, ROTATED_NMS)
 #: domain of the NMS nodes (see the module docstring) and its opset version
 NMS_DOMAIN = "trtalign"
 NMS_DOMAIN_VERSION = 1
-#: candidates per image entering NMS in TensorRT's plugin (not an attribute; fixed by the plugin)
-NMS_TOPK = 4096
+#: (box, class) candidates per image entering NMS in TensorRT's plugin (not an attribute: the plugin's initialize()
+#: sets 5000 on current GPUs; see trtalign/plugins/reference/nms.py, TOPK)
+NMS_TOPK = 5000
+#: largest max_output_boxes accepted (the config's bound)
+MAX_OUTPUT_BOXES = 4096
 
 RAW_OUTPUT = "output0"
 BOXES = "boxes"
@@ -65,8 +68,8 @@ class NmsAttributes:
         checks = [
             (0.0 <= float(self.score_threshold) <= 1.0, f"score_threshold must be in [0, 1], got {self.score_threshold}"),
             (0.0 < float(self.iou_threshold) <= 1.0, f"iou_threshold must be in (0, 1], got {self.iou_threshold}"),
-            (1 <= int(self.max_output_boxes) <= NMS_TOPK,
-             f"max_output_boxes (max_det) must be in [1, {NMS_TOPK}], got {self.max_output_boxes}"),
+            (1 <= int(self.max_output_boxes) <= MAX_OUTPUT_BOXES,
+             f"max_output_boxes (max_det) must be in [1, {MAX_OUTPUT_BOXES}], got {self.max_output_boxes}"),
             (int(self.background_class) >= -1, f"background_class must be >= -1, got {self.background_class}"),
             (int(self.score_activation) in (0, 1), f"score_activation must be 0 or 1, got {self.score_activation}"),
             (int(self.class_agnostic) in (0, 1), f"class_agnostic must be 0 or 1, got {self.class_agnostic}"),

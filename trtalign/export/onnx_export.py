@@ -52,7 +52,7 @@ class ExportResult:
         return dict(self.__dict__)
 
     def summary(self) -> str:
-        nms = f"{self.nms_op} (score>={self.nms['score_threshold']}, iou>{self.nms['iou_threshold']}, " \
+        nms = f"{self.nms_op} (score>={self.nms['score_threshold']}, iou>={self.nms['iou_threshold']}, " \
               f"max {self.nms['max_output_boxes']}, {'agnostic' if self.nms['class_agnostic'] else 'per-class'})" \
             if self.nms_op else "none (outputs boxes, scores)"
         batch = f"dynamic (1..{self.max_batch})" if self.batch == "batch" else str(self.batch)

@@ -49,7 +49,26 @@ class OnnxModelAdapter(ModelAdapter):
             self.declared = layout if isinstance(layout, ModelLayout) else ModelLayout.model_validate(layout)
         except Exception as exc:
             raise ConfigError(f"invalid layout for {self.path.name}: {str(exc).splitlines()[0]}") from None
+        self._expose_declared_output()
         self._check_layout()
+
+    def _expose_declared_output(self) -> None:
+        """A declared output that is an intermediate tensor (e.g. ``output0`` of an exported end-to-end file)
+        becomes the graph output, so an exported file can be re-exported with other NMS settings."""
+        import onnx
+
+        from trtalign.export.graph_nms import expose_outputs
+
+        name = self.declared.output
+        if not name or name in {o.name for o in self.proto.graph.output}:
+            return
+        if name in {t for n in self.proto.graph.node for t in n.output}:
+            inferred = onnx.shape_inference.infer_shapes(self.proto)
+            exposed = expose_outputs(inferred, [name])
+            keep = [o for o in exposed.graph.output if o.name == name]
+            del exposed.graph.output[:]
+            exposed.graph.output.extend(keep)
+            self.proto = exposed
 
     def _layout_from_metadata(self) -> ModelLayout | None:
         from trtalign.export.metadata import read_metadata
