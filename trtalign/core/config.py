@@ -60,7 +60,9 @@ class NmsConfig(_Model):
     background_class: int = Field(-1, ge=-1)
     score_activation: bool = False
     box_coding: Literal[0, 1] = 0  # 0: corners (x1,y1,x2,y2), 1: center-size (cx,cy,w,h); rotated is always center-size
-    topk: int = Field(4096, ge=1, le=4096)  # candidates per image entering NMS (TensorRT's plugin uses 4096)
+    # candidates ((box, class) pairs) per image entering NMS: EfficientNMS_TRT's parameter header says 4096, but its
+    # initialize() sets 5000 on every GPU with 64K registers per block (2000 on TX1/TX2); see plugins/reference/nms.py
+    topk: int = Field(5000, ge=1, le=5000)
 
 
 class CalibrationConfig(_Model):
