@@ -13,7 +13,7 @@ def test_minimal_config_has_defaults(tmp_path):
     p.write_text("model: models/yolo.pt\nimgsz: 320\nbatch: {min: 1, opt: 2, max: 4}\n")
     cfg = load_config(p)
     assert cfg.model == tmp_path / "models" / "yolo.pt"  # relative to the config file
-    assert cfg.imgsz == 320 and cfg.batch.dynamic and cfg.nms.topk == 4096
+    assert cfg.imgsz == 320 and cfg.batch.dynamic and cfg.nms.topk == 5000
     assert cfg.precisions == ["fp32", "fp16", "int8"]
 
 
