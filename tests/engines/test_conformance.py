@@ -214,6 +214,14 @@ def test_builder_logger_receives_tensorrt_messages_in_the_log_file(tmp_path, onn
     assert "[INFO] stand-in: building" in (tmp_path / "build.log").read_text()
 
 
+def test_runner_engine_that_does_not_deserialize_is_a_clear_error_and_frees_the_backend():
+    backend = FakeCudaBackend()
+    runner = TrtRunner(b"E", trt=Standin("11.4.0", FakeModel(deserialize_fails=True)), backend=backend)
+    with pytest.raises(EngineError, match="cannot deserialize the engine: .*rebuild it with `trtalign build"):
+        runner.activate()
+    assert backend.ops[-1] == "close" and not runner.is_active
+
+
 # ----------------------------------------------------------------------------------- the harness fails loudly
 WRONG_CALLS = [
     ("10.3.0", lambda t: t.Builder(t.Logger(t.Logger.Severity.WARNING)).build_engine, "Builder has no attribute"),

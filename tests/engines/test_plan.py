@@ -113,6 +113,11 @@ def test_strongly_typed_on_10_moves_precision_into_the_onnx(tmp_path, onnx):
     ({"int8_route": "calibrator"}, "8.6.1", "int8", "qdq", ConfigError, "without Q/DQ nodes"),
     # FP16 on 11 needs a float16-typed ONNX
     ({}, "11.4.0", "fp16", "float", ConfigError, "no BuilderFlag.FP16 on 11"),
+    # fp32 / fp16 engines from a Q/DQ ONNX would silently run INT8
+    ({}, "8.6.1", "fp32", "qdq", ConfigError, "built from the float ONNX, but qdq.onnx has 2 Q/DQ nodes"),
+    ({}, "11.4.0", "fp16", "qdq", ConfigError, "has 2 Q/DQ nodes"),
+    # a strongly typed fp32 engine from a float16 ONNX would run FP16
+    ({}, "11.4.0", "fp32", "fp16", ConfigError, "needs a float32 ONNX"),
 ])
 def test_conflicts_and_wrong_onnx(tmp_path, onnx, kwargs, version, precision, which, error, match):
     with pytest.raises(error, match=match):

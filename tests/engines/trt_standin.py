@@ -86,6 +86,7 @@ class FakeModel:
     profile: tuple = ((1, 3, 64, 64), (2, 3, 64, 64), (4, 3, 64, 64))
     engine_bytes: bytes = b"STANDIN-ENGINE"
     build_fails: bool = False
+    deserialize_fails: bool = False
     inspector_json: str = '{"Layers": [], "Bindings": ["images"]}'
 
 
@@ -383,7 +384,7 @@ def _behave(standin: Standin, obj: Any, cls: str, meth: str, bound: dict, sigs: 
     if key == "IBuilderConfig.get_timing_cache":
         return _new(t, "ITimingCache")
     if key == "Runtime.deserialize_cuda_engine":
-        return _new(t, "ICudaEngine")
+        return None if m.deserialize_fails else _new(t, "ICudaEngine")
     if key == "ICudaEngine.get_tensor_name":
         return m.engine_io[bound["index"]][0]
     if key == "ICudaEngine.get_tensor_mode":

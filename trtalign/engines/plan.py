@@ -294,9 +294,10 @@ def make_build_plan(config, onnx_path: str | os.PathLike, trt_version: "str | Tr
     """Decide how to build ``onnx_path`` at ``precision`` for ``trt_version`` from a PipelineConfig.
 
     ``unit_plan`` defaults to ``config.quantize.plan``, ``ranges`` to ``config.quantize.ranges``. ``unit_nodes`` maps
-    unit -> ONNX node names (= TensorRT layer names); when a route needs it and it is None, it is computed with
-    :func:`trtalign.export.units.list_units`. ``protect_nodes``: decode-region nodes kept out of INT8 on the implicit
-    routes. Raises UnsupportedError for a route the version lacks, ConfigError for conflicting options.
+    unit -> ONNX node names (= TensorRT layer names) and ``protect_nodes`` lists nodes kept in FP32 on the implicit
+    INT8 routes; when needed and None, both come from :func:`trtalign.export.units.analyze_graph` (the units and the
+    head's decode region + DFL). Raises UnsupportedError for a route the version lacks, ConfigError for conflicting
+    options or an ONNX that does not fit the route.
     """
     version = TrtVersion.parse(trt_version)
     caps = capabilities(version)
@@ -320,10 +321,15 @@ def make_build_plan(config, onnx_path: str | os.PathLike, trt_version: "str | Tr
     network_flags: list[str] = []
     if caps.has("explicit_batch_flag") and not caps.has("strongly_typed"):
         network_flags.append("EXPLICIT_BATCH")  # required on 8.x; deprecated and ignored on 10.x
-    if strongly and caps.has("explicit_batch_flag"):
-        network_flags.append("STRONGLY_TYPED")  # opt-in on 10.x
-    elif strongly:
-        network_flags.append("STRONGLY_TYPED")  # 11.x: always on, the flag is accepted and ignored
+    if strongly:
+        network_flags.append("STRONGLY_TYPED")  # opt-in on 10.x; always on in 11.x (the flag is accepted there)
+    name = Path(onnx_path).name
+    if not route.startswith("int8") and facts.qdq_nodes:
+        raise ConfigError(f"a {precision} engine is built from the float ONNX, but {name} has {facts.qdq_nodes} "
+                          f"Q/DQ nodes (TensorRT would run them in INT8); pass the ONNX from `trtalign export`")
+    if route == "fp32" and strongly and facts.float16_tensors:
+        raise ConfigError(f"an fp32 engine on a strongly typed network needs a float32 ONNX, but {name} has "
+                          f"{facts.float16_tensors} float16 tensors; pass the ONNX from `trtalign export`")
 
     units = load_unit_plan(unit_plan if unit_plan is not None else config.quantize.plan)
     if route == "int8-qdq" and units and not any(p == "int8" for p in units.values()):

@@ -57,13 +57,22 @@ class TrtRunner(Runner):
 
     # ------------------------------------------------------------------ lifecycle
     def activate_impl(self) -> None:
-        from trtalign.engines.builder import import_tensorrt, make_logger
+        from trtalign.engines.builder import import_tensorrt
 
         trt = self._trt or import_tensorrt()
         self._trt = trt
         backend = self._backend or select_backend(self.cuda)
         backend.open()
         self._backend = backend
+        try:
+            self._load(trt, backend)
+        except BaseException:
+            self.deactivate_impl()  # free what was allocated; activate() failed, so deactivate() would not run
+            raise
+
+    def _load(self, trt: Any, backend: Any) -> None:
+        from trtalign.engines.builder import make_logger
+
         data = self._engine_bytes(trt, backend)
         self.logger = make_logger(trt)
         load_plugin_libraries(trt, self.logger, self.plugins)
@@ -93,7 +102,8 @@ class TrtRunner(Runner):
         try:
             for ptr, _ in self._device.values():
                 backend.free(ptr)
-            backend.close()
+            if backend is not None:
+                backend.close()
         finally:
             if self.logger is not None:
                 self.logger.close()
