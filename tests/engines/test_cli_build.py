@@ -38,6 +38,17 @@ def test_plan_only_needs_no_tensorrt(tmp_path, cli):
     assert [e["route"] for e in data["engines"]] == ["fp32", "int8-qdq"] and data["trt_version"] == "11.4.0"
 
 
+def test_fp16_on_11_converts_the_float_onnx(tmp_path, cli):
+    import onnx
+
+    cfg = _config(tmp_path)
+    code, out, err = cli("build", str(cfg), "--trt-version", "11.4", "--precision", "fp16", "--plan-only")
+    assert code == 0, err
+    typed = tmp_path / "out" / "tiny.fp16.onnx"
+    assert "float16-typed" in out and typed.is_file()
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in onnx.load(str(typed)).graph.initializer)
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--trt-version", "11.4", "--precision", "int8", "--plan-only"], "'int8-calibrator' needs TensorRT 8.5 to 10.x"),
     (["--trt-version", "10.3", "--precision", "fp16"], "optional dependency 'tensorrt' is not importable"),

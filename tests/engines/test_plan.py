@@ -207,3 +207,11 @@ def test_unreadable_onnx(tmp_path):
     assert type(exc.value).__name__ in ("ModelError",) and "cannot read ONNX" in str(exc.value)
     with pytest.raises(InputError, match="not found"):
         read_onnx_facts(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("version,strongly,needs", [("8.6.1", False, False), ("10.3.0", False, False),
+                                                    ("10.3.0", True, True), ("11.4.0", False, True)])
+def test_needs_float16_onnx(version, strongly, needs):
+    from trtalign.engines.plan import needs_float16_onnx
+
+    assert needs_float16_onnx(version, strongly) is needs

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trtalign.cli.output import add_json_argument, emit
+from trtalign.core.logging import get_logger
+
+log = get_logger(__name__)
 
 NAME = "build"
 HELP = "build TensorRT engines (fp32 / fp16 / int8) from the ONNX with a build plan for the target TensorRT version"
@@ -62,16 +65,27 @@ class BuildReport:
         return {"trt_version": self.trt_version, "gpu": self.gpu, "engines": [e.to_dict() for e in self.engines]}
 
 
-def _onnx_for(args: argparse.Namespace, cfg, precision: str) -> Path:
+def _onnx_for(args: argparse.Namespace, cfg, precision: str, version) -> tuple[Path, str]:
+    """(ONNX to build ``precision`` from, note). FP16 where the precision lives in the ONNX (TensorRT 11, strongly
+    typed 10.x) converts the float ONNX with trtalign.export.fp16 unless --onnx-fp16 names one."""
     from trtalign.core.errors import InputError
+    from trtalign.engines.plan import needs_float16_onnx
 
-    path = {"fp16": args.onnx_fp16, "int8": args.onnx_int8}.get(precision) or args.onnx
+    own = {"fp16": args.onnx_fp16, "int8": args.onnx_int8}.get(precision)
+    path = own or args.onnx
     if path is None and Path(cfg.model).suffix.lower() == ".onnx":
         path = cfg.model
     if path is None:
         raise InputError(f"no ONNX to build for {precision}: pass --onnx (the file from `trtalign export`"
                          f"{' / `trtalign quantize`' if precision != 'fp32' else ''}) or set model: to an .onnx file")
-    return Path(path)
+    if precision == "fp16" and not own and needs_float16_onnx(version, cfg.trt.strongly_typed):
+        from trtalign.export.fp16 import save_fp16
+
+        typed = Path(cfg.outputs.dir) / f"{Path(path).stem}.fp16.onnx"
+        result = save_fp16(str(path), typed)
+        return typed, (f"FP16 on TensorRT {version} comes from the ONNX: wrote {typed} ({result.fp16_nodes} float16 "
+                       f"nodes, {len(result.fp32_nodes)} kept float32)")
+    return Path(path), ""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
     version = installed_version() if target == "auto" else TrtVersion.parse(target)
     plans = []
     for precision in precisions:
-        onnx = _onnx_for(args, cfg, precision)
+        onnx, note = _onnx_for(args, cfg, precision, version)
+        if note:
+            log.info(note)
         plan = make_build_plan(cfg, onnx, version, precision, unit_plan=args.unit_plan)
         plans.append((precision, onnx, plan))
     if args.plan_only:

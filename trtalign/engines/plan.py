@@ -170,6 +170,11 @@ class BuildPlan:
         return cls(**d)
 
 
+def needs_float16_onnx(trt_version: "str | TrtVersion", strongly_typed: bool = False) -> bool:
+    """True where FP16 comes only from a float16-typed ONNX: TensorRT 11, or a strongly typed network on 10.x."""
+    return not capabilities(trt_version).has("builder_flag_fp16") or bool(strongly_typed)
+
+
 def route_for(precision: str, int8_route: str = "qdq") -> str:
     if precision not in PRECISIONS:
         raise ConfigError(f"invalid engine precision {precision!r}; valid choices: {choices_text(PRECISIONS)}")
