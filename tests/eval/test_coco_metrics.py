@@ -151,3 +151,14 @@ def test_rotated_dataset_scores_enclosing_boxes():
     rdets = {k: Detections(np.c_[(d.boxes[:, :2] + d.boxes[:, 2:]) / 2, d.boxes[:, 2:] - d.boxes[:, :2],
                                  np.zeros(len(d))], d.scores, d.class_ids) for k, d in dets.items()}
     assert run(rds, rdets, "auto").stats["map"] == pytest.approx(run(ds, dets, "auto").stats["map"], abs=1e-5)
+
+
+def test_eval_speed_benchmark_runs_small():
+    """benchmarks/eval_speed.py on a small set: it compares with pycocotools and returns 0 when all 12 agree."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "eval_speed.py"
+    spec = importlib.util.spec_from_file_location("eval_speed", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--images", "25", "--dets", "15"]) == 0
