@@ -58,6 +58,20 @@ def find_nvcc() -> str | None:
     return None
 
 
+def cuda_include_dir(nvcc: str | None = None) -> Path | None:
+    """The CUDA toolkit's include folder (with cuda_runtime_api.h): $CUDA_HOME / $CUDA_PATH, next to nvcc, or
+    /usr/local/cuda; None when not found."""
+    cands = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = nvcc or find_nvcc()
+    if nvcc:
+        cands.append(str(Path(nvcc).resolve().parent.parent))
+    cands += ["/usr/local/cuda", *sorted(str(p) for p in Path("/usr/local").glob("cuda-*"))]
+    for root in cands:
+        if root and (Path(root) / "include" / "cuda_runtime_api.h").is_file():
+            return Path(root) / "include"
+    return None
+
+
 def nvcc_gpu_archs(nvcc: str) -> list[str]:
     """Compute capabilities the given nvcc can compile for (``nvcc --list-gpu-arch``), e.g. ['75', '80', ...]."""
     proc = subprocess.run([nvcc, "--list-gpu-arch"], capture_output=True, text=True, timeout=60)

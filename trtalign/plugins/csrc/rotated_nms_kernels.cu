@@ -1,7 +1,8 @@
 // CUDA kernels of EfficientRotatedNMS_TRT. See rotated_nms_kernels.cuh for the pipeline.
 #include "rotated_nms_kernels.cuh"
 
-#include <cub/cub.cuh>
+#include "rotated_nms_sort.cuh"
+
 #include <stdint.h>
 
 namespace trtalign
@@ -11,7 +12,7 @@ namespace
 
 constexpr size_t kAlign = 256;
 constexpr int kFilterThreads = 256;
-constexpr int kNmsMaxTiles = 5; // 1024 threads x 5 tiles >= 5000 = kRotatedNmsMaxTopK
+constexpr int kNmsMaxThreads = 1024;
 
 size_t alignUp(size_t v)
 {
@@ -20,10 +21,10 @@ size_t alignUp(size_t v)
 
 struct WorkspaceLayout
 {
-    size_t counts, begins, ends, keysA, keysB, sortTemp, sortTempBytes, total;
+    size_t counts, begins, ends, keysA, keysB, candBoxes, candClasses, sortTemp, sortTempBytes, total;
 };
 
-WorkspaceLayout layoutFor(int32_t batchSize, int32_t numBoxes, int32_t numClasses)
+WorkspaceLayout layoutFor(int32_t batchSize, int32_t numBoxes, int32_t numClasses, int32_t topK)
 {
     WorkspaceLayout w{};
     int64_t const perImage = (int64_t) numBoxes * numClasses;
@@ -39,10 +40,11 @@ WorkspaceLayout layoutFor(int32_t batchSize, int32_t numBoxes, int32_t numClasse
     off += alignUp(sizeof(uint64_t) * (size_t) items);
     w.keysB = off;
     off += alignUp(sizeof(uint64_t) * (size_t) items);
-    size_t tempBytes = 0;
-    cub::DoubleBuffer<uint64_t> keys(nullptr, nullptr);
-    cub::DeviceSegmentedRadixSort::SortKeysDescending(nullptr, tempBytes, keys, (int) items, (int) batchSize,
-        (int32_t const*) nullptr, (int32_t const*) nullptr);
+    w.candBoxes = off;
+    off += alignUp(sizeof(float) * kRotatedBoxValues * (size_t) topK * batchSize);
+    w.candClasses = off;
+    off += alignUp(sizeof(int32_t) * (size_t) topK * batchSize);
+    size_t const tempBytes = sortKeysDescendingTempBytes((int32_t) items, batchSize);
     w.sortTemp = off;
     w.sortTempBytes = tempBytes;
     off += alignUp(tempBytes);
@@ -107,39 +109,47 @@ __device__ __forceinline__ CandidateRef decodeCandidate(RotatedNmsParams const& 
     return r;
 }
 
-//! Greedy NMS of one image per block over its sorted candidates. Threads own candidates j = tid + t * blockDim.
-__global__ void __launch_bounds__(1024) greedyNmsKernel(RotatedNmsParams p, NmsDataType type, void const* __restrict__ boxes,
-    void const* __restrict__ scores, int32_t const* __restrict__ counts, uint64_t const* __restrict__ sortedKeys,
-    int64_t perImage, int32_t* __restrict__ numDetections,
-    void* __restrict__ outBoxes, void* __restrict__ outScores, int32_t* __restrict__ outClasses)
+//! Greedy NMS of one image per block over its sorted candidates. The candidates' boxes (FP32, one array per
+//! coordinate) and classes are first gathered into the workspace in sorted order; then, for each candidate i still
+//! alive, every thread tests the later candidates j = i + 1 + tid + k * blockDim against it.
+__global__ void __launch_bounds__(1024) greedyNmsKernel(RotatedNmsParams p, NmsDataType type,
+    void const* __restrict__ boxes, void const* __restrict__ scores, int32_t const* __restrict__ counts,
+    uint64_t const* __restrict__ sortedKeys, int64_t perImage, float* __restrict__ candBoxes,
+    int32_t* __restrict__ candClasses, int32_t* __restrict__ numDetections, void* __restrict__ outBoxes,
+    void* __restrict__ outScores, int32_t* __restrict__ outClasses)
 {
     __shared__ unsigned char alive[kRotatedNmsMaxTopK];
     int32_t const b = blockIdx.x;
     int32_t const tid = threadIdx.x;
+    int32_t const stride = blockDim.x;
     int32_t const M = min(counts[b], p.topK);
+    int32_t const T = p.topK;
     uint64_t const* keys = sortedKeys + (int64_t) b * perImage;
+    float* cx = candBoxes + (int64_t) b * T * kRotatedBoxValues;
+    float* cy = cx + T;
+    float* cw = cy + T;
+    float* ch = cw + T;
+    float* ca = ch + T;
+    int32_t* cc = candClasses + (int64_t) b * T;
 
-    RotatedBox<float> mine[kNmsMaxTiles];
-    int32_t mineCls[kNmsMaxTiles];
-#pragma unroll
-    for (int t = 0; t < kNmsMaxTiles; ++t)
+    for (int32_t j = tid; j < M; j += stride)
     {
-        int32_t const j = tid + t * blockDim.x;
-        mineCls[t] = -1;
-        if (j < M)
-        {
-            CandidateRef const r = decodeCandidate(p, keys[j]);
-            mine[t] = loadRotatedBox(boxes, type, b, r.box, p.numBoxes);
-            mineCls[t] = r.cls;
-            alive[j] = 1;
-        }
+        CandidateRef const r = decodeCandidate(p, keys[j]);
+        RotatedBox<float> const box = loadRotatedBox(boxes, type, b, r.box, p.numBoxes);
+        cx[j] = box.cx;
+        cy[j] = box.cy;
+        cw[j] = box.w;
+        ch[j] = box.h;
+        ca[j] = box.angle;
+        cc[j] = r.cls;
+        alive[j] = 1;
     }
 
     int32_t kept = 0;
     int64_t const K = p.maxOutputBoxes;
     for (int32_t i = 0; i < M; ++i)
     {
-        __syncthreads(); // suppression flags of the previous iteration are visible
+        __syncthreads(); // gathered candidates and the previous iteration's flags are visible to the block
         if (!alive[i])
         {
             continue; // uniform across the block
@@ -148,10 +158,11 @@ __global__ void __launch_bounds__(1024) greedyNmsKernel(RotatedNmsParams p, NmsD
         {
             break; // uniform: every thread counts kept boxes identically
         }
-        CandidateRef const ri = decodeCandidate(p, keys[i]);
-        RotatedBox<float> const boxI = loadRotatedBox(boxes, type, b, ri.box, p.numBoxes);
+        RotatedBox<float> const boxI{cx[i], cy[i], cw[i], ch[i], ca[i]};
+        int32_t const clsI = cc[i];
         if (tid == 0)
         {
+            CandidateRef const ri = decodeCandidate(p, keys[i]);
             int64_t const o = (int64_t) b * K + kept;
             int64_t const src = ((int64_t) b * p.numBoxes + ri.box) * kRotatedBoxValues;
             for (int v = 0; v < kRotatedBoxValues; ++v)
@@ -163,14 +174,16 @@ __global__ void __launch_bounds__(1024) greedyNmsKernel(RotatedNmsParams p, NmsD
             outClasses[o] = ri.cls;
         }
         ++kept;
-#pragma unroll
-        for (int t = 0; t < kNmsMaxTiles; ++t)
+#pragma unroll 1
+        for (int32_t j = i + 1 + tid; j < M; j += stride)
         {
-            int32_t const j = tid + t * blockDim.x;
-            if (j > i && j < M && alive[j] && (p.classAgnostic || mineCls[t] == ri.cls)
-                && rotatedIoU<float>(boxI, mine[t]) >= p.iouThreshold)
+            if (alive[j] && (p.classAgnostic || cc[j] == clsI))
             {
-                alive[j] = 0;
+                RotatedBox<float> const boxJ{cx[j], cy[j], cw[j], ch[j], ca[j]};
+                if (rotatedIoU<float>(boxI, boxJ) >= p.iouThreshold)
+                {
+                    alive[j] = 0;
+                }
             }
         }
     }
@@ -184,7 +197,8 @@ __global__ void __launch_bounds__(1024) greedyNmsKernel(RotatedNmsParams p, NmsD
 
 size_t rotatedNmsWorkspaceSize(int32_t batchSize, int32_t numBoxes, int32_t numClasses)
 {
-    return layoutFor(batchSize, numBoxes, numClasses).total;
+    // sized for the largest top-k, so that one workspace size fits every attribute value
+    return layoutFor(batchSize, numBoxes, numClasses, kRotatedNmsMaxTopK).total;
 }
 
 cudaError_t rotatedNmsLaunch(RotatedNmsParams const& attrs, NmsDataType type, void const* boxes, void const* scores,
@@ -213,7 +227,7 @@ cudaError_t rotatedNmsLaunch(RotatedNmsParams const& attrs, NmsDataType type, vo
     {
         return cudaSuccess;
     }
-    WorkspaceLayout const w = layoutFor(p.batchSize, p.numBoxes, p.numClasses);
+    WorkspaceLayout const w = layoutFor(p.batchSize, p.numBoxes, p.numClasses, kRotatedNmsMaxTopK);
     if (workspace == nullptr || workspaceSize < w.total)
     {
         return cudaErrorInvalidValue;
@@ -236,20 +250,19 @@ cudaError_t rotatedNmsLaunch(RotatedNmsParams const& attrs, NmsDataType type, vo
     {
         return err;
     }
-    cub::DoubleBuffer<uint64_t> keys(keysA, keysB);
-    size_t tempBytes = w.sortTempBytes;
-    err = cub::DeviceSegmentedRadixSort::SortKeysDescending(ws + w.sortTemp, tempBytes, keys,
-        (int) (perImage * p.batchSize), p.batchSize, begins, ends, 0, 64, stream);
+    uint64_t* sorted = nullptr;
+    err = sortKeysDescendingSegmented(ws + w.sortTemp, w.sortTempBytes, keysA, keysB, &sorted,
+        (int32_t) (perImage * p.batchSize), p.batchSize, begins, ends, stream);
     if (err != cudaSuccess)
     {
         return err;
     }
     int64_t const maxCandidates = perImage < p.topK ? perImage : p.topK;
-    int threads = (int) ((maxCandidates + kNmsMaxTiles - 1) / kNmsMaxTiles);
-    threads = (threads + 31) / 32 * 32;
-    threads = threads < 64 ? 64 : (threads > 1024 ? 1024 : threads);
-    greedyNmsKernel<<<(unsigned) B, threads, 0, stream>>>(p, type, boxes, scores, counts, keys.Current(), perImage,
-        numDetections, outBoxes, outScores, outClasses);
+    int threads = (int) ((maxCandidates + 31) / 32 * 32);
+    threads = threads < 64 ? 64 : (threads > kNmsMaxThreads ? kNmsMaxThreads : threads);
+    greedyNmsKernel<<<(unsigned) B, threads, 0, stream>>>(p, type, boxes, scores, counts, sorted, perImage,
+        reinterpret_cast<float*>(ws + w.candBoxes), reinterpret_cast<int32_t*>(ws + w.candClasses), numDetections,
+        outBoxes, outScores, outClasses);
     return cudaGetLastError();
 }
 
