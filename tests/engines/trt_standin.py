@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 SURFACES = Path(__file__).resolve().parents[1] / "data" / "trt_surfaces"
-VERSIONS = ("8.6.1", "10.3.0", "11.4.0")
+VERSIONS = ("8.6.1", "10.3.0", "10.16.1", "11.4.0")
 
 
 class SurfaceError(AttributeError, TypeError):

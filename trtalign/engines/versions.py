@@ -5,7 +5,8 @@ build plan, the builder and the runner consult instead of sprinkling ``if major 
 Enum *names* are the currency everywhere (``"STRONGLY_TYPED"``): enum integers changed between 10.16 and 11.1, so a
 raw enum int is never persisted.
 Sources: TensorRT headers 8.5.3 ... 11.x, the 8.x->10.x and 10.x->11.x migration guides (see docs/TENSORRT_ROUTES.md),
-and the real Python API surfaces in tests/data/trt_surfaces/ (8.6.1, 10.3.0, 11.4.0) that the conformance tests check.
+and the real Python API surfaces in tests/data/trt_surfaces/ (8.6.1, 10.3.0, 10.16.1, 11.4.0) that the conformance
+tests check.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass
 from trtalign.core.errors import ConfigError, UnsupportedError
 
 #: the versions the conformance harness checks against real bindings surfaces
-CHECKED_VERSIONS = ("8.6.1", "10.3.0", "11.4.0")
+CHECKED_VERSIONS = ("8.6.1", "10.3.0", "10.16.1", "11.4.0")
 #: the oldest TensorRT trtalign supports (JetPack 5.1)
 MIN_VERSION = "8.5"
 
