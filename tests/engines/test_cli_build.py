@@ -101,3 +101,17 @@ def test_build_cache_sidecar_and_inspect(tmp_path, monkeypatch, capsys):
     text = capsys.readouterr().out
     assert "built with TensorRT 10.3.0 on Fake GPU (sm 8.6), fp16 via fp16" in text
     assert "INT8 1, FP16 1, FP32 2" in text and "/model.22/dfl/conv/Conv" in text
+
+
+def test_inspect_reads_an_inspector_json_and_reports_missing_files(tmp_path, cli):
+    info = tmp_path / "layers.json"
+    info.write_text(json.dumps(PRE_11_3))
+    code, out, err = cli("inspect", str(info), "--json", str(tmp_path / "s.json"))
+    assert code == 0, err
+    assert "5 engine layers: INT8 1, FP16 1, FP32 2, other 1 (inspector schema pre-11.3)" in out
+    assert json.loads((tmp_path / "s.json").read_text())["layers"]["counts"]["fp32"] == 2
+    code, out, err = cli("inspect", str(tmp_path / "none.engine"))
+    assert code == 2 and "file not found" in err
+    (tmp_path / "bare.engine").write_bytes(b"E")  # e.g. from trtexec: no sidecar, no layer JSON
+    code, out, err = cli("inspect", str(tmp_path / "bare.engine"))
+    assert code == 0 and "no layer information" in out
