@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-check", action="store_true", help="do not score the check split (run --check-only later)")
     ap.add_argument("--check-only", action="store_true", help="only (re)score the check split of existing cards")
     ap.add_argument("--out", default="runs/proxy")
+    ap.add_argument("--install", action="store_true",
+                    help="copy proxy_{task}.pt/.json/.md into trtalign/assets/models/ (the bundled models)")
     args = ap.parse_args(argv)
     args.hyp = dict(_parse_hyp(item) for item in args.hyp)
     if args.cache == "none":
@@ -214,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.check_only and not args.skip_check:
             card = check_one(task, args, out)
         print(json.dumps({k: card[k] for k in ("name", "metrics", "check") if k in card}), flush=True)
+        if args.install:
+            dest = ROOT / "trtalign" / "assets" / "models"
+            dest.mkdir(parents=True, exist_ok=True)
+            for suffix in (".pt", ".json", ".md"):
+                shutil.copy(out / f"proxy_{task}{suffix}", dest / f"proxy_{task}{suffix}")
     return 0
 
 

@@ -259,7 +259,12 @@ def _clutter(img: np.ndarray, p: SynthParams, rng: np.random.Generator, count: i
             org = (int(rng.integers(0, s - 20)), int(rng.integers(12, s)))
             cv2.putText(ink, text, org, cv2.FONT_HERSHEY_SIMPLEX, float(rng.uniform(0.3, 1.2)), 255,
                         int(rng.integers(1, 3)), cv2.LINE_AA)
-        ys, xs = np.nonzero(ink)
+        bx, by, bw, bh = cv2.boundingRect(ink)
+        if bw == 0 or bh == 0:
+            continue
+        ys, xs = np.nonzero(ink[by:by + bh, bx:bx + bw])
+        ys += by
+        xs += bx
         a = ink[ys, xs].astype(np.float32)[:, None] * np.float32(1 / 255)
         img[ys, xs] = img[ys, xs] * (1 - a) + color * a
 
