@@ -244,6 +244,8 @@ WRONG_CALLS = [
      .create_execution_context().execute_async_v2([], 0), "no attribute 'execute_async_v2'"),
     ("11.4.0", lambda t: t.get_plugin_registry().get_plugin_creator("EfficientNMS_TRT", "1"),
      "no attribute 'get_plugin_creator'"),
+    ("10.3.0", lambda t: t.OnnxParser("network.onnx", t.Logger(t.Logger.Severity.WARNING)),
+     "wrong type for \\['network'\\]"),  # a str where a TensorRT object is required
 ]
 
 

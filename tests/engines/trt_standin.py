@@ -172,8 +172,12 @@ class Standin:
             return isinstance(value, EnumValue) and value.enum == t
         if isinstance(value, EnumValue):
             return t in ("int", "object", "SupportsInt") and False
-        if entry and entry["kind"] == "class" and isinstance(value, StandinObject):
-            return self.is_a(type(value)._trt_name, t)
+        if entry and entry["kind"] == "class":
+            if isinstance(value, StandinObject):
+                return self.is_a(type(value)._trt_name, t)
+            # pybind11 converts tuples to Dims / Permutation and arrays to Weights; other TensorRT objects must be
+            # TensorRT objects (None is a null pointer)
+            return value is None or t.startswith("Dims") or t in ("Weights", "Permutation")
         if t == "str":
             return isinstance(value, str)
         if t in ("int", "SupportsInt"):
