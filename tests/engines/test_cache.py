@@ -19,6 +19,15 @@ def test_key_depends_on_content_not_names():
                 cache_key(b"onnx", '{"route":"fp16"}', "10.4.0", "8.6"),  # TensorRT version
                 cache_key(b"onnx", '{"route":"fp16"}', "10.3.0", "8.7")]  # GPU architecture
     assert len({k, *variants}) == 5
+    # a rebuilt plugin library changes the key too (its code is serialized into the engine)
+    import tempfile
+    from pathlib import Path
+
+    lib = Path(tempfile.mkdtemp()) / "libtrtalign_plugins.so"
+    lib.write_bytes(b"v1")
+    with_lib = cache_key(b"onnx", '{"route":"fp16"}', "10.3.0", "8.6", [lib])
+    lib.write_bytes(b"v2")
+    assert len({k, with_lib, cache_key(b"onnx", '{"route":"fp16"}', "10.3.0", "8.6", [lib])}) == 3
     # field boundaries are length-prefixed: moving bytes between fields changes the key
     assert cache_key(b"ab", "c", "10.3", "8.6") != cache_key(b"a", "bc", "10.3", "8.6")
 

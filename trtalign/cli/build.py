@@ -133,7 +133,7 @@ def _build_all(args: argparse.Namespace, cfg, version, plans: list) -> int:
     engines = []
     for precision, onnx, plan in plans:
         onnx_bytes = onnx.read_bytes()
-        key = cache_key(onnx_bytes, plan.to_json(), str(version), gpu["compute_capability"])
+        key = cache_key(onnx_bytes, plan.to_json(), str(version), gpu["compute_capability"], plan.plugin_libraries)
         stem = f"{Path(cfg.model).stem}.{precision}"
         final = out_dir / f"{stem}.engine"
         layers_path = out_dir / f"{stem}.layers.json"

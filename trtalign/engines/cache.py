@@ -28,11 +28,16 @@ log = get_logger(__name__)
 SIDECAR_FORMAT = "trtalign-engine"
 
 
-def cache_key(onnx_bytes: bytes, plan_json: str, trt_version: str, compute_capability: str) -> str:
-    """sha256 over the ONNX bytes, the canonical plan JSON, the TensorRT version and the GPU compute capability."""
+def cache_key(onnx_bytes: bytes, plan_json: str, trt_version: str, compute_capability: str,
+              plugin_libraries: "list[str | os.PathLike] | tuple" = ()) -> str:
+    """sha256 over the ONNX bytes, the canonical plan JSON, the TensorRT version, the GPU compute capability and the
+    bytes of the plugin libraries (a rebuilt plugin is serialized into new engines, so it must change the key)."""
+    from trtalign.core.io import sha256_file
+
+    plugins = ",".join(sha256_file(p) for p in plugin_libraries if Path(p).is_file())
     h = hashlib.sha256()
     for part in (hashlib.sha256(onnx_bytes).digest(), plan_json.encode(), str(TrtVersion.parse(trt_version)).encode(),
-                 str(compute_capability).encode()):
+                 str(compute_capability).encode(), plugins.encode()):
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     return h.hexdigest()
