@@ -338,3 +338,14 @@ def test_calibrator_refused_on_11_even_if_called_directly():
 
     with pytest.raises(UnsupportedError, match="removed in 11.0"):
         make_calibrator(Standin("11.4.0"), "entropy2", CalibrationBatches([np.zeros((3, 8, 8))]), FakeCudaBackend())
+
+
+def test_fallback_matches_parser_helper_layers_but_not_sibling_nodes():
+    from trtalign.engines.builder import _matching_layers
+
+    trt = Standin("10.3.0", FakeModel(layers=[("/m/Concat", ["a"]), ("/m/Concat_1", ["b"]), ("/m/Concat_shuffle", ["c"]),
+                                              ("/m/Conv", ["d"])]))
+    network = trt.Builder(trt.Logger(trt.Logger.Severity.WARNING)).create_network(0)
+    layers, unmatched = _matching_layers(network, {"/m/Concat": "fp32", "/x/Gone": "fp16"},
+                                         frozenset({"/m/Concat", "/m/Concat_1", "/m/Conv"}))
+    assert [layer.name for layer, _ in layers] == ["/m/Concat", "/m/Concat_shuffle"] and unmatched == {"/x/Gone"}

@@ -116,22 +116,25 @@ def parse_onnx(trt: Any, builder: Any, logger: Any, plan: BuildPlan, onnx_path: 
     return network, parser
 
 
-def _matching_layers(network: Any, wanted: dict[str, str]) -> tuple[list, set]:
-    """(layer, precision) for layers named like an ONNX node in ``wanted`` (exact, or ``node_...`` / ``node ...``)."""
+def _matching_layers(network: Any, wanted: dict[str, str], onnx_nodes: frozenset = frozenset()) -> tuple[list, set]:
+    """(layer, precision) for layers named like an ONNX node in ``wanted``: exactly, or as a helper layer the parser
+    named ``node_...`` / ``node ...`` (only when that name is not itself another ONNX node, e.g. ``Concat_1``)."""
     out, seen = [], set()
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         name = layer.name
-        node = name if name in wanted else next((n for n in wanted if name.startswith((n + "_", n + " "))), None)
+        node = name if name in wanted else None
+        if node is None and name not in onnx_nodes:
+            node = next((n for n in wanted if name.startswith((n + "_", n + " "))), None)
         if node is not None:
             out.append((layer, wanted[node]))
             seen.add(node)
     return out, set(wanted) - seen
 
 
-def apply_layer_precisions(trt: Any, network: Any, plan: BuildPlan) -> dict:
+def apply_layer_precisions(trt: Any, network: Any, plan: BuildPlan, onnx_nodes: frozenset = frozenset()) -> dict:
     wanted = {lp.layer: lp.precision for lp in plan.layer_precisions}
-    layers, unmatched = _matching_layers(network, wanted)
+    layers, unmatched = _matching_layers(network, wanted, onnx_nodes)
     pinned = 0
     for layer, precision in layers:
         dtype = getattr(trt.DataType, DTYPE_NAMES[precision])
@@ -214,7 +217,10 @@ def build_engine(plan: BuildPlan, onnx_path: str | os.PathLike, *, trt: Any = No
             config.set_flag(getattr(trt.BuilderFlag, name))
         _set_profile(trt, builder, config, plan)
         if plan.layer_precisions:
-            applied.update(apply_layer_precisions(trt, network, plan))
+            from trtalign.engines.plan import read_onnx_facts
+
+            nodes = frozenset(read_onnx_facts(onnx_path).node_names)
+            applied.update(apply_layer_precisions(trt, network, plan, nodes))
         if plan.dynamic_ranges:
             applied.update(apply_dynamic_ranges(network, plan))
         calibrator = None
