@@ -151,6 +151,8 @@ def test_builder_runs_every_route_against_real_surface(tmp_path, onnx_files, ver
         # a second build reads the cache back and pulls no batches
         _, trt2, result2 = _build(tmp_path, onnx_files, version, precision, route, onnx)
         assert result2.applied["calibration_batches"] == 0 and "<tensorrt>.calibrate" in trt2.targets()
+        assert result.applied["timing_cache_reused"] is False and result2.applied["timing_cache_reused"] is True
+        assert trt2.called("IBuilderConfig.create_timing_cache")[0].args == (b"TIMING-CACHE",)
     else:
         assert "IBuilderConfig.int8_calibrator=" not in targets
     if route == "dynamic-range":
