@@ -22,7 +22,7 @@ from typing import Iterable
 
 from trtalign.core.errors import ConfigError
 from trtalign.core.io import atomic_write_bytes, sha256_bytes
-from trtalign.export.units import Plan, analyze_graph, load_model
+from trtalign.export.units import Plan, analyze_graph, fold_constant_identities, load_model
 
 #: ops with no float16 kernel in TensorRT's ONNX path or our plugins: always float32
 FP32_OPS = ("EfficientNMS_TRT", "EfficientRotatedNMS_TRT", "NonMaxSuppression", "TopK")
@@ -80,7 +80,7 @@ def convert_to_fp16(model, keep_fp32: Iterable[str] = (), plan: Plan | None = No
     import onnx
     import onnx_graphsurgeon as gs
 
-    model = load_model(model)
+    model = fold_constant_identities(load_model(model))
     keep = set(fp32_node_names(model, keep_fp32, plan, keep_decode_fp32))
     float_tensors = set(analyze_graph(model).float_tensors) | {t.name for t in model.graph.input}
     graph = gs.import_onnx(model)

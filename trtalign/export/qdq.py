@@ -37,8 +37,8 @@ import numpy as np
 from trtalign.core.errors import ConfigError, ModelError, choices_text
 from trtalign.core.io import atomic_write_bytes, sha256_bytes
 from trtalign.export.ranges import MIN_AMAX, Ranges, check_ranges
-from trtalign.export.units import (WEIGHTED_OPS, GraphAnalysis, Plan, analyze_graph, int8_mac_fraction,
-                                   load_model, node_label, validate_plan, weight_axis)
+from trtalign.export.units import (WEIGHTED_OPS, GraphAnalysis, Plan, analyze_graph, fold_constant_identities,
+                                   int8_mac_fraction, load_model, node_label, validate_plan, weight_axis)
 
 MODES = ("trt", "naive")
 METADATA_KEY = "trtalign_quantization"
@@ -112,7 +112,7 @@ def insert_qdq(model, ranges: Ranges, plan: Plan | None = None, mode: str = "trt
         if plan is None:
             plan = Plan(units={u.name: "int8" for u in analysis.units})
         validate_plan(plan, analysis.units)
-    graph = gs.import_onnx(model)
+    graph = gs.import_onnx(fold_constant_identities(model))
     nodes = list(graph.nodes)
     labels = [node_label(n, i) for i, n in enumerate(nodes)]
     by_label = dict(zip(labels, nodes))

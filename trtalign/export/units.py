@@ -117,6 +117,31 @@ def load_model(model: "str | os.PathLike | object"):
         raise InputError(f"cannot read ONNX model {path}: {exc}") from exc
 
 
+def fold_constant_identities(model):
+    """A copy of ``model`` where ``Identity(initializer)`` nodes (torch's export emits them for shared weights and
+    biases) are removed and their consumers read the initializer: weights are then recognisable as weights."""
+    import onnx
+
+    out = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = out.graph
+    inits = {i.name for i in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    alias = {}
+    for n in list(graph.node):
+        if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in outputs:
+            alias[n.output[0]] = n.input[0]
+            graph.node.remove(n)
+    if alias:
+        for n in graph.node:
+            for k, t in enumerate(n.input):
+                if t in alias:
+                    n.input[k] = alias[t]
+        keep = [v for v in graph.value_info if v.name not in alias]
+        del graph.value_info[:]
+        graph.value_info.extend(keep)
+    return out
+
+
 def _constant_names(graph) -> set[str]:
     names = {i.name for i in graph.initializer}
     names |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
@@ -151,15 +176,59 @@ def unit_name_from_node(node_name: str, op_type: str) -> str:
 def _shapes(model) -> dict[str, list]:
     import onnx
 
+    # shape inference stops at ops it has no schema for (the NMS plugin node): infer on a copy without them
+    copy = onnx.ModelProto.FromString(model.SerializeToString())
+    custom = [n for n in copy.graph.node if not onnx.defs.has(n.op_type, n.domain or "")]
+    if custom:
+        dropped = {o for n in custom for o in n.output}
+        for n in custom:
+            copy.graph.node.remove(n)
+        keep = [o for o in copy.graph.output if o.name not in dropped]
+        del copy.graph.output[:]
+        copy.graph.output.extend(keep)
+    for n in [n for n in copy.graph.node if n.op_type == "Constant"]:  # Slice/Reshape sizes must be initializers
+        value = next((a.t for a in n.attribute if a.name == "value"), None)
+        if value is not None:
+            init = onnx.TensorProto()
+            init.CopyFrom(value)
+            init.name = n.output[0]
+            copy.graph.initializer.append(init)
+            copy.graph.node.remove(n)
+    del copy.graph.value_info[:]  # stale or symbolic value_info would stop inference from filling in sizes
     try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # custom ops (NMS) can stop inference; shapes then stay unknown
-        inferred = model
+        inferred = onnx.shape_inference.infer_shapes(copy, data_prop=True)
+    except Exception:  # an invalid graph: shapes stay unknown (MACs 0), placement does not need them
+        inferred = copy
     out = {}
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input):
         dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
         out[vi.name] = dims
+    wanted = [n.output[0] for n in copy.graph.node if n.op_type in WEIGHTED_OPS]
+    if any(not out.get(t) or None in out[t][1:] for t in wanted):
+        out.update(_shapes_by_running(copy, wanted))
     return out, inferred
+
+
+def _shapes_by_running(model, names: list[str]) -> dict[str, list]:
+    """Shapes that static inference could not resolve (sizes computed from Shape ops), from one ONNX Runtime run
+    on zeros. Needs a static input size; returns {} when the model cannot run here."""
+    import onnx
+
+    dims = [[d.dim_value if d.HasField("dim_value") else 1 for d in i.type.tensor_type.shape.dim]
+            for i in model.graph.input]
+    try:
+        import onnxruntime as ort
+
+        probe = onnx.ModelProto.FromString(model.SerializeToString())
+        del probe.graph.output[:]
+        probe.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        feed = {i.name: np.zeros(d, dtype=np.float32) for i, d in zip(model.graph.input, dims)}
+        return {n: list(v.shape) for n, v in zip(names, sess.run(names, feed))}
+    except Exception:  # noqa: BLE001 - MACs are informative; a model ORT cannot run keeps them at 0
+        return {}
 
 
 def _float_tensors(inferred) -> list[str]:
@@ -220,7 +289,7 @@ def weight_axis(op_type: str, trans_b: int = 0) -> int:
 # ------------------------------------------------------------------------------------------------------ analysis
 def analyze_graph(model) -> GraphAnalysis:
     """Find units, the decode region, DFL and scale-tie groups of an ONNX detector (path or ModelProto)."""
-    model = load_model(model)
+    model = fold_constant_identities(load_model(model))
     graph = model.graph
     nodes = list(graph.node)
     labels = [node_label(n, i) for i, n in enumerate(nodes)]

@@ -1,0 +1,135 @@
+"""INT8 calibration methods and Q/DQ placements compared in one table, on the bundled proxy model (ONNX Runtime, CPU).
+
+    python benchmarks/calibration_methods.py [--task detect] [--val 200] [--calib 128] [--json out.json]
+    python benchmarks/calibration_methods.py --model runs/x.pt --imgsz 320     # any ultralytics .pt instead
+
+Steps: regenerate a val split and a calibration (train) split from the proxy model card's dataset parameters (seed
+of the card + 1, so no image was seen in training); export the FP32 end-to-end ONNX and score it
+(``trtalign.eval.evaluate``); collect activation histograms once over the calibration split
+(``trtalign.export.calibrate``, cached), then for every method (minmax, percentile 99.99, entropy, mse, best) write
+three Q/DQ ONNX files and score each with the same evaluation:
+
+- ``trt all-int8``: our TensorRT placement, every unit INT8 (what ``trtalign eval`` runs for int8; no fallback);
+- ``trt default``: our placement with the default plan (head's last convs FP16);
+- ``naive``: Q/DQ on every conv and Concat input, head and decode included (boxes and scores share one scale).
+
+Prints one table (mAP50-95, delta vs FP32, mAP50, share of conv MACs in INT8) and writes ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+METHODS = ("minmax", "percentile", "entropy", "mse", "best")
+PLACEMENTS = ("trt all-int8", "trt default", "naive")
+
+
+def _dataset(task: str, workdir: Path, val: int, calib: int, imgsz: int | None):
+    from trtalign.eval.synth import SynthParams, generate_dataset
+
+    try:
+        from trtalign.eval.synth.proxy_models import load_card
+
+        card = load_card(task)
+        params, seed = SynthParams.from_dict(card["dataset"]["params"]), int(card["dataset"]["seed"]) + 1
+    except Exception as exc:  # noqa: BLE001 - no card: default generator parameters
+        print(f"note: no proxy model card ({exc}); generating with default parameters", file=sys.stderr)
+        params, seed = SynthParams(task=task, **({"imgsz": imgsz} if imgsz else {})), 1
+    return generate_dataset(workdir / "data", params, train=calib, val=val, seed=seed, show_progress=False)
+
+
+def _score(model: Path, data: Path, workdir: Path, max_images: int | None) -> dict:
+    from trtalign.eval.evaluate import evaluate
+
+    res = evaluate(model, data, precisions=["fp32"], backend="ort", workdir=workdir, max_images=max_images)
+    if not res.results:
+        raise SystemExit(f"evaluation of {model} failed: {res.skipped}")
+    m = res.results[0].metrics
+    return {"map": float(m.map), "map50": float(m.to_dict()["stats"]["map50"])}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", choices=("detect", "obb"), default="detect")
+    ap.add_argument("--model", default=None, help="a .pt instead of the bundled proxy model")
+    ap.add_argument("--imgsz", type=int, default=None, help="input size (default: the card's)")
+    ap.add_argument("--val", type=int, default=200, help="val images to score (default 200)")
+    ap.add_argument("--calib", type=int, default=128, help="calibration images (default 128)")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--json", default=None, help="write the table as JSON")
+    args = ap.parse_args(argv)
+
+    from trtalign.core.io import atomic_write_json
+    from trtalign.export.calibrate import collect_statistics
+    from trtalign.export.qdq import save_qdq
+    from trtalign.export.units import Plan, analyze_graph, default_plan, int8_mac_fraction
+
+    tmp = tempfile.TemporaryDirectory(prefix="trtalign_calib_bench_") if args.workdir is None else None
+    work = Path(args.workdir or tmp.name)
+    work.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if args.model:
+        model = Path(args.model)
+    else:
+        from trtalign.eval.synth.proxy_models import proxy_model_path
+
+        model = proxy_model_path(args.task)
+    ds = _dataset(args.task, work, args.val, args.calib, args.imgsz)
+    data = ds.data_yaml
+
+    from trtalign.eval.evaluate import evaluate
+
+    fp32_eval = evaluate(model, data, precisions=["fp32"], backend="ort", workdir=work / "fp32", imgsz=args.imgsz)
+    onnx_fp32 = Path(fp32_eval.results[0].model)
+    fp32 = {"map": float(fp32_eval.results[0].metrics.map),
+            "map50": float(fp32_eval.results[0].metrics.to_dict()["stats"]["map50"])}
+    analysis = analyze_graph(onnx_fp32)
+    plans = {"trt all-int8": Plan(units={u.name: "int8" for u in analysis.units}),
+             "trt default": default_plan(analysis.units)}
+    calib_dir = Path(ds.out) / "images" / "train"
+    stats = collect_statistics(onnx_fp32, calib_dir, num=args.calib, cache_dir=work / "calib_cache")
+    rows = [{"method": "-", "placement": "fp32", "int8_macs": 0.0, **fp32, "delta_map": 0.0}]
+    for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
+        ranges = stats.ranges(method)
+        for placement in PLACEMENTS:
+            out = work / f"qdq_{method}_{placement.replace(' ', '_')}.onnx"
+            if placement == "naive":
+                save_qdq(onnx_fp32, ranges, out, mode="naive")
+                frac = 1.0
+            else:
+                save_qdq(onnx_fp32, ranges, out, plan=plans[placement])
+                frac = int8_mac_fraction(analysis.units, plans[placement])
+            score = _score(out, data, work / "eval", None)
+            rows.append({"method": method, "placement": placement, "int8_macs": frac, **score,
+                         "delta_map": score["map"] - fp32["map"]})
+            print(f"{method:10s} {placement:13s} mAP50-95 {score['map']:.4f} (FP32 {fp32['map']:.4f})",
+                  file=sys.stderr, flush=True)
+    lines = [f"model {model.name}, {args.val} val images, {args.calib} calibration images, ONNX Runtime CPU "
+             f"(Q/DQ fake-quant), {time.perf_counter() - start:.0f} s",
+             f"| method | placement | INT8 conv MACs | mAP50-95 | delta vs FP32 | mAP50 |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['placement']} | {100 * r['int8_macs']:.1f}% | {r['map']:.4f} | "
+                     f"{100 * r['delta_map']:+.2f} pts | {r['map50']:.4f} |")
+    print("\n".join(lines))
+    if args.json:
+        atomic_write_json(args.json, {"model": str(model), "task": args.task, "val": args.val,
+                                      "calib": args.calib, "rows": rows, "platform": platform.platform(),
+                                      "command": " ".join(sys.argv)})
+    if tmp is not None:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
