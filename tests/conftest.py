@@ -52,6 +52,7 @@ def make_scored_checkpoint(yaml_name: str, path: Path, images: Path, imgsz: int 
     from trtalign.core.preprocess import letterbox_batch, list_images, read_image
 
     x = torch.from_numpy(letterbox_batch([read_image(p) for p in list_images(images)], imgsz)[0])
+    torch.manual_seed(seed)  # the random init itself, so that every session tests the same model
     model = YOLO(yaml_name).model.float()
     gen = torch.Generator().manual_seed(seed)
     for mod in model.modules():

@@ -1,10 +1,16 @@
-"""`trtalign export` and `trtalign align` end to end in a subprocess: exit codes, one-line errors, no half files."""
+"""`trtalign export` and `trtalign align`: exit codes, one-line errors, no half files.
+
+One end-to-end run goes through a subprocess (the real entry point); the error cases call ``trtalign.cli.main``
+in-process (same dispatcher, same error mapping) to keep the file fast.
+"""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+
+from trtalign.cli import main
 
 pytest.importorskip("ultralytics")
 
@@ -14,6 +20,17 @@ def _one_line_error(rc, err, fragment):
     lines = [line for line in err.strip().splitlines() if "error:" in line]
     assert len(lines) == 1 and fragment in lines[0], err
     assert "Traceback" not in err
+
+
+def _main(capsys, *argv):
+    import logging
+
+    logger = logging.getLogger("trtalign")  # the CLI handler binds sys.stderr: rebind it to this test's capture
+    for handler in [h for h in logger.handlers if getattr(h, "_trtalign_cli", False)]:
+        logger.removeHandler(handler)
+    rc = main(list(argv))
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
 
 
 def test_export_then_align_pass(cli, yolo_checkpoint, image_folder, tmp_path):
@@ -39,24 +56,31 @@ def test_export_then_align_pass(cli, yolo_checkpoint, image_folder, tmp_path):
     assert "PASS" in stdout
 
 
-def test_export_errors_exit_2_and_write_nothing(cli, tmp_path):
+def test_export_errors_exit_2_and_write_nothing(capsys, tmp_path):
     out = tmp_path / "o.onnx"
     (tmp_path / "bad.pt").write_bytes(b"\x80\x04junk")
     (tmp_path / "raw.onnx").write_bytes(b"garbage")
+    (tmp_path / "bad.yaml").write_text("backbone: [[-1, 1, NoSuchModule, [64]]]\nhead: []\n")
     cases = [
         (["yolov8n.yaml", "--imgsz", "100"], "multiple of the model stride"),
         (["yolov8n.yaml", "--imgsz", "160", "--iou-threshold", "1.5"], "iou_threshold"),
-        # (missing file, other thresholds, ... are covered in-process in tests/export/test_onnx_export.py)
+        (["yolov8n.yaml", "--imgsz", "160", "--score-threshold", "-0.1"], "score_threshold"),
+        (["yolov8n.yaml", "--imgsz", "160", "--max-det", "0"], "max_output_boxes"),
+        (["yolov8n-obb.yaml", "--imgsz", "160", "--nms", "efficient"], "obb model"),
+        ([str(tmp_path / "nope.pt"), "--imgsz", "160"], "not found"),
+        ([str(tmp_path / "nope.yaml"), "--imgsz", "160"], "not found"),
         ([str(tmp_path / "bad.pt"), "--imgsz", "160"], "cannot load"),
+        ([str(tmp_path / "bad.yaml"), "--imgsz", "160"], "cannot load"),
         ([str(tmp_path / "raw.onnx"), "--imgsz", "160"], "cannot read"),
+        (["yolov8n.yaml", "--imgsz", "160", "--opset", "11"], "--opset"),
     ]
     for argv, fragment in cases:
-        rc, _, err = cli("export", *argv, "--out", str(out))
+        rc, _, err = _main(capsys, "export", *argv, "--out", str(out))
         _one_line_error(rc, err, fragment)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "raw.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "bad.yaml", "raw.onnx"]
 
 
-def test_byo_onnx_layout_mismatch(cli, tmp_path):
+def test_byo_onnx_config_and_layout_mismatch(capsys, tmp_path):
     import onnx
 
     from trtalign.export.adapters import load_adapter
@@ -65,26 +89,32 @@ def test_byo_onnx_layout_mismatch(cli, tmp_path):
     onnx.save(raw, str(tmp_path / "plain.onnx"))
     good = tmp_path / "good.yaml"
     good.write_text(f"model: {tmp_path / 'plain.onnx'}\nimgsz: 160\nlayout: {{task: detect, num_classes: 80}}\n")
-    rc, stdout, err = cli("export", "--config", str(good), "--out", str(tmp_path / "byo.onnx"))
+    rc, stdout, err = _main(capsys, "export", "--config", str(good), "--out", str(tmp_path / "byo.onnx"))
     assert rc == 0, err
     assert "onnx detect" in stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"model: {tmp_path / 'plain.onnx'}\nimgsz: 160\nlayout: {{task: obb, num_classes: 80}}\n")
-    rc, _, err = cli("export", "--config", str(bad), "--out", str(tmp_path / "x.onnx"))
+    rc, _, err = _main(capsys, "export", "--config", str(bad), "--out", str(tmp_path / "x.onnx"))
     _one_line_error(rc, err, "declared layout")
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("model: yolov8n.yaml\nimgsz: 160\nbogus: 1\n")
-    rc, _, err = cli("export", "--config", str(unknown), "--out", str(tmp_path / "y.onnx"))
+    rc, _, err = _main(capsys, "export", "--config", str(unknown), "--out", str(tmp_path / "y.onnx"))
     _one_line_error(rc, err, "bogus")
     assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "y.onnx").exists()
 
 
-def test_align_errors(cli, yolo_checkpoint, tmp_path):
+def test_align_errors(capsys, yolo_checkpoint, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "a.txt").write_text("x")
     pt = yolo_checkpoint("yolov8n.yaml")
-    rc, _, err = cli("align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(empty))
+    rc, _, err = _main(capsys, "align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(empty))
     _one_line_error(rc, err, "no images")
-    rc, _, err = cli("align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(tmp_path / "nodir"))
+    rc, _, err = _main(capsys, "align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(tmp_path / "nodir"))
     _one_line_error(rc, err, "not found")
+    (empty / "b.png").write_bytes(b"x")
+    rc, _, err = _main(capsys, "align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(empty))
+    _one_line_error(rc, err, "ONNX file not found")
+    rc, _, err = _main(capsys, "align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(empty),
+                       "--max-images", "0")
+    _one_line_error(rc, err, "max_images")

@@ -37,7 +37,8 @@ def test_align_passes_with_aligned_nms(aligned_exports, image_folder, yaml_name)
         assert t.normalized_max_abs <= 1e-3 and t.cosine > 0.99999
     d = result.detections_aligned
     assert d.reference_count > 50  # the scored checkpoint gives real work to NMS
-    assert d.aligned_fraction >= 0.99 and d.min_iou >= 0.99 and d.max_score_delta <= 1e-3
+    # >= 99 % of the detections matched with IoU >= 0.99 and |score delta| <= 1e-3 (the aligned count needs all three)
+    assert d.aligned_fraction >= 0.99 and d.matched >= 0.99 * d.reference_count
     # ultralytics' own NMS keeps only each box's best class: counts differ and the report says why
     assert result.detections_native.reference_count != d.reference_count
     assert any(line.startswith("per-class") for line in result.explanation)
