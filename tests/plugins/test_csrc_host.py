@@ -202,3 +202,82 @@ def test_nvcc_compiled_host_paths_agree_with_gxx(host_api, nvcc_host_api):
     boxes, scores = _random_nms_inputs(rng, 2, 150, 3)
     for attrs in NMS_SETTINGS:
         assert_same_nms(nvcc_host_api.nms(boxes, scores, **attrs), efficient_rotated_nms(boxes, scores, **attrs))
+
+
+def _rotated_golden_cases():
+    from trtalign.plugins.golden import ROTATED, load_golden_json
+
+    return [c for c in load_golden_json() if c.op == ROTATED]
+
+
+@pytest.mark.parametrize("golden", _rotated_golden_cases(), ids=lambda c: c.name)
+@pytest.mark.parametrize("compiler", ["g++", "nvcc"])
+def test_golden_cases_from_committed_json(request, golden, compiler):
+    """The shared golden table (trtalign/plugins/golden_cases.json): same outputs, same order, for the host NMS
+    compiled by g++ and by the CUDA compiler."""
+    from trtalign.plugins.golden import check_outputs
+
+    api = request.getfixturevalue("host_api" if compiler == "g++" else "nvcc_host_api")
+    got = api.nms(golden.boxes, golden.scores, **golden.attributes, topk=golden.topk)
+    result = check_outputs(golden, got[:4])
+    assert result, result.mismatches
+
+
+# ---- build helper and CLI -----------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(__import__("shutil").which("cmake") is None, reason="cmake not on PATH")
+def test_cli_builds_host_library_with_cmake_and_it_loads(cli, tmp_path):
+    import json
+
+    from trtalign.plugins.build import load_plugin_library
+
+    out, report = tmp_path / "out", tmp_path / "build.json"
+    code, stdout, stderr = cli("plugins", "build", "--target", "trtalign_csrc_host", "--out", str(out),
+                               "--cache-dir", str(tmp_path / "cache"), "--json", str(report))
+    assert code == 0, stderr
+    lib = out / "libtrtalign_csrc_host.so"
+    assert stdout.strip() == str(lib) and lib.is_file()
+    doc = json.loads(report.read_text())
+    assert doc["library"] == str(lib) and doc["target"] == "trtalign_csrc_host" and doc["cached"] is False
+    handle = load_plugin_library(lib)
+    assert handle.trtalign_capi_version() == 1
+    # a second build with the same sources and options comes from the cache
+    code, stdout, _ = cli("plugins", "build", "--target", "trtalign_csrc_host", "--cache-dir", str(tmp_path / "cache"),
+                          "--json", "-")
+    assert code == 0 and json.loads(stdout)["cached"] is True
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--cuda-arch", "sm_87"], "--cuda-arch"),
+    (["--trt-root", "/nonexistent/tensorrt"], "--trt-root"),
+    (["--target", "trtalign_csrc_host", "--cuda-arch", "87;x"], "--cuda-arch"),
+])
+def test_cli_build_rejects_bad_options_with_one_line(cli, tmp_path, argv, needle):
+    out = tmp_path / "out"
+    code, stdout, stderr = cli("plugins", "build", "--out", str(out), *argv)
+    assert code == 2
+    assert needle in stderr and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+    assert not out.exists()
+
+
+def test_cli_info_reports_toolchain(cli):
+    import json
+
+    code, stdout, stderr = cli("plugins", "info", "--json", "-")
+    assert code == 0, stderr
+    info = json.loads(stdout)
+    assert info["plugin"] == "EfficientRotatedNMS_TRT" and info["target_archs"] == ["72", "75", "80", "86", "87",
+                                                                                     "89", "90"]
+    assert info["sources"].endswith("csrc")
+
+
+def test_load_plugin_library_errors_are_user_errors(tmp_path):
+    from trtalign.core.errors import EngineError, InputError
+    from trtalign.plugins.build import load_plugin_library
+
+    with pytest.raises(InputError, match="trtalign plugins build"):
+        load_plugin_library(tmp_path / "missing.so")
+    bad = tmp_path / "bad.so"
+    bad.write_bytes(b"not an ELF file")
+    with pytest.raises(EngineError, match="cannot load"):
+        load_plugin_library(bad)

@@ -230,7 +230,11 @@ char const* RotatedNmsPluginCreatorV2::getPluginNamespace() const noexcept
     return mNamespace.c_str();
 }
 
+// Static registration when the library is loaded (ctypes.CDLL(path, RTLD_GLOBAL), trtexec --staticPlugins).
+// The front-end test harness defines TRTALIGN_NO_PLUGIN_REGISTRATION to run without libnvinfer.
+#ifndef TRTALIGN_NO_PLUGIN_REGISTRATION
 REGISTER_TENSORRT_PLUGIN(RotatedNmsPluginCreatorV2);
+#endif
 
 } // namespace trtalign
 

@@ -243,7 +243,11 @@ IPluginV3* RotatedNmsPluginCreatorV3::createPlugin(
     }
 }
 
+// Static registration when the library is loaded (ctypes.CDLL(path, RTLD_GLOBAL), trtexec --staticPlugins).
+// The front-end test harness defines TRTALIGN_NO_PLUGIN_REGISTRATION to run without libnvinfer.
+#ifndef TRTALIGN_NO_PLUGIN_REGISTRATION
 REGISTER_TENSORRT_PLUGIN(RotatedNmsPluginCreatorV3);
+#endif
 
 } // namespace trtalign
 
