@@ -196,14 +196,15 @@ def build_engine(plan: BuildPlan, onnx_path: str | os.PathLike, *, trt: Any = No
                  cdll: Any = None) -> BuildResult:
     """Build ``onnx_path`` as ``plan`` says; returns the serialized engine and what was applied.
 
-    ``trt`` defaults to the installed tensorrt (tests pass a stand-in), ``backend`` to
-    ``select_backend(config cuda)`` (only the calibrator needs one), ``calibration_batches`` to the plan's images.
+    ``trt`` defaults to the installed tensorrt (tests pass a stand-in); ``backend`` (only the calibrator needs one)
+    to ``select_backend("auto")``, opened and closed here; ``calibration_batches`` to the plan's images.
     """
     trt = trt or import_tensorrt()
     version = check_installed_matches(trt, plan)
     start = time.perf_counter()
     logger = make_logger(trt, log_path)
     applied: dict = {"trt_version": str(version), "route": plan.route}
+    owned_backend = None
     try:
         applied["plugins"] = load_plugin_libraries(trt, logger, plan.plugin_libraries, cdll=cdll)
         builder = trt.Builder(logger)
@@ -225,6 +226,11 @@ def build_engine(plan: BuildPlan, onnx_path: str | os.PathLike, *, trt: Any = No
             applied.update(apply_dynamic_ranges(network, plan))
         calibrator = None
         if plan.calibrator is not None:
+            if backend is None:
+                from trtalign.engines.cuda_backend import select_backend
+
+                backend = owned_backend = select_backend("auto")
+                backend.open()
             calibrator = _make_plan_calibrator(trt, plan, backend, calibration_batches)
             config.int8_calibrator = calibrator
         applied["timing_cache_reused"] = _load_timing_cache(config, plan.timing_cache)
@@ -241,21 +247,19 @@ def build_engine(plan: BuildPlan, onnx_path: str | os.PathLike, *, trt: Any = No
         layer_info = inspect_serialized(trt, logger, engine)
     finally:
         logger.close()
+        if owned_backend is not None:
+            owned_backend.close()
     return BuildResult(engine=engine, plan=plan, trt_version=str(version), seconds=time.perf_counter() - start,
                        layer_info=layer_info, log_path=str(log_path) if log_path else None, applied=applied)
 
 
 def _make_plan_calibrator(trt: Any, plan: BuildPlan, backend: Any, batches: Any) -> Any:
     from trtalign.engines.calibrator import CalibrationBatches, make_calibrator
-    from trtalign.engines.cuda_backend import select_backend
 
     spec = plan.calibrator
     if batches is None:
         batches = CalibrationBatches(images=spec.images, imgsz=spec.input_shape[1:], batch_size=spec.batch_size,
                                      num=spec.num_images)
-    if backend is None:
-        backend = select_backend("auto")
-        backend.open()
     return make_calibrator(trt, spec.algorithm, batches, backend, spec.cache_path)
 
 
