@@ -146,6 +146,7 @@ def test_builder_runs_every_route_against_real_surface(tmp_path, onnx_files, ver
         assert trt.called("IBuilderConfig.set_calibration_profile")
         # the stand-in drove it like TensorRT: 3 images at batch 2 -> 2 batches pulled, then the cache was written
         assert calib.batches_served == 2 and result.applied["calibration_batches"] == 2
+        assert calib._device == 0  # the device buffer was freed after the build
         cache = open(plan.calibrator.cache_path, "rb").read()
         assert cache.startswith({"8.6.1": b"TRT-8601-", "10.3.0": b"TRT-100300-", "10.16.1": b"TRT-101601-"}[version])
         # a second build reads the cache back and pulls no batches

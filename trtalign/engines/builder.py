@@ -204,7 +204,7 @@ def build_engine(plan: BuildPlan, onnx_path: str | os.PathLike, *, trt: Any = No
     start = time.perf_counter()
     logger = make_logger(trt, log_path)
     applied: dict = {"trt_version": str(version), "route": plan.route}
-    owned_backend = None
+    owned_backend = calibrator = None
     try:
         applied["plugins"] = load_plugin_libraries(trt, logger, plan.plugin_libraries, cdll=cdll)
         builder = trt.Builder(logger)
@@ -224,7 +224,6 @@ def build_engine(plan: BuildPlan, onnx_path: str | os.PathLike, *, trt: Any = No
             applied.update(apply_layer_precisions(trt, network, plan, nodes))
         if plan.dynamic_ranges:
             applied.update(apply_dynamic_ranges(network, plan))
-        calibrator = None
         if plan.calibrator is not None:
             if backend is None:
                 from trtalign.engines.cuda_backend import select_backend
@@ -247,6 +246,8 @@ def build_engine(plan: BuildPlan, onnx_path: str | os.PathLike, *, trt: Any = No
         layer_info = inspect_serialized(trt, logger, engine)
     finally:
         logger.close()
+        if calibrator is not None:
+            calibrator.free()
         if owned_backend is not None:
             owned_backend.close()
     return BuildResult(engine=engine, plan=plan, trt_version=str(version), seconds=time.perf_counter() - start,

@@ -173,5 +173,11 @@ def make_calibrator(trt: Any, algorithm: str, batches: CalibrationBatches, backe
         def write_calibration_cache(self, cache: Any) -> None:
             write_cache(cache_path, bytes(cache))
 
+        def free(self) -> None:
+            """Release the device buffer (call after the build)."""
+            if self._device:
+                backend.free(self._device)
+                self._device, self._nbytes = 0, 0
+
     _Calibrator.__name__ = f"Trtalign{ALGORITHM_CLASS[algorithm][1:]}"
     return _Calibrator()
