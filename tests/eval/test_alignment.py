@@ -95,3 +95,26 @@ def test_explanation_lists_each_difference():
     rotated = explain_nms_differences("EfficientRotatedNMS_TRT", attrs, {"conf": 0.5, "max_det": 100,
                                                                          "agnostic": True})
     assert [line.split(":")[0] for line in rotated] == ["top-k", "per-class", "score threshold", "IoU"]
+
+
+def test_align_static_batch_and_nms_none(yolo_checkpoint, image_folder, tmp_path):
+    """A static batch of 3 over 4 images (the last batch is padded with copies and the copies ignored), and an ONNX
+    without NMS (both sides then go through ultralytics' NMS: settings aligned by construction)."""
+    pt = yolo_checkpoint("yolov8n.yaml")
+    static = export_onnx(pt, tmp_path / "b3.onnx", imgsz=IMGSZ, batch=3, score_threshold=0.3, max_det=50)
+    result = align(pt, static.path, image_folder)
+    assert result.passed and result.images == 4
+    assert result.detections_aligned.reference_count == result.detections_aligned.test_count > 0
+    none = export_onnx(pt, tmp_path / "none.onnx", imgsz=IMGSZ, nms="none")
+    result = align(pt, none.path, image_folder, max_images=2)
+    assert result.passed and result.nms_op is None and result.explanation == []
+    assert [t.name for t in result.tensors] == ["output0", "boxes", "scores"]
+    assert result.detections_aligned.reference == "torch" and result.detections_aligned.aligned_fraction >= 0.99
+
+
+def test_align_imgsz_mismatch_is_an_error(aligned_exports, image_folder):
+    from trtalign.core.errors import InputError
+
+    pt, onnx_path = aligned_exports["yolov8n.yaml"]
+    with pytest.raises(InputError, match="does not match the ONNX input"):
+        align(pt, onnx_path, image_folder, imgsz=320)
