@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from trtalign.core.errors import EngineError, ModelError
-from trtalign.core.io import atomic_write_bytes
+from trtalign.core.io import atomic_write_bytes, atomic_write_text
 from trtalign.core.logging import get_logger
 from trtalign.engines.plan import BuildPlan
 from trtalign.engines.plugins_loader import load_plugin_libraries
@@ -37,8 +37,8 @@ def import_tensorrt() -> Any:
 
 
 def make_logger(trt: Any, log_path: str | os.PathLike | None = None) -> Any:
-    """A ``trt.ILogger`` that writes every message (VERBOSE included) to ``log_path`` and forwards warnings and errors
-    to trtalign's logger; ``logger.errors`` keeps the error lines for error messages."""
+    """A ``trt.ILogger`` that collects every message (VERBOSE included) for ``log_path`` (written by ``close()``) and
+    forwards warnings and errors to trtalign's logger; ``logger.errors`` keeps the error lines for error messages."""
 
     class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
@@ -46,16 +46,11 @@ def make_logger(trt: Any, log_path: str | os.PathLike | None = None) -> Any:
             self.errors: list[str] = []
             self.lines: list[str] = []
             self.path = Path(log_path) if log_path else None
-            self._fh = None
-            if self.path:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fh = open(self.path, "w", encoding="utf-8")  # a log, not a result: streamed, not atomic
 
         def log(self, severity: Any, msg: str) -> None:
             level = getattr(severity, "name", str(severity)).rsplit(".", 1)[-1]
-            if self._fh:
-                self._fh.write(f"[{level}] {msg}\n")
-                self._fh.flush()
+            if self.path:
+                self.lines.append(f"[{level}] {msg}\n")
             if level in ("ERROR", "INTERNAL_ERROR"):
                 self.errors.append(msg)
                 log.error("TensorRT: %s", msg)
@@ -63,9 +58,9 @@ def make_logger(trt: Any, log_path: str | os.PathLike | None = None) -> Any:
                 log.warning("TensorRT: %s", msg)
 
         def close(self) -> None:
-            if self._fh:
-                self._fh.close()
-                self._fh = None
+            """Write the collected log (atomically, like every file trtalign writes); called after success or error."""
+            if self.path:
+                atomic_write_text(self.path, "".join(self.lines))
 
     return _Logger()
 
