@@ -158,3 +158,32 @@ def test_old_opset_is_refused(tmp_path):
     path = small_graph(tmp_path / "old.onnx", opset=12)
     with pytest.raises(ModelError, match="opset >= 13"):
         insert_qdq(path, Ranges(tensors={}, method="minmax"))
+
+
+def test_quantize_cli(setup, tmp_path, cli):
+    import json
+
+    from trtalign.export.ranges import save_ranges
+
+    model, _, ranges, analysis = setup
+    rpath = save_ranges(ranges, tmp_path / "ranges.json")
+    out, js, plan = tmp_path / "m.qdq.onnx", tmp_path / "q.json", tmp_path / "plan.json"
+    code, stdout, stderr = cli("quantize", str(model), "--ranges", str(rpath), "--exclude", "model.0.*",
+                               "--out", str(out), "--list-units", "--save-plan", str(plan), "--json", str(js))
+    assert code == 0, stderr
+    assert "model.2.m.0.cv1.conv" in stdout and "% of conv MACs INT8" in stdout
+    result = json.loads(js.read_text())
+    assert result["plan"]["model.0.conv"] == "fp16" and result["excluded"] == ["model.0.conv"]
+    assert 0.9 <= result["int8_mac_fraction"] < 1.0 and out.is_file()
+    # the saved plan reproduces the same bytes
+    code, _, stderr = cli("quantize", str(model), "--ranges", str(rpath), "--plan", str(plan),
+                          "--out", str(tmp_path / "again.onnx"))
+    assert code == 0, stderr
+    assert (tmp_path / "again.onnx").read_bytes() == out.read_bytes()
+    code, _, stderr = cli("quantize", str(model), "--ranges", str(rpath), "--naive", "--plan", str(plan),
+                          "--out", str(tmp_path / "x.onnx"))
+    assert code == 2 and "--naive" in stderr and not (tmp_path / "x.onnx").exists()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "trtalign-ranges", "tensors": {"images": {"amax": 1.0}}}))
+    code, _, stderr = cli("quantize", str(model), "--ranges", str(bad), "--out", str(tmp_path / "y.onnx"))
+    assert code == 2 and "missing" in stderr and "Traceback" not in stderr and not (tmp_path / "y.onnx").exists()
