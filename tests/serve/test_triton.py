@@ -109,19 +109,41 @@ def test_refusals(detect_onnx, tmp_path):
     assert not (tmp_path / "repo").exists()  # nothing half-written
 
 
-def test_sidecar_shapes_for_rotated_engine(tmp_path):
+def test_engine_sidecar_must_match_onnx_and_profile(detect_onnx, tmp_path):
+    from trtalign.core.errors import ConfigError
+    from trtalign.core.io import sha256_file
+    from trtalign.engines.cache import EngineSidecar, write_engine
+
+    sha = sha256_file(detect_onnx)
+    plan = {"precision": "fp16", "onnx_sha256": sha,
+            "profile": {"input_name": "images", "min": [1, 3, 160, 160], "opt": [2, 3, 160, 160],
+                        "max": [4, 3, 160, 160]}}
+    engine = write_engine(tmp_path / "det.fp16.engine", b"plan bytes",
+                          EngineSidecar("10.3.0", "Orin", "8.7", sha, plan, 12.0))
+    with pytest.raises(ConfigError, match="optimisation profile"):
+        export_triton_repository(engine, tmp_path / "repo", max_batch=8, onnx=detect_onnx)
+    res = export_triton_repository(engine, tmp_path / "repo", max_batch=4, onnx=detect_onnx)
+    assert _parse(Path(res.config_path)).max_batch_size == 4
+    import onnx
+
+    model = onnx.load(str(detect_onnx))
+    model.doc_string = "another build"  # same graph, different file
+    other = tmp_path / "other.onnx"
+    onnx.save(model, str(other))
+    with pytest.raises(ConfigError, match="built from an ONNX"):
+        export_triton_repository(engine, tmp_path / "repo2", max_batch=4, onnx=other)
+
+
+def test_rotated_model_has_5_column_boxes_and_asks_for_the_plugin(tmp_path):
+    from trtalign.export.onnx_export import export_onnx
+
+    onnx_path = tmp_path / "obb.onnx"
+    export_onnx("yolov8n-obb.yaml", onnx_path, imgsz=96, dynamic_batch=4, max_det=30)
     engine = tmp_path / "obb.engine"
     engine.write_bytes(b"plan")
-    sidecar = {"nms_op": "EfficientRotatedNMS_TRT",
-               "inputs": [{"name": "images", "dtype": "float32", "shape": [-1, 3, 320, 320]}],
-               "outputs": [{"name": "num_detections", "dtype": "int32", "shape": [-1, 1]},
-                           {"name": "detection_boxes", "dtype": "float32", "shape": [-1, 100, 5]},
-                           {"name": "detection_scores", "dtype": "float32", "shape": [-1, 100]},
-                           {"name": "detection_classes", "dtype": "int32", "shape": [-1, 100]}]}
-    (tmp_path / "obb.engine.json").write_text(json.dumps(sidecar))
-    res = export_triton_repository(engine, tmp_path / "repo", max_batch=2)
+    res = export_triton_repository(engine, tmp_path / "repo", max_batch=4, onnx=onnx_path)
     cfg = _parse(Path(res.config_path))
-    _check_nms_outputs(cfg, k=100, width=5)
+    _check_nms_outputs(cfg, k=30, width=5)
     assert any("EfficientRotatedNMS_TRT" in w and "--plugin" in w for w in res.warnings)
 
 

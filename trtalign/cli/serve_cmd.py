@@ -18,11 +18,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     parser.add_argument("--backend", default="auto", choices=["auto", "trt", "ort"],
                         help="auto: trt for engines, ort (ONNX Runtime, CPU) for ONNX")
+    parser.add_argument("--plugin", action="append", default=[], metavar="LIB",
+                        help="TensorRT plugin library the engine needs (repeatable; from `trtalign plugins build`)")
+    parser.add_argument("--onnx", default=None,
+                        help="for an engine: the ONNX it was built from (class names, task, input size)")
     parser.add_argument("--max-batch", type=int, default=8, help="largest inference batch (default 8)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0,
                         help="longest a request waits for others to fill a batch (default 5)")
     parser.add_argument("--max-queue", type=int, default=256,
                         help="queued requests beyond which the server answers 503 (default 256)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="batches run concurrently (ort backend only; default 1)")
     parser.add_argument("--max-body-mb", type=float, default=16.0, help="largest accepted upload in MiB (default 16)")
     parser.add_argument("--max-pixels", type=int, default=40_000_000,
                         help="largest accepted image, width x height, checked before decoding (default 40e6)")
@@ -40,7 +46,8 @@ def _run_video(args: argparse.Namespace) -> int:
     from trtalign.serve.predictor import Predictor
     from trtalign.serve.video import run_video
 
-    predictor = Predictor.load(args.model, backend=args.backend, max_batch=args.max_batch)
+    predictor = Predictor.load(args.model, backend=args.backend, max_batch=args.max_batch, plugins=args.plugin,
+                               onnx=args.onnx)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -70,11 +77,12 @@ def run(args: argparse.Namespace) -> int:
     if args.max_body_mb <= 0:
         raise ConfigError(f"--max-body-mb must be > 0, got {args.max_body_mb}")
     config = ServerConfig(host=args.host, port=args.port,
-                          batching=BatchingConfig(args.max_batch, args.max_wait_ms, args.max_queue),
+                          batching=BatchingConfig(args.max_batch, args.max_wait_ms, args.max_queue, args.workers),
                           limits=DecodeLimits(max_bytes=int(args.max_body_mb * 1024 * 1024),
                                               max_pixels=args.max_pixels))
     metrics = ServerMetrics()
-    predictor = Predictor.load(args.model, backend=args.backend, max_batch=args.max_batch, metrics=metrics)
+    predictor = Predictor.load(args.model, backend=args.backend, max_batch=args.max_batch, metrics=metrics,
+                               plugins=args.plugin, onnx=args.onnx)
     try:
         server = DetectionServer(predictor, config, metrics).start()
     except BaseException:

@@ -1,6 +1,7 @@
 """Dynamic batching: concurrent requests -> batches of up to ``max_batch``, waiting at most ``max_wait_ms``.
 
-One worker thread owns the model. ``submit`` puts an item on a bounded queue and returns a Future; a full queue raises
+One worker thread owns the model (``workers > 1`` runs that many batches at once, for runners whose ``infer`` is
+thread-safe, such as ONNX Runtime sessions). ``submit`` puts an item on a bounded queue and returns a Future; a full queue raises
 :class:`OverloadedError` (HTTP 503) at once instead of letting latency grow without bound. The worker takes the first
 waiting item, then keeps collecting until the batch is full or ``max_wait_ms`` has passed since that first item
 arrived, and hands the list to ``process(items) -> results`` (one result per item, same order). ``close`` stops
@@ -31,8 +32,11 @@ class BatchingConfig:
     max_batch: int = 8
     max_wait_ms: float = 5.0
     max_queue: int = 256
+    workers: int = 1  # batches run at once (>1 only for runners whose infer is thread-safe, e.g. ONNX Runtime)
 
     def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.max_batch < 1:
             raise ConfigError(f"max_batch must be >= 1, got {self.max_batch}")
         if self.max_wait_ms < 0:
@@ -41,7 +45,8 @@ class BatchingConfig:
             raise ConfigError(f"max_queue must be >= 1, got {self.max_queue}")
 
     def to_dict(self) -> dict:
-        return {"max_batch": self.max_batch, "max_wait_ms": self.max_wait_ms, "max_queue": self.max_queue}
+        return {"max_batch": self.max_batch, "max_wait_ms": self.max_wait_ms, "max_queue": self.max_queue,
+                "workers": self.workers}
 
 
 class _Job:
@@ -66,16 +71,18 @@ class DynamicBatcher(Generic[T, R]):
         self._cond = threading.Condition()
         self._closing = False
         self._no_wait = False  # draining: run what is queued at once instead of waiting to fill batches
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._collecting = 0  # jobs taken off the queue by the worker, batch not yet started
         self.batches = 0
         self.max_batch_seen = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "DynamicBatcher[T, R]":
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            self._thread.start()
+        if not self._threads:
+            self._threads = [threading.Thread(target=self._run, name=f"{self.name}-{i}", daemon=True)
+                             for i in range(self.config.workers)]
+            for t in self._threads:
+                t.start()
         return self
 
     def stop_waiting(self) -> None:
@@ -89,11 +96,13 @@ class DynamicBatcher(Generic[T, R]):
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        if self._thread is None:
+        if not self._threads:
             self._fail_pending(ShuttingDownError("batcher closed before it was started"))
             return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+        return not any(t.is_alive() for t in self._threads)
 
     @property
     def closing(self) -> bool:
@@ -146,18 +155,18 @@ class DynamicBatcher(Generic[T, R]):
             if not self._queue:
                 return []  # closing and drained
             batch = [self._queue.popleft()]
-            self._collecting = 1
+            self._collecting += 1
             deadline = batch[0].enqueued + cfg.max_wait_ms / 1000.0
             while len(batch) < cfg.max_batch:
                 if self._queue:
                     batch.append(self._queue.popleft())
-                    self._collecting = len(batch)
+                    self._collecting += 1
                     continue
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0 or self._closing or self._no_wait:
                     break
                 self._cond.wait(remaining)
-            self._collecting = 0
+            self._collecting -= len(batch)
             depth = len(self._queue)
         if self.metrics is not None:
             self.metrics.queue_depth.set(depth)
@@ -179,8 +188,9 @@ class DynamicBatcher(Generic[T, R]):
             self.metrics.batch_size.observe(len(live))
             for job in live:
                 self.metrics.queue_wait_seconds.observe(now - job.enqueued)
-        self.batches += 1
-        self.max_batch_seen = max(self.max_batch_seen, len(live))
+        with self._cond:
+            self.batches += 1
+            self.max_batch_seen = max(self.max_batch_seen, len(live))
         try:
             results = list(self.process([job.item for job in live]))
             if len(results) != len(live):

@@ -76,16 +76,21 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict:
     return {}
 
 
-def read_engine_sidecar(path: str | os.PathLike) -> dict:
-    """Metadata JSON written next to an engine (``model.engine.json`` or ``model.json``); {} when absent."""
-    path = Path(path)
-    for cand in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
-        if cand.is_file():
-            try:
-                return json.loads(cand.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ModelError(f"engine sidecar {cand} is unreadable: {exc}") from exc
-    return {}
+def read_engine_metadata(path: str | os.PathLike, onnx: str | os.PathLike | None = None) -> dict:
+    """Model metadata for an engine: the trtalign metadata of ``onnx`` (class names, task, imgsz) when given, plus
+    the build facts of the engine's sidecar (TensorRT version, GPU, precision)."""
+    from trtalign.engines.cache import read_sidecar
+
+    meta = read_onnx_metadata(onnx) if onnx is not None else {}
+    sidecar = read_sidecar(path)
+    if sidecar is not None:
+        plan = sidecar.plan if isinstance(sidecar.plan, dict) else {}
+        meta["engine"] = {"trt_version": sidecar.trt_version, "gpu": sidecar.gpu_name,
+                          "compute_capability": sidecar.compute_capability, "created": sidecar.created,
+                          "build_seconds": sidecar.build_seconds}
+        if plan.get("precision"):
+            meta["precision"] = f"trt-{plan['precision']}"
+    return meta
 
 
 def resolve_backend(model: str | os.PathLike, backend: Backend | str = Backend.AUTO) -> Backend:
@@ -108,7 +113,7 @@ def resolve_backend(model: str | os.PathLike, backend: Backend | str = Backend.A
     return backend
 
 
-def make_runner(model: str | os.PathLike, backend: Backend) -> Runner:
+def make_runner(model: str | os.PathLike, backend: Backend, plugins: Sequence[str] = ()) -> Runner:
     """An inactive runner for ``model`` on ``backend`` (heavy imports happen here, not at module import)."""
     if backend is Backend.ORT:
         from trtalign.runtime.ort_runner import OrtRunner
@@ -116,7 +121,7 @@ def make_runner(model: str | os.PathLike, backend: Backend) -> Runner:
         return OrtRunner(str(model))
     from trtalign.runtime.trt_runner import TrtRunner
 
-    return TrtRunner(str(model))
+    return TrtRunner(str(model), plugins=list(plugins))
 
 
 class Predictor:
@@ -130,16 +135,23 @@ class Predictor:
     # ------------------------------------------------------------------ construction
     @classmethod
     def load(cls, model: str | os.PathLike, backend: Backend | str = Backend.AUTO, max_batch: int = 8,
-             metrics: ServerMetrics | None = None, runner: Runner | None = None) -> "Predictor":
-        """Open ``model`` (ONNX or engine), activate its runner, check it has the four NMS outputs."""
+             metrics: ServerMetrics | None = None, runner: Runner | None = None, plugins: Sequence[str] = (),
+             onnx: str | os.PathLike | None = None) -> "Predictor":
+        """Open ``model`` (ONNX or engine), activate its runner, check it has the four NMS outputs.
+
+        For an engine, ``plugins`` are the plugin libraries it needs and ``onnx`` the ONNX it was built from (class
+        names, task and input size come from that ONNX's trtalign metadata).
+        """
         model = Path(model)
         if not model.is_file():
             raise InputError(f"model file not found: {model}")
         if max_batch < 1:
             raise ConfigError(f"--max-batch must be >= 1, got {max_batch}")
         chosen = resolve_backend(model, backend)
-        meta = read_onnx_metadata(model) if chosen is Backend.ORT else read_engine_sidecar(model)
-        runner = runner or make_runner(model, chosen)
+        if onnx is not None and chosen is Backend.ORT:
+            raise ConfigError("--onnx is only for engines (the model is already an ONNX file)")
+        meta = read_onnx_metadata(model) if chosen is Backend.ORT else read_engine_metadata(model, onnx)
+        runner = runner or make_runner(model, chosen, plugins)
         runner.activate()
         try:
             info = cls._model_info(model, chosen, runner, meta, max_batch)

@@ -14,6 +14,7 @@ closes idle keep-alive connections, then stops the batcher and deactivates the r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import threading
@@ -220,8 +221,11 @@ class DetectionServer:
         self.metrics = metrics or predictor.metrics or ServerMetrics()
         predictor.metrics = self.metrics
         batching = config.batching
-        if batching.max_batch != predictor.info.max_batch:
-            batching = BatchingConfig(predictor.info.max_batch, batching.max_wait_ms, batching.max_queue)
+        if batching.max_batch != predictor.info.max_batch:  # the model's fixed batch wins (warned at load)
+            batching = dataclasses.replace(batching, max_batch=predictor.info.max_batch)
+        if batching.workers > 1 and predictor.info.backend != "ort":
+            raise ConfigError(f"--workers {batching.workers} needs a thread-safe runner (the ort backend); the "
+                              f"{predictor.info.backend} runner has one execution context: use --workers 1")
         self.batching = batching
         self.batcher: DynamicBatcher = DynamicBatcher(self.predictor.infer_batch, batching, self.metrics)
         self.draining = False

@@ -7,7 +7,8 @@ Layout written (every file atomically)::
     REPO/NAME/plugins/<lib>.so        the plugin library, when one is given (EfficientRotatedNMS_TRT for OBB models)
     REPO/NAME/README.md               how to start tritonserver, including the LD_PRELOAD / plugins note
 
-Shapes come from the ONNX graph (for an engine: the ``--onnx`` it was built from, or its sidecar JSON). Triton's
+Shapes come from the ONNX graph (for an engine: the ``--onnx`` it was built from, checked against the engine's sidecar
+JSON from ``trtalign build``: same ONNX sha256, a batch profile that reaches ``--max-batch``). Triton's
 ``dims`` leave out the batch dimension when ``max_batch_size > 0``; a fixed-batch model gets ``max_batch_size: 0``
 (Triton cannot batch it) and a warning.
 """
@@ -23,14 +24,12 @@ from typing import Any
 from trtalign.core.errors import ConfigError, DependencyError, InputError, ModelError
 from trtalign.core.io import atomic_path, atomic_write_text
 from trtalign.core.logging import get_logger
-from trtalign.serve.predictor import ENGINE_SUFFIXES, NMS_OUTPUTS, read_engine_sidecar
+from trtalign.serve.predictor import ENGINE_SUFFIXES, NMS_OUTPUTS
 
 log = get_logger(__name__)
 
 ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 6: "TYPE_INT32", 7: "TYPE_INT64", 2: "TYPE_UINT8", 3: "TYPE_INT8",
                   9: "TYPE_BOOL", 11: "TYPE_FP64"}
-NAME_TO_TRITON = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
-                  "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "bool": "TYPE_BOOL", "float64": "TYPE_FP64"}
 
 
 @dataclass(frozen=True)
@@ -93,20 +92,31 @@ def tensor_specs_from_onnx(path: str | os.PathLike) -> tuple[list[TensorSpec], l
     return inputs, outputs, nms
 
 
-def tensor_specs_from_sidecar(meta: dict) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Shapes from an engine sidecar's ``inputs`` / ``outputs`` lists of {name, dtype, shape}."""
-    def conv(items: list) -> list[TensorSpec]:
-        out = []
-        for t in items:
-            dtype = str(t.get("dtype", "float32")).replace("DataType.", "").lower()
-            dtype = {"float": "float32", "half": "float16", "int32": "int32"}.get(dtype, dtype)
-            if dtype not in NAME_TO_TRITON:
-                raise ModelError(f"engine sidecar: tensor {t.get('name')!r} has dtype {dtype!r}")
-            shape = tuple(int(d) if isinstance(d, int) and d >= 0 else -1 for d in t.get("shape", []))
-            out.append(TensorSpec(str(t["name"]), NAME_TO_TRITON[dtype], shape))
-        return out
+def check_engine_against_onnx(engine: Path, onnx_path: str | os.PathLike, max_batch: int) -> dict:
+    """The engine's sidecar (``trtalign build``) must name this ONNX (sha256) and a batch profile reaching
+    ``max_batch``; returns the facts found (empty when the engine has no sidecar)."""
+    from trtalign.core.io import sha256_file
+    from trtalign.engines.cache import read_sidecar
 
-    return conv(meta.get("inputs") or []), conv(meta.get("outputs") or [])
+    sidecar = read_sidecar(engine)
+    if sidecar is None:
+        log.warning("%s has no sidecar JSON: cannot check that %s is the ONNX it was built from", engine.name,
+                    Path(onnx_path).name)
+        return {}
+    facts: dict = {"trt_version": sidecar.trt_version, "gpu": sidecar.gpu_name,
+                   "compute_capability": sidecar.compute_capability}
+    plan = sidecar.plan if isinstance(sidecar.plan, dict) else {}
+    known = {h for h in (sidecar.onnx_sha256, plan.get("onnx_sha256")) if h}
+    if known and sha256_file(onnx_path) not in known:
+        raise ConfigError(f"{engine.name} was built from an ONNX with sha256 {sorted(known)[0][:12]}..., not from "
+                          f"{Path(onnx_path).name}; pass the ONNX the engine was built from")
+    profile = plan.get("profile")
+    if profile and profile.get("max"):
+        facts["profile_max_batch"] = int(profile["max"][0])
+        if max_batch > facts["profile_max_batch"]:
+            raise ConfigError(f"--max-batch {max_batch} exceeds the engine's optimisation profile (max batch "
+                              f"{facts['profile_max_batch']}); use --max-batch {facts['profile_max_batch']} or rebuild")
+    return facts
 
 
 def _dims(shape: tuple) -> str:
@@ -201,15 +211,13 @@ def export_triton_repository(model: str | os.PathLike, repo: str | os.PathLike, 
     warnings: list[str] = []
     nms = None
     if is_engine:
-        if onnx is not None:
-            inputs, outputs, nms = tensor_specs_from_onnx(onnx)
-        else:
-            meta = read_engine_sidecar(model)
-            inputs, outputs = tensor_specs_from_sidecar(meta)
-            if not inputs or not outputs:
-                raise InputError(f"{model}: cannot tell the engine's tensor shapes: no sidecar JSON with "
-                                 f"'inputs'/'outputs' next to it; pass --onnx MODEL.onnx (the ONNX it was built from)")
-            nms = meta.get("nms_op")
+        if onnx is None:
+            raise InputError(f"{model}: Triton needs the engine's tensor names and shapes; pass --onnx MODEL.onnx "
+                             f"(the ONNX the engine was built from)")
+        if not Path(onnx).is_file():
+            raise InputError(f"--onnx {onnx}: file not found")
+        inputs, outputs, nms = tensor_specs_from_onnx(onnx)
+        check_engine_against_onnx(model, onnx, max_batch)
         platform, model_file = "tensorrt_plan", "model.plan"
     else:
         if onnx is not None:
