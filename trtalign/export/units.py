@@ -465,10 +465,7 @@ def calibration_tensors(model, scope: str = "qdq") -> list[str]:
     if scope == "qdq":
         return analysis.qdq_candidates
     if scope == "all":
-        model = load_model(model)
-        decode_outputs = set()
-        return list(dict.fromkeys(analysis.qdq_candidates + [t for t in analysis.float_tensors
-                                                              if t not in decode_outputs]))
+        return list(dict.fromkeys(analysis.qdq_candidates + analysis.float_tensors))
     raise ConfigError(f"invalid calibration scope {scope!r}; valid choices: 'qdq', 'all'")
 
 
