@@ -1,0 +1,114 @@
+"""``trtalign fallback CONFIG.yaml --budget 0.5 [--target fp16|fp32] [--max-evals K] [--ranking sens.json]
+[--latency-aware] --out DIR``: keep the fewest INT8-sensitive units in higher precision so that mAP50-95 stays
+within the budget of FP32 on a tuning split, confirmed on a separate validation split.
+
+Writes into DIR: ``plan.json``, ``model.qdq.onnx``, ``ranges.json``, ``engine.yaml`` (config for ``trtalign
+build``), ``report.html``, ``fallback.json`` (the result), ``sensitivity.json`` and ``journal.json`` (every full
+evaluation so far: running the same command again after an interruption resumes instead of starting over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+from pathlib import Path
+
+from trtalign.cli.output import add_json_argument, emit
+
+NAME = "fallback"
+HELP = "find the fewest units to keep in FP16/FP32 so INT8 mAP stays within a budget (bisection + pruning)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="pipeline config YAML (model, data.val [data.tune], calibration, fallback)")
+    parser.add_argument("--budget", type=float, default=None, metavar="POINTS",
+                        help="allowed mAP50-95 drop vs FP32 in mAP POINTS (0.5 = half a point = 0.005 absolute); "
+                             "default: the config's fallback.budget (which is absolute: 0.005)")
+    parser.add_argument("--target", choices=("fp16", "fp32"), default=None,
+                        help="precision of the units that fall back (default: the config's fallback.target)")
+    parser.add_argument("--max-evals", type=int, default=None,
+                        help="cap on full tuning evaluations of the search (default: the config's fallback.max_evals)")
+    parser.add_argument("--ranking", default=None, metavar="SENS_JSON",
+                        help="use this `trtalign sensitivity --json` output instead of scoring units here")
+    parser.add_argument("--latency-aware", action="store_true", default=None,
+                        help="rank by sensitivity per unit of cost (conv MACs when no GPU timing exists)")
+    parser.add_argument("--metric", choices=("map", "mse", "cosine", "sqnr", "det"), default=None,
+                        help="sensitivity metric when no --ranking is given (default: the config's fallback.metric)")
+    parser.add_argument("--mode", choices=("disable-one", "enable-one"), default=None,
+                        help="sensitivity mode when no --ranking is given (default: the config's fallback.mode)")
+    parser.add_argument("--subset", type=int, default=None, help="tuning images for the sensitivity scores")
+    parser.add_argument("--local", action="store_true", help="local one-pass sensitivity (mse / cosine / sqnr)")
+    parser.add_argument("--no-prune", action="store_true", help="skip the pruning pass after the bisection")
+    parser.add_argument("--out", required=True, help="output folder")
+    add_json_argument(parser)
+
+
+def budget_from_points(points: float) -> float:
+    from trtalign.core.errors import InputError
+
+    if points is None or not math.isfinite(points) or points < 0:
+        raise InputError(f"--budget must be a non-negative mAP50-95 drop in points (e.g. 0.5 for half a point), "
+                         f"got {points}")
+    if points > 100:
+        raise InputError(f"--budget is in mAP points (0..100), got {points}")
+    return points / 100.0
+
+
+def run(args: argparse.Namespace) -> int:
+    from trtalign.core.config import load_config
+    from trtalign.core.errors import InputError
+    from trtalign.eval.fallback_report import fallback_report
+    from trtalign.eval.sensitivity import load_sensitivity, save_sensitivity
+    from trtalign.eval.tuning import session_from_config, write_fallback_outputs
+
+    cfg = load_config(args.config)
+    fb = cfg.fallback
+    budget = fb.budget if args.budget is None else budget_from_points(args.budget)
+    target = args.target or fb.target
+    max_evals = fb.max_evals if args.max_evals is None else args.max_evals
+    if max_evals < 1:
+        raise InputError(f"--max-evals must be >= 1, got {max_evals}")
+    latency_aware = fb.latency_aware if args.latency_aware is None else args.latency_aware
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a folder")
+    ranking_file = Path(args.ranking) if args.ranking else None
+    sensitivity = load_sensitivity(ranking_file) if ranking_file else None  # read before any work
+    out.mkdir(parents=True, exist_ok=True)
+    session = session_from_config(cfg, out / "work")
+    metric, mode = args.metric or fb.metric, args.mode or fb.mode
+    subset = fb.subset if args.subset is None else args.subset
+    cached = out / "sensitivity.json"
+    if sensitivity is None and cached.is_file():  # resume: scores of an earlier run with the same settings
+        prev = load_sensitivity(cached)
+        if (prev.metric, prev.mode, prev.subset, sorted(prev.scores())) == (
+                metric, "local" if args.local else mode, min(subset, len(session.tune)), sorted(session.unit_names)):
+            sensitivity = prev
+    if sensitivity is None:
+        sensitivity = session.sensitivity(metric, mode, subset, target, local=args.local)
+    save_sensitivity(sensitivity, cached)
+    result = session.fallback(budget, sensitivity=sensitivity, target=target, max_evals=max_evals,
+                              latency_aware=latency_aware, journal=out / "journal.json", prune=not args.no_prune)
+    paths = write_fallback_outputs(session, result, out, sensitivity,
+                                   extra={"budget_points": budget * 100, "latency_aware": latency_aware,
+                                          "ranking_source": str(ranking_file) if ranking_file else "computed"})
+    fallback_report(result, sensitivity, title="trtalign fallback",
+                    subtitle=f"{cfg.model} · budget {budget * 100:.2f} mAP points · target {target}",
+                    splits=session.splits.to_dict()).write(out / "report.html")
+    shutil.rmtree(out / "work" / "plans", ignore_errors=True)  # per-plan Q/DQ models: a cache, regenerable
+    d = result.to_dict()
+    text = (f"{result.message + chr(10) if result.message else ''}"
+            f"fallback ({result.status}): {len(result.fallback_units)} of {len(session.unit_names)} units in {target}"
+            f"{': ' + ', '.join(result.fallback_units[:8]) if result.fallback_units else ''}"
+            f"{' ...' if len(result.fallback_units) > 8 else ''}\n"
+            f"  mAP50-95 tune: FP32 {d['map']['tune']['fp32']:.4f}  INT8 {d['map']['tune']['int8']:.4f}  final "
+            f"{d['map']['tune']['final']:.4f}  (budget {budget:.4f} {'met' if result.met_budget else 'NOT met'})\n"
+            f"  mAP50-95 val:  FP32 {d['map']['val']['fp32']:.4f}  INT8 {d['map']['val']['int8']:.4f}  final "
+            f"{d['map']['val']['final']:.4f}\n"
+            f"  INT8 MAC fraction {result.int8_mac_fraction if result.int8_mac_fraction is not None else float('nan'):.3f}"
+            f", {result.num_evaluations} full evaluations ({sum(e.replayed for e in result.evaluations)} more "
+            f"answered by the journal), {result.wall_seconds:.1f} s\n  -> {out}/ (plan.json, model.qdq.onnx, engine.yaml, "
+            f"report.html, fallback.json)")
+    emit({**d, "files": {k: str(v) for k, v in paths.items()}, "report": str(out / "report.html")}, args, text)
+    return 0
