@@ -157,3 +157,12 @@ def test_bad_model_files(tmp_path):
 def test_obb_model_rejects_efficient_nms(tmp_path):
     with pytest.raises(InputError, match="obb model"):
         export_onnx("yolov8n-obb.yaml", tmp_path / "m.onnx", imgsz=IMGSZ, nms="efficient")
+
+
+@pytest.mark.parametrize("name", ["yolov5nu.yaml"])  # YOLOv5u: ultralytics' anchor-free yolov5 (yolov5n.yaml)
+def test_yolov5u_exports_and_runs(tmp_path, name):
+    res = export_onnx(name, tmp_path / "v5u.onnx", imgsz=IMGSZ, score_threshold=0.0, max_det=10)
+    assert res.task == "detect" and res.nms_op == "EfficientNMS_TRT"
+    with OrtRunner(res.path) as runner:
+        out = runner.infer({"images": np.zeros((1, 3, IMGSZ, IMGSZ), np.float32)})
+    assert out["num_detections"][0, 0] == 10

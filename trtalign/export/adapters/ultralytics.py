@@ -24,8 +24,15 @@ log = get_logger(__name__)
 SUPPORTED_TASKS = ("detect", "obb")
 
 
+def builtin_yaml_name(name: str) -> str:
+    """ultralytics' name for a built-in yaml: YOLOv5u is ultralytics' ``yolov5`` family (``yolov5nu.yaml`` ->
+    ``yolov5n.yaml``); other names are unchanged."""
+    return re.sub(r"^(yolov5[nslmx])u(\.ya?ml)$", r"\1\2", name)
+
+
 def _builtin_yaml(name: str) -> Path | None:
     """Path of an ultralytics built-in model yaml (``yolov8n.yaml`` -> ``cfg/models/v8/yolov8.yaml``), or None."""
+    name = builtin_yaml_name(name)
     try:
         import importlib.util
 
@@ -74,7 +81,7 @@ class UltralyticsAdapter(ModelAdapter):
             return self._yolo
         require("torch", purpose="loading ultralytics models")
         ultralytics = require("ultralytics", purpose="loading ultralytics models")
-        source = str(self.path) if self._builtin is None else self.path.name
+        source = str(self.path) if self._builtin is None else builtin_yaml_name(self.path.name)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
