@@ -187,3 +187,17 @@ def test_quantize_cli(setup, tmp_path, cli):
     bad.write_text(json.dumps({"format": "trtalign-ranges", "tensors": {"images": {"amax": 1.0}}}))
     code, _, stderr = cli("quantize", str(model), "--ranges", str(bad), "--out", str(tmp_path / "y.onnx"))
     assert code == 2 and "missing" in stderr and "Traceback" not in stderr and not (tmp_path / "y.onnx").exists()
+
+
+def test_yolo11_attention_matmuls_are_units_and_run(tmp_path):
+    """yolo11n's C2PSA attention has MatMuls of two activations: per-tensor Q/DQ on both, no weight Q/DQ."""
+    model = yolo_onnx(tmp_path / "m11", "yolo11n.yaml")
+    analysis = analyze_graph(model)
+    mm = [u for u in analysis.units if u.name.endswith("matmul") or "MatMul" in u.nodes[0]]
+    assert mm and all(len(u.tensors) == 2 and not u.weights for u in mm)
+    images = write_images(tmp_path / "imgs", 8)
+    ranges = collect_statistics(model, images, num=8).ranges("minmax")
+    out, res = insert_qdq(model, ranges, default_plan(analysis.units))
+    x = letterbox(read_image(list_images(images)[0]), 160)[0]
+    ref, got = _run(model, x), _run(out, x)
+    assert np.abs(got[:, 4:] - ref[:, 4:]).mean() < 0.01 and res.int8_mac_fraction >= 0.9

@@ -1,8 +1,10 @@
 """Insert TensorRT-style QuantizeLinear / DequantizeLinear pairs into an FP32 ONNX, driven by a plan of units.
 
-Choice of tool: written on onnx-graphsurgeon, not on nvidia-modelopt's ONNX quantizer. modelopt 0.47 (``[onnx]``)
-pins ``onnxruntime-gpu ~= 1.24`` (it would replace the CPU onnxruntime this project runs on), needs cupy-cuda12x and
-torch >= 2.8, and pins onnx ~= 1.21 (we have 1.23) -- see /work/shared/ENVIRONMENT.md; so it cannot be a dependency of
+Choice of tool: written on onnx-graphsurgeon, not on nvidia-modelopt's ONNX quantizer. The wheel metadata of
+nvidia-modelopt 0.47.0 (checked with ``pip download --no-deps``; not installed) makes its ``[onnx]`` extra require, on
+x86-64 Linux with Python > 3.10, ``onnxruntime-gpu ~= 1.24.2`` (it would replace the CPU onnxruntime this project runs
+on), ``cupy-cuda12x``, ``onnx ~= 1.21.0`` (we run 1.23) and torch >= 2.8 -- see also /work/shared/ENVIRONMENT.md; so
+it cannot be a dependency of
 a tool that must run on CPU-only machines and on Jetson. Its placement is also driven by op types and node-name
 excludes, not by our named units with tied Concat groups, and the sensitivity analysis needs to toggle exactly those
 units. Everything here is a few graph rewrites whose output is a pure function of (model, plan, ranges).
