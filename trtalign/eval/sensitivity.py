@@ -190,7 +190,7 @@ def det_error(ref: np.ndarray, out: np.ndarray, num_classes: int, rotated: bool,
     keep = np.flatnonzero(best >= conf)
     if len(keep) < min_boxes:
         keep = np.argsort(-best, kind="stable")[:min_boxes]
-    box = float((1.0 - _xywh_iou(ref[:4, keep], out[:4, keep])).mean()) if len(keep) else 0.0
+    box = float(np.clip(1.0 - _xywh_iou(ref[:4, keep], out[:4, keep]), 0.0, None).mean()) if len(keep) else 0.0
     if rotated and len(keep):
         d = out[4 + num_classes, keep] - ref[4 + num_classes, keep]
         box += float(np.abs(np.arctan2(np.sin(d), np.cos(d))).mean() / (math.pi / 2))

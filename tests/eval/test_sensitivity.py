@@ -1,0 +1,162 @@
+"""Per-unit INT8 sensitivity on a tiny detector with one deliberately sensitive unit (see sensitive_model.py):
+every metric and mode must rank it first; references are cached; the local probe is exact numerics."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sensitive_model import SENSITIVE, make_setup
+
+from trtalign.core.errors import ConfigError, InputError
+from trtalign.eval.sensitivity import (LOCAL_METRICS, MODES, QdqPlanModels, SensitivityResult, SensitivityScorer,
+                                       build_local_probe, det_error, fake_quant, load_sensitivity,
+                                       local_sensitivity, make_plan, output_error, save_sensitivity)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from trtalign.core.preprocess import letterbox, list_images, read_image
+    from trtalign.export.calibrate import calibrate
+
+    s = make_setup(tmp_path_factory.mktemp("sens"))
+    s["ranges"] = calibrate(s["onnx"], s["data"] / "images" / "train", method="minmax", num=16)
+    s["models"] = QdqPlanModels(s["onnx"], s["ranges"], s["data"].parent / "plans")
+    s["inputs"] = [letterbox(read_image(p), 32)[0] for p in list_images(s["data"] / "images" / "val")[:8]]
+    calls = []
+
+    def factory(plan):
+        calls.append(plan)
+        return s["models"].runner(plan)
+
+    s["calls"] = calls
+    s["scorer"] = SensitivityScorer(s["models"].units, factory, s["inputs"], num_classes=2)
+    return s
+
+
+@pytest.mark.parametrize("metric", ["mse", "cosine", "sqnr", "det"])
+@pytest.mark.parametrize("mode", MODES)
+def test_every_output_metric_ranks_the_outlier_unit_first(setup, metric, mode):
+    result = setup["scorer"].score(metric, mode)
+    assert result.ranking()[0] == SENSITIVE
+    scores = result.scores()
+    others = [v for k, v in scores.items() if k != SENSITIVE]
+    assert scores[SENSITIVE] > 10 * max(max(others), 1e-12)  # not a near-tie: the outlier unit dominates
+    assert [u.name for u in result.units] == setup["models"].unit_names
+    assert result.metric == metric and result.mode == mode and result.subset == 8
+
+
+def test_det_reports_class_and_box_parts_on_hard_images(setup):
+    result = setup["scorer"].score("det", "enable-one", hard=3)
+    unit = next(u for u in result.units if u.name == SENSITIVE)
+    assert set(unit.details) == {"cls", "box"} and unit.details["cls"] > 0 and unit.details["box"] > 0
+    assert unit.score == pytest.approx(unit.details["cls"] + unit.details["box"])
+    assert "3 images" in result.notes[0]
+
+
+def test_references_are_cached_and_each_plan_runs_once(setup):
+    scorer = setup["scorer"]
+    scorer.score("sqnr", "disable-one")
+    before = len(setup["calls"])
+    again = scorer.score("mse", "disable-one")  # same plans, another metric: no new run at all
+    assert len(setup["calls"]) == before and again.passes == 0
+    keys = [json.dumps(p.units, sort_keys=True) for p in setup["calls"]]
+    assert len(keys) == len(set(keys))  # never the same plan twice
+
+
+@pytest.mark.parametrize("metric", LOCAL_METRICS)
+def test_local_one_pass_ranks_the_outlier_unit_first(setup, metric):
+    result = local_sensitivity(setup["onnx"], setup["ranges"], setup["inputs"], metric)
+    assert result.ranking()[0] == SENSITIVE
+    assert result.passes == 1 and result.mode == "local"
+
+
+def test_local_probe_matches_the_qdq_model_numerics(setup):
+    """The probe's fake-quantized copy of conv2a equals conv2a's output in the Q/DQ model where only it is INT8."""
+    import onnx
+
+    from trtalign.export.graph_nms import expose_outputs
+    from trtalign.export.units import analyze_graph
+    from trtalign.runtime.ort_runner import OrtRunner
+
+    model = onnx.load(str(setup["onnx"]))
+    analysis = analyze_graph(model)
+    probe, spec = build_local_probe(model, analysis, setup["ranges"])
+    names = setup["models"].unit_names
+    plan = make_plan(names, [n for n in names if n != "model.conv2a"], "fp32")
+    qdq = expose_outputs(onnx.load(str(setup["models"].path_for(plan))), ["c2"])
+    x = setup["inputs"][0]
+    with OrtRunner(probe) as r:
+        local = r.infer({"images": x})[spec["model.conv2a"]["quant"]]
+    with OrtRunner(qdq) as r:
+        full = r.infer({"images": x})["c2"]
+    np.testing.assert_allclose(local, full, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(local, 0)
+
+
+def test_fake_quant_matches_onnxruntime_quantize_dequantize():
+    import onnx
+    from onnx import TensorProto, helper
+
+    from trtalign.runtime.ort_runner import OrtRunner
+
+    x = np.random.default_rng(0).normal(0, 3, (1, 4, 5, 5)).astype(np.float32)
+    amax = 4.0
+    g = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["images", "s", "z"], ["q"]),
+         helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])], "qdq",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 5, 5])],
+        [onnx.numpy_helper.from_array(np.array(amax / 127, np.float32), "s"),
+         onnx.numpy_helper.from_array(np.array(0, np.int8), "z")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    with OrtRunner(m) as r:
+        ref = r.infer({"images": x})["y"]
+    np.testing.assert_allclose(fake_quant(x, amax), ref, rtol=0, atol=1e-6)
+
+
+def test_output_error_values():
+    rng = np.random.default_rng(0)
+    ref = [rng.normal(size=(1, 6, 10)).astype(np.float32)]
+    out = [ref[0] + 0.1]
+    err, db = output_error("sqnr", ref, out)
+    expected = float((0.1 ** 2) * ref[0].size / (ref[0].astype(np.float64) ** 2).sum())
+    assert err == pytest.approx(expected, rel=1e-4) and db == pytest.approx(-10 * np.log10(expected), rel=1e-4)
+    assert output_error("mse", ref, out)[0] == pytest.approx(0.01, rel=1e-4)
+    assert output_error("cosine", ref, ref)[0] == pytest.approx(0.0, abs=1e-9)
+    assert output_error("sqnr", ref, ref)[1] == float("inf")
+
+
+def test_det_error_separates_scores_and_boxes():
+    rng = np.random.default_rng(1)
+    out = np.concatenate([rng.uniform(10, 20, (4, 30)), rng.uniform(0, 1, (2, 30))]).astype(np.float32)
+    assert det_error(out, out, 2, False) == pytest.approx((0.0, 0.0), abs=1e-6)
+    moved = out.copy()
+    moved[0] += 5.0  # boxes shifted, scores unchanged
+    cls, box = det_error(out, moved, 2, False)
+    assert cls == 0.0 and box > 0.2
+    rescored = out.copy()
+    rescored[4:] = 1 - rescored[4:]
+    cls, box = det_error(out, rescored, 2, False)
+    assert cls > 0.1 and box == pytest.approx(0.0, abs=1e-6)
+
+
+def test_result_round_trips_and_bad_inputs(setup, tmp_path):
+    result = setup["scorer"].score("sqnr", "enable-one")
+    path = save_sensitivity(result, tmp_path / "sens.json")
+    back = load_sensitivity(path)
+    assert isinstance(back, SensitivityResult) and back.ranking() == result.ranking()
+    assert back.scores() == pytest.approx(result.scores())
+    (tmp_path / "bad.json").write_text('{"format": "something-else"}')
+    with pytest.raises(InputError, match="not a trtalign sensitivity file"):
+        load_sensitivity(tmp_path / "bad.json")
+    with pytest.raises(InputError, match="not found"):
+        load_sensitivity(tmp_path / "missing.json")
+    with pytest.raises(ConfigError, match="valid choices"):
+        setup["scorer"].score("psnr", "disable-one")
+    with pytest.raises(ConfigError, match="valid choices"):
+        setup["scorer"].score("sqnr", "leave-one-out")
+    with pytest.raises(ConfigError, match="map_fn"):
+        setup["scorer"].score("map", "disable-one")
