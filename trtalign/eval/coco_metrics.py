@@ -194,12 +194,11 @@ class CocoMetrics:
         if self._gt is None:
             self._gt = self.dataset.to_coco()
         res = self.results_array()
-        return evaluate_coco_arrays(self._gt, res, self.dataset.names, self.backend, image_ids,
-                                    num_images=self.store.num_images)
+        return evaluate_coco_arrays(self._gt, res, self.dataset.names, self.backend, image_ids)
 
 
 def evaluate_coco_arrays(gt: dict, results: np.ndarray, names: list, backend: str = "auto",
-                         image_ids: Optional[list] = None, num_images: int | None = None) -> CocoResult:
+                         image_ids: Optional[list] = None) -> CocoResult:
     """Run COCOeval (bbox) on a ground-truth dict and ``[N, 7]`` results; returns a :class:`CocoResult`."""
     backend = resolve_backend(backend)
     coco_gt = _make_coco(backend, gt)
@@ -249,5 +248,5 @@ def evaluate_coco_arrays(gt: dict, results: np.ndarray, names: list, backend: st
     return CocoResult(dict(zip(COCO_STAT_KEYS, stats)), per_class,
                       {"recall": [round(float(r), 2) for r in RECALL_POINTS], "precision_50": mean50,
                        "per_class_50": per_class_50},
-                      num_images=len(allowed) if num_images is None else num_images,
+                      num_images=len(allowed),
                       num_detections=int(len(results)), num_gt=sum(num_gt.values()), backend=backend)
