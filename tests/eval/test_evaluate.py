@@ -179,3 +179,25 @@ def test_bundled_proxy_model_precisions(tmp_path):
     assert res.result("torch").map > 0.3
     assert abs(res.result("ort-fp32").delta_map) <= 0.001
     assert abs(res.result("ort-fp16sim").map - res.result("ort-fp32").map) <= 0.002
+
+
+def test_cli_reads_a_pipeline_config(tmp_path):
+    """CONFIG_OR_MODEL: a pipeline config supplies model, data, precisions and imgsz; a model yaml stays a model."""
+    import argparse
+
+    from trtalign.cli import eval_cmd
+
+    parser = argparse.ArgumentParser()
+    eval_cmd.add_arguments(parser)
+    cfg = tmp_path / "pipeline.yaml"
+    cfg.write_text("model: m.onnx\nimgsz: 320\nprecisions: [fp32, fp16]\ndata: {val: data/val}\n"
+                   "calibration: {images: calib}\n")
+    model, data, precisions, imgsz, calib = eval_cmd._from_config(parser.parse_args([str(cfg)]))
+    assert (model, data, precisions, imgsz, calib) == (str(tmp_path / "m.onnx"), str(tmp_path / "data/val"),
+                                                       "fp32,fp16", 320, str(tmp_path / "calib"))
+    # command-line options win over the config
+    assert eval_cmd._from_config(parser.parse_args([str(cfg), "--data", "x", "--precisions", "int8"]))[1:3] == \
+        ("x", "int8")
+    arch = tmp_path / "yolov8n_custom.yaml"
+    arch.write_text("nc: 8\nbackbone: []\nhead: []\n")
+    assert eval_cmd._from_config(parser.parse_args([str(arch), "--data", "d"]))[:2] == (str(arch), "d")
