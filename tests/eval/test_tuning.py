@@ -1,0 +1,109 @@
+"""Tuning glue end to end on the tiny detector with one sensitive unit: splits, mAP evaluation per plan, the fallback
+search choosing exactly the sensitive unit, budget extremes, and tuning/validation separation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sensitive_model import SENSITIVE, make_setup
+
+from trtalign.core.errors import ConfigError, InputError
+from trtalign.eval.sensitivity import make_plan
+from trtalign.eval.tuning import check_disjoint, session_from_config, split_dataset, subset_of
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    from trtalign.core.config import load_config
+
+    s = make_setup(tmp_path_factory.mktemp("tuning"))
+    sess = session_from_config(load_config(s["config"]))
+    sess.setup = s
+    return sess
+
+
+def test_split_is_deterministic_disjoint_and_complete(session):
+    from trtalign.eval.datasets import load_dataset
+
+    ds = load_dataset(session.setup["data"], split="val")
+    tune, val = split_dataset(ds, 0.5, seed=0)
+    tune2, val2 = split_dataset(ds, 0.5, seed=0)
+    assert [im.id for im in tune.images] == [im.id for im in tune2.images]
+    ids_t, ids_v = {im.id for im in tune.images}, {im.id for im in val.images}
+    assert not ids_t & ids_v and ids_t | ids_v == {im.id for im in ds.images}
+    assert set(tune.annotations) <= ids_t and set(val.annotations) <= ids_v
+    assert len(tune) == 12 and len(val) == 12
+    other, _ = split_dataset(ds, 0.5, seed=1)
+    assert {im.id for im in other.images} != ids_t  # the seed matters
+    check_disjoint(tune, val)
+    with pytest.raises(InputError, match="share 1 image"):
+        check_disjoint(tune, subset_of(ds, val.images + tune.images[:1]))
+    with pytest.raises(ConfigError, match="tune_fraction"):
+        split_dataset(ds, 1.0)
+
+
+def test_session_splits_and_plan_evaluation(session):
+    assert session.splits.tune_images == 12 and session.splits.val_images == 12
+    assert not set(session.splits.tune_files) & set(session.splits.val_files)
+    names = session.unit_names
+    assert SENSITIVE in names and len(names) == 5
+    fp32 = session.evaluate_plan(make_plan(names, names), "tune")
+    int8 = session.evaluate_plan(make_plan(names, []), "tune")
+    fixed = session.evaluate_plan(make_plan(names, [SENSITIVE]), "tune")
+    assert fp32 > 0.5 and int8 < fp32 - 0.3 and fixed > fp32 - 0.05
+    n = session.evaluations
+    assert session.evaluate_plan(make_plan(names, [SENSITIVE]), "tune") == fixed and session.evaluations == n
+
+
+def test_map_sensitivity_ranks_the_outlier_first_on_tuning_images_only(session, monkeypatch):
+    import trtalign.core.preprocess as pre
+
+    seen: list = []
+    real = pre.read_image
+    monkeypatch.setattr(pre, "read_image", lambda p: (seen.append(Path(p).name), real(p))[1])
+    for metric in ("map", "det"):
+        result = session.sensitivity(metric, "disable-one", subset=6)
+        assert result.ranking()[0] == SENSITIVE, metric
+    assert seen and set(seen) <= set(session.splits.tune_files)
+
+
+def test_search_falls_back_exactly_the_sensitive_unit(session, tmp_path):
+    sens = session.sensitivity("sqnr", "disable-one", subset=8)
+    result = session.fallback(0.05, sensitivity=sens, max_evals=8, journal=tmp_path / "journal.json")
+    assert result.fallback_units == [SENSITIVE] and result.met_budget and result.status == "ok"
+    assert result.final_map_tune >= result.fp32_map_tune - 0.05
+    assert result.final_map_val is not None and result.int8_map_val < result.final_map_val
+    # the validation split only confirms: every choice was made on tuning evaluations
+    assert {e.phase for e in result.evaluations if e.split == "val"} == {"confirm"}
+    assert all(e.split == "tune" for e in result.evaluations if e.phase in ("bisect", "prune"))
+    macs = session.macs
+    assert result.int8_mac_fraction == pytest.approx(1 - macs[SENSITIVE] / sum(macs.values()))
+
+
+def test_budget_zero_falls_back_everything_and_huge_budget_nothing(session):
+    sens = session.sensitivity("sqnr", "disable-one", subset=8)
+    zero = session.fallback(0.0, sensitivity=sens, max_evals=8)
+    assert sorted(zero.fallback_units) == sorted(session.unit_names)
+    assert zero.int8_mac_fraction == 0.0
+    huge = session.fallback(0.99, sensitivity=sens, max_evals=8)
+    assert huge.fallback_units == [] and huge.status == "nothing-to-do" and "already meets" in huge.message
+
+
+def test_latency_aware_ranking_and_mismatched_ranking(session):
+    from trtalign.eval.sensitivity import SensitivityResult, UnitSensitivity
+
+    sens = session.sensitivity("sqnr", "disable-one", subset=8)
+    result = session.fallback(0.05, sensitivity=sens, max_evals=8, latency_aware=True)
+    assert SENSITIVE in result.fallback_units and result.met_budget
+    wrong = SensitivityResult("sqnr", "disable-one", "fp16", 8, "x", [UnitSensitivity("nope", "conv", "body", 1, 1.0)])
+    with pytest.raises(InputError, match="does not match this model's units"):
+        session.fallback(0.05, sensitivity=wrong)
+
+
+def test_config_without_data_is_a_clear_error(tmp_path):
+    from trtalign.core.config import PipelineConfig
+
+    cfg = PipelineConfig(model=tmp_path / "m.onnx")
+    with pytest.raises(ConfigError, match="data.val"):
+        session_from_config(cfg, tmp_path / "w")
