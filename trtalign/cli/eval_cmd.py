@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(aligned: removes NMS differences from the torch comparison)")
     parser.add_argument("--calib", default=None, help="calibration images for int8 (default: the train split)")
     parser.add_argument("--calib-num", type=int, default=64, help="calibration images used (default 64)")
+    parser.add_argument("--calib-method", default="entropy", choices=["minmax", "percentile", "entropy", "mse", "best"],
+                        help="calibration method for int8 (default entropy)")
+    parser.add_argument("--qdq-mode", default="trt", choices=["trt", "naive"],
+                        help="int8 Q/DQ placement: trt (every unit INT8, decode untouched; default) or naive (Q/DQ "
+                             "on every weighted op and Concat, head included)")
     parser.add_argument("--conf", type=float, default=0.001, help="score threshold (default 0.001)")
     parser.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
     parser.add_argument("--max-det", type=int, default=300, help="detections per image (default 300)")
@@ -83,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--{name} {value} is a folder; give a file name")
     plist = parse_precisions(precisions or "torch,fp32,fp16,int8")
     nms = NmsSettings(args.conf, args.iou, args.max_det, torch_nms=args.torch_nms)
-    calibration = CalibrationSettings(Path(calib) if calib else None, num=args.calib_num)
+    calibration = CalibrationSettings(Path(calib) if calib else None, num=args.calib_num, method=args.calib_method,
+                                      qdq_mode=args.qdq_mode)
     result = evaluate(model, data, plist, backend=args.backend, imgsz=imgsz, batch=args.batch,
                       max_images=args.max_images, workdir=args.workdir, save_detections_dir=args.save_detections,
                       nms=nms, calibration=calibration, split=args.split, data_format=args.data_format)
