@@ -146,7 +146,8 @@ def test_rotated_dataset_scores_enclosing_boxes():
     # rotated ground truth and detections at angle 0: the COCO metric over enclosing boxes equals the xyxy one
     ds, dets = make_case(7)
     rot_anns = {k: GroundTruth(np.c_[(g.boxes[:, :2] + g.boxes[:, 2:]) / 2, g.boxes[:, 2:] - g.boxes[:, :2],
-                                     np.zeros(len(g))], g.class_ids, g.ignore, g.areas) for k, g in ds.annotations.items()}
+                                     np.zeros(len(g))], g.class_ids, g.ignore, g.areas)
+                for k, g in ds.annotations.items()}
     rds = Dataset(Task.OBB, ds.images, rot_anns, ds.names, ds.category_ids, "test")
     rdets = {k: Detections(np.c_[(d.boxes[:, :2] + d.boxes[:, 2:]) / 2, d.boxes[:, 2:] - d.boxes[:, :2],
                                  np.zeros(len(d))], d.scores, d.class_ids) for k, d in dets.items()}

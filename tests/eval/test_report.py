@@ -26,7 +26,8 @@ def _result() -> EvalResult:
     ds.names[0] = "<script>alert(1)</script>"  # a hostile class name must come out escaped
     rng = np.random.default_rng(0)
     out = EvalResult("detect", "coco-bbox", "model.pt", [320, 320], 1, ds.summary(), NmsSettings().to_dict())
-    for runner, precision, noise in [("torch", "torch", 0.0), ("ort-fp16sim", "fp16", 0.2), ("ort-int8sim", "int8", 4.0)]:
+    for runner, precision, noise in [("torch", "torch", 0.0), ("ort-fp16sim", "fp16", 0.2),
+                                     ("ort-int8sim", "int8", 4.0)]:
         m = CocoMetrics(ds)
         for iid, d in dets.items():
             m.update(iid, Detections(d.boxes + rng.normal(0, noise, d.boxes.shape) * (noise > 0), d.scores,

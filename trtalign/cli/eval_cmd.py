@@ -8,7 +8,7 @@ from pathlib import Path
 from trtalign.cli.output import add_json_argument, emit
 
 NAME = "eval"
-HELP = "evaluate a model at several precisions (torch, ONNX Runtime FP32 / FP16 / INT8 emulation, TensorRT) on a dataset"
+HELP = "mAP of a model at several precisions (torch, ONNX Runtime FP32 / FP16 / INT8 emulation, TensorRT) on a dataset"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

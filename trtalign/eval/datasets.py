@@ -134,7 +134,8 @@ class Dataset:
     def to_coco(self) -> dict:
         """Ground truth as a COCO json dict (bbox ``[x, y, w, h]``; rotated boxes give their enclosing box and a
         ``"xywhr"`` field) with the dataset's own category ids."""
-        images = [{"id": im.id, "file_name": im.file_name, "width": im.width, "height": im.height} for im in self.images]
+        images = [{"id": im.id, "file_name": im.file_name, "width": im.width, "height": im.height}
+                  for im in self.images]
         anns = []
         for im in self.images:
             gt = self.annotations.get(im.id)

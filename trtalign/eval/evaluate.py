@@ -10,7 +10,8 @@ JSON (``EvalResult.to_dict()``), stable keys:
 
 - ``task`` ("detect" | "obb"), ``metric`` ("coco-bbox" | "rotated"), ``model``, ``imgsz`` [h, w], ``batch``,
   ``reference`` (the runner the deltas are taken against: "torch" when evaluated, else the first one),
-  ``nms`` {score_threshold, iou_threshold, max_det, class_agnostic, torch_nms}, ``dataset`` {source, root, task,
+  ``nms`` {score_threshold, iou_threshold, max_det, class_agnostic, torch_nms, onnx: the NMS node attributes
+  baked into the ONNX}, ``dataset`` {source, root, task,
   images, boxes, classes, names};
 - ``results``: a list, one per runner, each {``precision`` ("torch" | "fp32" | "fp16" | "int8"), ``runner``
   ("torch", "ort-fp32", "ort-fp16sim", "ort-int8sim", "trt-fp32", ...), ``model`` (file run), ``metrics``
@@ -295,9 +296,11 @@ class ModelSource:
     task: str
     imgsz: tuple
     torch_ok: bool
+    nms: dict = field(default_factory=dict)
 
 
-def prepare_model(model: str | os.PathLike, workdir: Path, imgsz: int | None, batch: int, nms: NmsSettings) -> ModelSource:
+def prepare_model(model: str | os.PathLike, workdir: Path, imgsz: int | None, batch: int,
+                  nms: NmsSettings) -> ModelSource:
     from trtalign.export.metadata import read_metadata
     from trtalign.export.onnx_export import export_onnx
 
@@ -319,7 +322,8 @@ def prepare_model(model: str | os.PathLike, workdir: Path, imgsz: int | None, ba
     if imgsz is not None and path.suffix.lower() == ".onnx" and tuple(hw) != (imgsz, imgsz):
         raise InputError(f"--imgsz {imgsz} does not match the ONNX input size {hw[0]}x{hw[1]}; re-export the model "
                          f"or drop --imgsz")
-    return ModelSource(path, onnx_path, list(meta["names"]), meta.get("task", "detect"), hw, torch_ok)
+    return ModelSource(path, onnx_path, list(meta["names"]), meta.get("task", "detect"), hw, torch_ok,
+                       dict(meta["nms"]))
 
 
 @dataclass
@@ -463,7 +467,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
         dataset = dataset.subset(max_images)
         cmap = category_map(src.names, dataset)
         result = EvalResult(src.task, "rotated" if dataset.rotated else "coco-bbox", str(src.path), list(src.imgsz),
-                            batch, dataset.summary(), nms.to_dict())
+                            batch, dataset.summary(), {**nms.to_dict(), "onnx": src.nms})
         for precision in precisions:
             label = "torch" if precision == "torch" else (TRT_RUNNERS if backend == "trt" else ORT_RUNNERS)[precision]
             try:
@@ -478,7 +482,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
             metrics = score_detections(dataset, dets, coco_backend)
             pr = PrecisionResult(precision, label, metrics, latency, model_file, notes=[note] if note else [])
             if precision == "torch":
-                pr.notes.append(f"NMS: {'ultralytics non_max_suppression' if nms.torch_nms == 'ultralytics' else 'EfficientNMS reference (aligned)'}")
+                pr.notes.append("NMS: " + ("ultralytics non_max_suppression" if nms.torch_nms == "ultralytics"
+                                           else "EfficientNMS reference (aligned)"))
             if save_detections_dir is not None:
                 out = Path(save_detections_dir) / f"{label}.json"
                 save_detections(dataset, dets, out)
@@ -493,5 +498,6 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
             tmp.cleanup()
 
 
-__all__ = ["evaluate", "EvalResult", "PrecisionResult", "LatencyStats", "NmsSettings", "run_runner",
-           "score_detections", "save_detections", "parse_precisions", "PRECISIONS", "CalibrationSettings", "CocoResult", "RotatedResult"]
+__all__ = ["evaluate", "EvalResult", "PrecisionResult", "LatencyStats", "NmsSettings", "CalibrationSettings",
+           "run_runner", "score_detections", "save_detections", "parse_precisions", "PRECISIONS", "CocoResult",
+           "RotatedResult"]
