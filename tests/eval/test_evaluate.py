@@ -167,18 +167,25 @@ def test_cli_eval_end_to_end_and_errors(setup, cli, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (ASSETS / "proxy_detect.pt").is_file(), reason="bundled proxy model not present yet")
-def test_bundled_proxy_model_precisions(tmp_path):
-    """The claims: ORT FP32 equals torch within 0.001 (aligned NMS), FP16 emulation within 0.002 of FP32."""
+@pytest.mark.parametrize("task", ["detect", "obb"])
+def test_bundled_proxy_model_precisions(task, tmp_path):
+    """The claims on the bundled proxy models, on their own val distribution (card seed and parameters): ORT FP32
+    equals torch within 0.001 with aligned NMS, FP16 emulation within 0.002 of FP32, INT8 emulation runs and its
+    delta is reported."""
+    if not (ASSETS / f"proxy_{task}.pt").is_file():
+        pytest.skip(f"bundled proxy model trtalign/assets/models/proxy_{task}.pt not present yet")
     from trtalign.eval.synth.dataset import generate_dataset
-    from trtalign.eval.synth.params import SynthParams
+    from trtalign.eval.synth.proxy_models import check_split_params, load_card, proxy_model_path
 
-    generate_dataset(tmp_path / "data", SynthParams(task="detect", imgsz=320), val=60, seed=12345)
-    res = evaluate(ASSETS / "proxy_detect.pt", tmp_path / "data", ["torch", "fp32", "fp16"], imgsz=320,
+    params, seed, _ = check_split_params(load_card(task))
+    generate_dataset(tmp_path / "data", params, train=16, val=60, seed=seed)
+    res = evaluate(proxy_model_path(task), tmp_path / "data", ["torch", "fp32", "fp16", "int8"], imgsz=params.imgsz,
                    workdir=tmp_path / "w", nms=NmsSettings(torch_nms="aligned"))
+    print(res.summary())
     assert res.result("torch").map > 0.3
     assert abs(res.result("ort-fp32").delta_map) <= 0.001
     assert abs(res.result("ort-fp16sim").map - res.result("ort-fp32").map) <= 0.002
+    assert res.result("ort-int8sim").delta_map is not None
 
 
 def test_cli_reads_a_pipeline_config(tmp_path):
