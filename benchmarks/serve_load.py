@@ -153,7 +153,7 @@ def interleaved(works: dict, concurrency: int, requests: int, rounds: int, timeo
             lat, err, wall = _run_threads(concurrency, per_round, works[name], timeout_s / rounds)
             prev = pooled[name]
             pooled[name] = (prev[0] + lat, prev[1] + err, prev[2] + wall)
-    return {name: _stats(*vals) for name, vals in pooled.items()}
+    return {name: _stats(lat, wall, err) for name, (lat, err, wall) in pooled.items()}
 
 
 def server_metrics(url: str) -> dict:
@@ -183,7 +183,7 @@ def main(argv: list | None = None) -> int:
     p.add_argument("--timeout-s", type=float, default=480.0, help="time limit per side, all rounds together")
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--max-wait-ms", type=float, default=5.0)
-    p.add_argument("--workers", type=int, default=1, help="server batch workers (trtalign serve --workers)")
+    p.add_argument("--workers", type=int, default=0, help="server batch workers (trtalign serve --workers; 0 = auto)")
     p.add_argument("--target", type=float, default=0.15, help="largest acceptable server overhead (fraction)")
     p.add_argument("--json", default=None, help="write the result to FILE (atomically)")
     args = p.parse_args(argv)

@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="longest a request waits for others to fill a batch (default 5)")
     parser.add_argument("--max-queue", type=int, default=256,
                         help="queued requests beyond which the server answers 503 (default 256)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="batches run concurrently (ort backend only; default 1)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="batches run at once (default 0 = auto: 4 for the ort backend, whose CPU sessions gain "
+                             "more from concurrent runs than from big batches; 1 for trt)")
     parser.add_argument("--max-body-mb", type=float, default=16.0, help="largest accepted upload in MiB (default 16)")
     parser.add_argument("--max-pixels", type=int, default=40_000_000,
                         help="largest accepted image, width x height, checked before decoding (default 40e6)")
@@ -76,13 +77,20 @@ def run(args: argparse.Namespace) -> int:
 
     if args.max_body_mb <= 0:
         raise ConfigError(f"--max-body-mb must be > 0, got {args.max_body_mb}")
-    config = ServerConfig(host=args.host, port=args.port,
-                          batching=BatchingConfig(args.max_batch, args.max_wait_ms, args.max_queue, args.workers),
-                          limits=DecodeLimits(max_bytes=int(args.max_body_mb * 1024 * 1024),
-                                              max_pixels=args.max_pixels))
+    if args.workers < 0:
+        raise ConfigError(f"--workers must be >= 0 (0 = auto), got {args.workers}")
     metrics = ServerMetrics()
     predictor = Predictor.load(args.model, backend=args.backend, max_batch=args.max_batch, metrics=metrics,
                                plugins=args.plugin, onnx=args.onnx)
+    workers = args.workers or (4 if predictor.info.backend == "ort" else 1)
+    try:
+        config = ServerConfig(host=args.host, port=args.port,
+                              batching=BatchingConfig(args.max_batch, args.max_wait_ms, args.max_queue, workers),
+                              limits=DecodeLimits(max_bytes=int(args.max_body_mb * 1024 * 1024),
+                                                  max_pixels=args.max_pixels))
+    except BaseException:
+        predictor.close()
+        raise
     try:
         server = DetectionServer(predictor, config, metrics).start()
     except BaseException:
@@ -93,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         info = predictor.info
         print(f"serving {info.path} ({info.runner}, {info.input_shape[0]}x{info.input_shape[1]}, "
-              f"max batch {info.max_batch}) on {server.url}  (POST /v1/detect, GET /healthz /v1/model /metrics)",
+              f"max batch {info.max_batch}, {workers} worker{'s' if workers > 1 else ''}) on {server.url}  (POST /v1/detect, GET /healthz /v1/model /metrics)",
               flush=True)
     try:
         while not stop.wait(0.5):
