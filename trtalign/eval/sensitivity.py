@@ -81,10 +81,12 @@ def make_plan(unit_names: Iterable[str], fallback: Iterable[str] = (), target: s
 class QdqPlanModels:
     """FP32 ONNX + ranges -> the Q/DQ ONNX of any plan (``ort-int8sim``), written once per plan hash in ``cache_dir``.
 
-    ``expose`` names intermediate tensors (the raw head ``output0``) that the Q/DQ model also outputs.
+    ``expose`` names intermediate tensors (the raw head ``output0``) that the Q/DQ model also outputs; ``only``
+    instead cuts the model down to those outputs (e.g. ``("output0",)``: no decode, no NMS, for output metrics).
     """
 
-    def __init__(self, model: Any, ranges: Any, cache_dir: str | os.PathLike, expose: Sequence[str] = (RAW_OUTPUT,)):
+    def __init__(self, model: Any, ranges: Any, cache_dir: str | os.PathLike, expose: Sequence[str] = (RAW_OUTPUT,),
+                 only: Sequence[str] | None = None):
         from trtalign.core.io import sha256_bytes
         from trtalign.export.units import analyze_graph, load_model
 
@@ -95,6 +97,7 @@ class QdqPlanModels:
         self.unit_names = [u.name for u in self.units]
         self.cache_dir = Path(cache_dir)
         self.expose = list(expose)
+        self.only = list(only) if only else None
         ranges_text = json.dumps(ranges.to_dict()["tensors"], sort_keys=True)
         self._salt = sha256_bytes(self.model.SerializeToString() + ranges_text.encode())[:16]
         self.built = 0  # Q/DQ models written by this object (cache misses)
@@ -106,10 +109,13 @@ class QdqPlanModels:
         from trtalign.export.graph_nms import expose_outputs
         from trtalign.export.qdq import insert_qdq
 
-        path = self.cache_dir / f"qdq-{self._salt}-{plan_key(plan.units)}.onnx"
+        tag = "-raw" if self.only else ""
+        path = self.cache_dir / f"qdq-{self._salt}-{plan_key(plan.units)}{tag}.onnx"
         if not path.is_file():
             out, _ = insert_qdq(self.model, self.ranges, plan)
-            if self.expose:
+            if self.only:
+                out = _keep_outputs(out, self.only)
+            elif self.expose:
                 out = expose_outputs(out, self.expose)
             atomic_write_bytes(path, out.SerializeToString(), fsync=False)
             self.built += 1
@@ -119,6 +125,26 @@ class QdqPlanModels:
         from trtalign.runtime.ort_runner import OrtRunner
 
         return OrtRunner(self.path_for(plan), name="ort-int8sim")
+
+
+def _keep_outputs(model: Any, names: Sequence[str]) -> Any:
+    """The model cut down to what computes ``names`` (which become its only outputs)."""
+    import onnx_graphsurgeon as gs
+
+    graph = gs.import_onnx(model)
+    tensors = graph.tensors()
+    missing = [n for n in names if n not in tensors]
+    if missing:
+        raise InputError(f"the model has no tensor(s) {missing}; expected the raw head {RAW_OUTPUT!r}")
+    graph.outputs = [tensors[n] for n in names]
+    for t in graph.outputs:
+        t.dtype = t.dtype or np.float32
+    graph.cleanup()
+    out = gs.export_onnx(graph)
+    out.ir_version = model.ir_version
+    del out.opset_import[:]
+    out.opset_import.extend(model.opset_import)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- output metrics

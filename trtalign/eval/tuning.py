@@ -113,6 +113,9 @@ class TuningSession:
         self.unit_names = self.models.unit_names
         self.macs = {u.name: int(u.macs) for u in self.units}
         self.runner_factory = runner_factory or self.models.runner
+        # output metrics only need output0: without decode and NMS the trial models are smaller and faster
+        self.raw_models = QdqPlanModels(self.onnx_path, ranges, self.workdir / "plans", only=("output0",))
+        self.output_runner_factory = self.raw_models.runner if runner_factory is None else runner_factory
         self.backend = backend
         self.class_map = category_map(self.names, tune)
         self._maps: dict[tuple[str, str], float] = {}
@@ -167,7 +170,7 @@ class TuningSession:
             return local_sensitivity(self.models.model, self.ranges, self.inputs(subset), metric,
                                      analysis=self.models.analysis)
         sub = self.tune.subset(subset)
-        scorer = SensitivityScorer(self.units, self.runner_factory, self.inputs(subset) if metric != "map" else (),
+        scorer = SensitivityScorer(self.units, self.output_runner_factory, self.inputs(subset) if metric != "map" else (),
                                    map_fn=lambda plan: self.evaluate_plan(plan, "tune", dataset=sub),
                                    num_classes=len(self.names), rotated=self.task == "obb", backend=self.backend)
         result = scorer.score(metric, mode, target, hard=hard)
