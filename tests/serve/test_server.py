@@ -235,3 +235,55 @@ def test_cli_serve_answers_then_stops_on_sigterm(detect_onnx):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_rotated_detections_have_xywhr_and_corners(tmp_path):
+    from trtalign.core.detections import xywhr_to_corners
+    from trtalign.core.preprocess import letterbox
+    from trtalign.export.onnx_export import export_onnx
+    from trtalign.runtime.ort_runner import OrtRunner
+    from trtalign.runtime.postprocess import nms_outputs_to_detections
+    from trtalign.serve.predictor import Predictor
+    from trtalign.serve.server import DetectionServer, ServerConfig
+
+    onnx_path = tmp_path / "obb.onnx"
+    export_onnx("yolov8n-obb.yaml", onnx_path, imgsz=128, dynamic_batch=4, score_threshold=0.0, max_det=20)
+    img = make_image(100, 150, 11)
+    with OrtRunner(str(onnx_path)) as runner:
+        tensor, meta = letterbox(img, 128)
+        expected = nms_outputs_to_detections(runner.infer({"images": tensor}), [meta])[0]
+    srv = DetectionServer(Predictor.load(onnx_path, backend="ort", max_batch=4), ServerConfig(port=0)).start()
+    try:
+        status, payload = post_image(srv.url, png_bytes(img))
+    finally:
+        srv.shutdown(10)
+    assert status == 200 and payload["box_format"] == "xywhr" and payload["count"] == len(expected) > 0
+    boxes = np.array([d["box"] for d in payload["detections"]], np.float32)
+    assert boxes.shape == (len(expected), 5)
+    np.testing.assert_allclose(boxes, expected.boxes, atol=1e-2, rtol=1e-4)
+    corners = np.array([d["corners"] for d in payload["detections"]], np.float32)
+    assert corners.shape == (len(expected), 4, 2)
+    np.testing.assert_allclose(corners, xywhr_to_corners(boxes), atol=1e-3)
+
+
+def test_fixed_batch_model_is_clamped_and_raw_model_refused(tmp_path, caplog):
+    from trtalign.core.errors import ModelError
+    from trtalign.export.onnx_export import export_onnx
+    from trtalign.serve.predictor import Predictor
+
+    fixed = tmp_path / "fixed.onnx"
+    export_onnx("yolov8n.yaml", fixed, imgsz=96, batch=1, score_threshold=0.0, max_det=10)
+    with caplog.at_level("WARNING", logger="trtalign"):
+        p = Predictor.load(fixed, backend="ort", max_batch=8)
+    try:
+        assert p.info.batch == 1 and p.info.max_batch == 1 and "fixed batch of 1" in caplog.text
+        dets = p.predict([make_image(50, 70, i) for i in range(3)])  # three images, run one at a time
+        assert [len(d) for d in dets] == [10, 10, 10]
+    finally:
+        p.close()
+    raw = tmp_path / "raw.onnx"
+    export_onnx("yolov8n.yaml", raw, imgsz=96, dynamic_batch=2, nms="none")
+    with pytest.raises(ModelError, match="four NMS outputs"):
+        Predictor.load(raw, backend="ort")
+    with pytest.raises(Exception, match="--backend trt needs a TensorRT engine"):
+        Predictor.load(fixed, backend="trt")
