@@ -55,11 +55,11 @@ WorkspaceLayout layoutFor(int32_t batchSize, int32_t numBoxes, int32_t numClasse
 //! Float -> unsigned key with the same order (ascending); -0 is first made +0 so that 0 and -0 tie.
 __device__ __forceinline__ uint32_t orderedFloatBits(float f)
 {
-    if (f == 0.0F)
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7FFFFFFFu) == 0u)
     {
-        f = 0.0F;
+        u = 0u; // -0 -> +0
     }
-    uint32_t const u = __float_as_uint(f);
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
