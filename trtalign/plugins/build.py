@@ -153,7 +153,7 @@ def build_plugins(target: str = "trtalign_plugins", *, trt_root: str | os.PathLi
         if not (Path(trt_root) / "include" / "NvInferVersion.h").is_file():
             raise InputError(f"--trt-root: expected {trt_root}/include/NvInferVersion.h (a TensorRT install root), "
                              "not found")
-    args = [f"-DCMAKE_BUILD_TYPE=Release"]
+    args = ["-DCMAKE_BUILD_TYPE=Release"]
     if target == "trtalign_csrc_host":
         args.append("-DTRTALIGN_HOST_ONLY=ON")
     else:
