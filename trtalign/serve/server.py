@@ -19,6 +19,7 @@ import json
 import socket
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -285,7 +286,8 @@ class DetectionServer:
         drained = self.batcher.close(max(deadline - time.monotonic(), 0.1))
         if self._httpd is not None:
             self._httpd.server_close()
-        self.predictor.close()
+        if drained:  # never free the model under a batch that is still running
+            self.predictor.close()
         log.info("server stopped (%s)", "clean" if clean and drained else "timed out with requests in flight")
         return clean and drained
 
@@ -336,7 +338,7 @@ class DetectionServer:
         future = self.batcher.submit(tensor)
         try:
             outputs = future.result(self.config.request_timeout_s)
-        except TimeoutError:
+        except FutureTimeout:
             future.cancel()
             raise RequestError(503, "timeout", f"inference did not finish within {self.config.request_timeout_s} s")
         t3 = time.perf_counter()
