@@ -266,6 +266,7 @@ def test_rotated_detections_have_xywhr_and_corners(tmp_path):
     np.testing.assert_allclose(corners, xywhr_to_corners(boxes), atol=1e-3)
 
 
+@pytest.mark.slow  # two extra exports; run with -m slow
 def test_fixed_batch_model_is_clamped_and_raw_model_refused(tmp_path, caplog):
     from trtalign.core.errors import ModelError
     from trtalign.export.onnx_export import export_onnx
