@@ -22,7 +22,6 @@ Prints, on the validation split (units are chosen on the tuning split only):
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile

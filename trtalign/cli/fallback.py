@@ -98,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
                     splits=session.splits.to_dict()).write(out / "report.html")
     shutil.rmtree(out / "work" / "plans", ignore_errors=True)  # per-plan Q/DQ models: a cache, regenerable
     d = result.to_dict()
+    mac = result.int8_mac_fraction if result.int8_mac_fraction is not None else float("nan")
+    replayed = sum(e.replayed for e in result.evaluations)
     text = (f"{result.message + chr(10) if result.message else ''}"
             f"fallback ({result.status}): {len(result.fallback_units)} of {len(session.unit_names)} units in {target}"
             f"{': ' + ', '.join(result.fallback_units[:8]) if result.fallback_units else ''}"
@@ -106,9 +108,8 @@ def run(args: argparse.Namespace) -> int:
             f"{d['map']['tune']['final']:.4f}  (budget {budget:.4f} {'met' if result.met_budget else 'NOT met'})\n"
             f"  mAP50-95 val:  FP32 {d['map']['val']['fp32']:.4f}  INT8 {d['map']['val']['int8']:.4f}  final "
             f"{d['map']['val']['final']:.4f}\n"
-            f"  INT8 MAC fraction {result.int8_mac_fraction if result.int8_mac_fraction is not None else float('nan'):.3f}"
-            f", {result.num_evaluations} full evaluations ({sum(e.replayed for e in result.evaluations)} more "
-            f"answered by the journal), {result.wall_seconds:.1f} s\n  -> {out}/ (plan.json, model.qdq.onnx, engine.yaml, "
-            f"report.html, fallback.json)")
+            f"  INT8 MAC fraction {mac:.3f}, {result.num_evaluations} full evaluations ({replayed} more answered "
+            f"by the journal), {result.wall_seconds:.1f} s\n"
+            f"  -> {out}/ (plan.json, model.qdq.onnx, engine.yaml, report.html, fallback.json)")
     emit({**d, "files": {k: str(v) for k, v in paths.items()}, "report": str(out / "report.html")}, args, text)
     return 0

@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     fb = cfg.fallback
     session = session_from_config(cfg, args.workdir)
-    result = session.sensitivity(args.metric or fb.metric, args.mode or fb.mode, fb.subset if args.subset is None else args.subset,
-                                 args.target or fb.target, local=args.local, hard=args.hard)
+    subset = fb.subset if args.subset is None else args.subset
+    result = session.sensitivity(args.metric or fb.metric, args.mode or fb.mode, subset, args.target or fb.target,
+                                 local=args.local, hard=args.hard)
     emit(result, args, result.summary())
     return 0

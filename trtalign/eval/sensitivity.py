@@ -162,7 +162,7 @@ def run_outputs(runner: Any, inputs: Sequence[np.ndarray], name: str = RAW_OUTPU
 
 
 def _power_stats(ref: Sequence[np.ndarray], out: Sequence[np.ndarray]) -> dict:
-    sig = noise = dot = nr = no = 0.0
+    sig = noise = 0.0
     count = 0
     cos = []
     for a, b in zip(ref, out):
@@ -563,6 +563,6 @@ def local_sensitivity(model: Any, ranges: Any, inputs: Sequence[np.ndarray], met
                                     "from one FP32 pass; residual shortcut Q/DQ and error propagation not modelled"])
 
 
-__all__ = ["METRICS", "MODES", "LOCAL_METRICS", "TARGETS", "SensitivityScorer", "SensitivityResult", "UnitSensitivity", "QdqPlanModels",
-           "local_sensitivity", "load_sensitivity", "save_sensitivity", "make_plan", "plan_key", "det_error",
-           "output_error", "fake_quant"]
+__all__ = ["METRICS", "MODES", "LOCAL_METRICS", "TARGETS", "SensitivityScorer", "SensitivityResult",
+           "UnitSensitivity", "QdqPlanModels", "local_sensitivity", "load_sensitivity", "save_sensitivity",
+           "make_plan", "plan_key", "det_error", "output_error", "fake_quant"]

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -170,7 +170,8 @@ class TuningSession:
             return local_sensitivity(self.models.model, self.ranges, self.inputs(subset), metric,
                                      analysis=self.models.analysis)
         sub = self.tune.subset(subset)
-        scorer = SensitivityScorer(self.units, self.output_runner_factory, self.inputs(subset) if metric != "map" else (),
+        inputs = self.inputs(subset) if metric != "map" else ()
+        scorer = SensitivityScorer(self.units, self.output_runner_factory, inputs,
                                    map_fn=lambda plan: self.evaluate_plan(plan, "tune", dataset=sub),
                                    num_classes=len(self.names), rotated=self.task == "obb", backend=self.backend)
         result = scorer.score(metric, mode, target, hard=hard)
@@ -178,8 +179,9 @@ class TuningSession:
         return result
 
     # ------------------------------------------------------------------ fallback
-    def fallback(self, budget: float, ranking: Sequence[str] | None = None, *, sensitivity: SensitivityResult | None
-                 = None, target: str = "fp16", max_evals: int = 16, latency_aware: bool = False,
+    def fallback(self, budget: float, ranking: Sequence[str] | None = None, *,
+                 sensitivity: SensitivityResult | None = None, target: str = "fp16", max_evals: int = 16,
+                 latency_aware: bool = False,
                  costs: dict | None = None, journal: str | os.PathLike | None = None,
                  prune: bool = True) -> FallbackResult:
         """Run :func:`search_fallback` on the tuning split, confirmed on validation. The ranking comes from
