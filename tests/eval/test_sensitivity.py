@@ -160,3 +160,15 @@ def test_result_round_trips_and_bad_inputs(setup, tmp_path):
         setup["scorer"].score("sqnr", "leave-one-out")
     with pytest.raises(ConfigError, match="map_fn"):
         setup["scorer"].score("map", "disable-one")
+
+
+@pytest.mark.trt
+def test_tensorrt_engines_rank_the_outlier_unit_first(setup, tmp_path):
+    """The same scorer on real TensorRT INT8 engines, one per trial plan (needs TensorRT and a GPU)."""
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed")
+    from trtalign.eval.tuning import trt_runner_factory
+
+    factory = trt_runner_factory(setup["models"], tmp_path, 32)
+    scorer = SensitivityScorer(setup["models"].units, factory, setup["inputs"], num_classes=2, backend="trt-int8")
+    result = scorer.score("sqnr", "disable-one")
+    assert result.ranking()[0] == SENSITIVE and result.backend == "trt-int8"

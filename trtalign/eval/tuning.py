@@ -212,6 +212,38 @@ class TuningSession:
         return plan
 
 
+# ------------------------------------------------------------------------------------------ TensorRT engines
+def trt_runner_factory(models: QdqPlanModels, workdir: str | os.PathLike, imgsz: int,
+                       plugins: Sequence[str] = ()) -> Callable[[Any], Any]:
+    """``Plan -> TrtRunner`` (``trt-int8``): the plan's Q/DQ ONNX (from ``models``) built into an engine with the
+    installed TensorRT (explicit-quantization route), one engine file per plan hash in ``workdir``. Needs TensorRT
+    and a GPU; pass it as ``runner_factory`` to :class:`TuningSession` to score and search on real engines."""
+    import onnx
+
+    from trtalign.core.config import PipelineConfig
+    from trtalign.core.io import atomic_write_bytes
+    from trtalign.engines.builder import build_engine, import_tensorrt
+    from trtalign.engines.plan import make_build_plan
+    from trtalign.export.graph_nms import set_nms_domain
+    from trtalign.runtime.trt_runner import TrtRunner
+
+    trt = import_tensorrt()
+    workdir = Path(workdir)
+
+    def factory(plan: Any) -> Any:
+        engine = workdir / f"plan-{plan_key(plan.units)}.engine"
+        if not engine.is_file():
+            src = models.path_for(plan)
+            trt_onnx = workdir / f"{src.stem}_trt.onnx"
+            atomic_write_bytes(trt_onnx, set_nms_domain(onnx.load(str(src)), "").SerializeToString())
+            config = PipelineConfig(model=trt_onnx, imgsz=int(imgsz))
+            build = make_build_plan(config, trt_onnx, trt.__version__, precision="int8", unit_plan=plan.to_dict())
+            atomic_write_bytes(engine, build_engine(build, trt_onnx, trt=trt).engine)
+        return TrtRunner(engine, plugins=list(plugins), name="trt-int8", check_sidecar=False)
+
+    return factory
+
+
 # ------------------------------------------------------------------------------------------ from a config
 def _fp32_onnx(cfg: Any, workdir: Path) -> Path:
     """The config's model as an FP32 ONNX with NMS + metadata: reused when it is one, else exported (once per
@@ -324,5 +356,5 @@ def write_fallback_outputs(session: TuningSession, result: FallbackResult, out: 
     return paths
 
 
-__all__ = ["TuningSession", "session_from_config", "split_dataset", "check_disjoint", "write_fallback_outputs",
+__all__ = ["TuningSession", "session_from_config", "trt_runner_factory", "split_dataset", "check_disjoint", "write_fallback_outputs",
            "SplitInfo", "subset_of"]
