@@ -70,7 +70,7 @@ def add_fallback_sections(report: Report, result: Any, sensitivity: Any = None, 
     """
     d = result.to_dict()
     m = d["map"]
-    rows = [["FP32 (every unit in " + result.target + ")", m["tune"]["fp32"], m["val"]["fp32"], "-"],
+    rows = [["float reference (every unit in " + result.target + ")", m["tune"]["fp32"], m["val"]["fp32"], "0.0000"],
             ["INT8, no fallback", m["tune"]["int8"], m["val"]["int8"], "1.0000"],
             [f"INT8 + fallback of {len(result.fallback_units)} unit(s)", m["tune"]["final"], m["val"]["final"],
              _fmt(result.int8_mac_fraction)]]
