@@ -65,8 +65,9 @@ def _probe(surface: dict, feature: str) -> bool | None:
     return probes.get(feature)
 
 
-#: features that are behaviours, not Python API (parser attributes, JSON schema): checked in test_versions.py
-BEHAVIOURS = {"efficient_nms_class_agnostic", "inspector_schema_11_3"}
+#: features that are behaviours, not Python API (parser attributes, JSON schema, platform support): checked in
+#: test_versions.py / test_dla.py (the DLA API itself is in every surface: test_dla.py checks it)
+BEHAVIOURS = {"efficient_nms_class_agnostic", "inspector_schema_11_3", "dla", "dla_strongly_typed"}
 
 
 def test_every_feature_has_a_probe_or_is_a_behaviour():
@@ -119,6 +120,9 @@ def test_builder_runs_every_route_against_real_surface(tmp_path, onnx_files, ver
     assert "EngineInspector.get_engine_information" in targets
     flags = _flags_set(trt)
     created = trt.called("Builder.create_network")[0].args[0]
+    # no DLA unless asked (test_dla.py covers the DLA builds)
+    assert "GPU_FALLBACK" not in flags and plan.dla_core is None
+    assert not [t for t in targets if "DLA" in t or "device_type" in t]
     if version == "11.4.0":
         assert flags == [] and "IBuilderConfig.int8_calibrator=" not in targets
         assert created == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)

@@ -4,6 +4,8 @@ Engines are cached by sha256(ONNX bytes, plan JSON, TensorRT version, GPU comput
 ``<outputs.dir>/engines/`` and copied to ``<outputs.dir>/<model>.<precision>.engine`` with a sidecar JSON; the verbose
 TensorRT log goes to ``<outputs.dir>/logs/``; the engine inspector's per-layer JSON is saved next to the engine and
 summarised (INT8 / FP16 / FP32 layer counts). ``--plan-only`` prints the plans without TensorRT (any target version).
+``--dla-core N`` (or ``trt.dla_core``) builds for a Jetson DLA core; those engines are named
+``<model>.<precision>.dla<N>.engine`` so they never replace the GPU engine.
 """
 
 from __future__ import annotations
@@ -33,7 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit-plan", default=None, help="plan.json (unit -> int8|fp16|fp32); default quantize.plan")
     parser.add_argument("--plan-only", action="store_true", help="print the build plans; do not import TensorRT")
     parser.add_argument("--force", action="store_true", help="rebuild even when the engine cache has the engine")
+    parser.add_argument("--dla-core", type=_dla_core, default=None, metavar="N",
+                        help="build for DLA core N (Jetson Xavier / Orin AGX / NX; fp16 and int8 only, static batch; "
+                             "layers DLA cannot run fall back to the GPU); overrides the config's trt.dla_core")
     add_json_argument(parser)
+
+
+def _dla_core(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a DLA core number >= 0 (0 or 1 on Jetson), got {text!r}")
+    return int(text)
 
 
 @dataclass
@@ -95,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     from trtalign.engines.versions import TrtVersion, installed_version
 
     cfg = load_config(args.config)
+    if args.dla_core is not None:
+        cfg.trt.dla_core = args.dla_core
     precisions = args.precision or [p for p in cfg.precisions if p != "torch"]
     if not precisions:
         raise ConfigError("nothing to build: the config's precisions list only 'torch'; pass --precision")
@@ -114,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         for e, (_, _, plan) in zip(engines, plans):
             lines.append(f"  {e.precision:5s} {plan.route:19s} network flags {list(plan.network_flags)} builder flags "
                          f"{list(plan.builder_flags)} layer constraints {len(plan.layer_precisions)}"
-                         + (f" onnx must be {plan.onnx_requirement}" if plan.onnx_requirement else ""))
+                         + (f" onnx must be {plan.onnx_requirement}" if plan.onnx_requirement else "")
+                         + (f" DLA core {plan.dla_core}" if plan.dla_core is not None else ""))
         emit(report, args, "\n".join(lines))
         return 0
     return _build_all(args, cfg, version, plans)
@@ -134,7 +148,7 @@ def _build_all(args: argparse.Namespace, cfg, version, plans: list) -> int:
     for precision, onnx, plan in plans:
         onnx_bytes = onnx.read_bytes()
         key = cache_key(onnx_bytes, plan.to_json(), str(version), gpu["compute_capability"], plan.plugin_libraries)
-        stem = f"{Path(cfg.model).stem}.{precision}"
+        stem = f"{Path(cfg.model).stem}.{precision}" + (f".dla{plan.dla_core}" if plan.dla_core is not None else "")
         final = out_dir / f"{stem}.engine"
         layers_path = out_dir / f"{stem}.layers.json"
         entry = BuiltEngine(precision, plan.route, str(onnx), plan.to_dict(), engine=str(final), cache_key=key)
@@ -147,7 +161,8 @@ def _build_all(args: argparse.Namespace, cfg, version, plans: list) -> int:
         else:
             log_path = out_dir / "logs" / f"{stem}.trt.log"
             result = build_engine(plan, onnx, trt=trt, log_path=log_path, backend=backend)
-            rebuild = f"trtalign build {args.config} --trt-version {version.short} --precision {precision} --force"
+            rebuild = f"trtalign build {args.config} --trt-version {version.short} --precision {precision} --force" \
+                + (f" --dla-core {plan.dla_core}" if plan.dla_core is not None else "")
             stored = cache.put(key, result.engine, trt_version=result.trt_version, gpu_name=gpu["name"],
                                compute_capability=gpu["compute_capability"], onnx_sha256=plan.onnx_sha256, plan=plan,
                                build_seconds=result.seconds, rebuild_command=rebuild)

@@ -3,9 +3,9 @@
 A thin adapter: every decision was made in the plan; this module only turns flag *names* into enum members and calls
 the API that exists on every supported version (``build_serialized_network``, ``set_memory_pool_limit``,
 ``parse_from_file``, the timing cache, the engine inspector). Calls that exist only on some versions
-(``set_dynamic_range``, ``int8_calibrator``, ``layer.precision``, ``builder_optimization_level``) are reached only when
-the plan asks for them, and the plan refuses them on versions without them. ``tensorrt`` is imported lazily; the
-logger and calibrator classes that subclass TensorRT types are built inside factory functions.
+(``set_dynamic_range``, ``int8_calibrator``, ``layer.precision``, ``builder_optimization_level``, the DLA settings)
+are reached only when the plan asks for them, and the plan refuses them on versions without them. ``tensorrt`` is
+imported lazily; the logger and calibrator classes that subclass TensorRT types are built inside factory functions.
 tests/engines/test_conformance.py runs this module against the real 8.6.1 / 10.3.0 / 11.4.0 API surfaces.
 """
 
@@ -211,6 +211,10 @@ def build_engine(plan: BuildPlan, onnx_path: str | os.PathLike, *, trt: Any = No
             config.builder_optimization_level = int(plan.opt_level)
         for name in plan.builder_flags:
             config.set_flag(getattr(trt.BuilderFlag, name))
+        if plan.dla_core is not None:  # the plan added GPU_FALLBACK and refused fp32 / versions without DLA
+            config.default_device_type = trt.DeviceType.DLA
+            config.DLA_core = int(plan.dla_core)
+            applied["dla_core"] = int(plan.dla_core)
         _set_profile(trt, builder, config, plan)
         if plan.layer_precisions:
             from trtalign.engines.plan import read_onnx_facts
@@ -238,7 +242,7 @@ def build_engine(plan: BuildPlan, onnx_path: str | os.PathLike, *, trt: Any = No
             atomic_write_bytes(plan.timing_cache, bytes(config.get_timing_cache().serialize()))
         if calibrator is not None:
             applied["calibration_batches"] = calibrator.batches_served
-        layer_info = inspect_serialized(trt, logger, engine)
+        layer_info = inspect_serialized(trt, logger, engine, dla_core=plan.dla_core)
     finally:
         logger.close()
         if calibrator is not None:
@@ -259,9 +263,12 @@ def _make_plan_calibrator(trt: Any, plan: BuildPlan, backend: Any, batches: Any)
     return make_calibrator(trt, spec.algorithm, batches, backend, spec.cache_path)
 
 
-def inspect_serialized(trt: Any, logger: Any, engine_bytes: bytes) -> str:
-    """The engine inspector's JSON for a serialized engine ("" when the engine cannot be deserialized here)."""
+def inspect_serialized(trt: Any, logger: Any, engine_bytes: bytes, dla_core: int | None = None) -> str:
+    """The engine inspector's JSON for a serialized engine ("" when the engine cannot be deserialized here); a DLA
+    engine is deserialized on the DLA core it was built for."""
     runtime = trt.Runtime(logger)
+    if dla_core is not None:
+        runtime.DLA_core = int(dla_core)
     engine = runtime.deserialize_cuda_engine(engine_bytes)
     if engine is None:
         log.warning("could not deserialize the engine just built to inspect it")

@@ -20,7 +20,12 @@ int8-calibrator      INT8 + IInt8EntropyCal.2 /   same (deprecated 10.1)       r
                      MinMax
 int8-dynamic-range   INT8 + set_dynamic_range     same (deprecated 10.1)       refused (removed in 11.0)
 fallback units       layer precision + OBEY       same (not strongly typed)    no Q/DQ / Cast islands in ONNX
+DLA (trt.dla_core)   fp16 / int8 + GPU_FALLBACK   same, up to 10.7             11.4.1+ (Jetson AGX Orin)
 ==================== ============================ ============================ ================================
+
+DLA runs FP16 and INT8 only and needs static shapes: a DLA plan sets ``dla_core`` (the builder then sets
+``default_device_type = DLA``, ``DLA_core`` and ``BuilderFlag.GPU_FALLBACK``); FP32, a dynamic batch profile or a
+version without DLA are refused.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ ROUTE_FEATURE = {"fp32": None, "fp16": None, "int8-qdq": "explicit_qdq", "int8-c
 ROTATED_NMS_OP = "EfficientRotatedNMS_TRT"
 EFFICIENT_NMS_OP = "EfficientNMS_TRT"
 GIB = 1 << 30
+DLA_PRECISIONS = ("fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,7 @@ class BuildPlan:
     plugin_libraries: tuple = ()
     profiling_verbosity: str = "DETAILED"
     notes: tuple = ()
+    dla_core: int | None = None  # DLA core the engine runs on (layers DLA cannot run fall back to the GPU); None: GPU
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -201,6 +208,24 @@ def check_route(route: str, version: "str | TrtVersion") -> None:
                "`trtalign quantize` to write the Q/DQ ONNX)." if route in ("int8-calibrator", "int8-dynamic-range") else ""
         raise UnsupportedError(f"build route {route!r} needs {versions_with_route(route)}; the target is TensorRT "
                                f"{caps.version}.{hint}")
+
+
+def dla_versions_text() -> str:
+    return f"{FEATURES['dla'].versions_text()} or {FEATURES['dla_strongly_typed'].versions_text()}"
+
+
+def check_dla(precision: str, version: "str | TrtVersion", core: int) -> None:
+    """UnsupportedError unless an engine at ``precision`` for ``version`` can run on DLA core ``core``."""
+    if precision not in DLA_PRECISIONS:
+        raise UnsupportedError(f"DLA runs only {choices_text(DLA_PRECISIONS)} (got precision {precision!r} with DLA "
+                               f"core {core}); build fp16 or int8 for the DLA, or drop trt.dla_core / --dla-core to "
+                               f"build {precision} for the GPU")
+    caps = capabilities(version)
+    if not (caps.has("dla") or caps.has("dla_strongly_typed")):
+        raise UnsupportedError(f"DLA (trt.dla_core: {core}) needs {dla_versions_text()}; the target is TensorRT "
+                               f"{caps.version}, which has no DLA on Jetson (11.4.0 only on Windows on ARM, without "
+                               f"GPU fallback); build for the GPU (drop trt.dla_core / --dla-core) or target a "
+                               f"TensorRT with DLA")
 
 
 def load_unit_plan(source: "str | os.PathLike | Mapping | None") -> dict[str, str]:
@@ -309,6 +334,8 @@ def make_build_plan(config, onnx_path: str | os.PathLike, trt_version: "str | Tr
     trt = config.trt
     route = route_for(precision, trt.int8_route)
     check_route(route, version)
+    if trt.dla_core is not None:
+        check_dla(precision, version, trt.dla_core)
     facts = facts or read_onnx_facts(onnx_path)
     notes: list[str] = []
 
@@ -397,13 +424,19 @@ def make_build_plan(config, onnx_path: str | os.PathLike, trt_version: "str | Tr
     if trt.opt_level is not None:
         caps.require("builder_optimization_level", "trt.opt_level")
     profile, _, _ = _profile(facts, config.batch, config.imgsz)
+    if trt.dla_core is not None:
+        if profile is not None and not profile.min == profile.opt == profile.max:
+            raise ConfigError(f"DLA (trt.dla_core: {trt.dla_core}) has no dynamic shapes, but the batch profile is "
+                              f"min={config.batch.min} opt={config.batch.opt} max={config.batch.max}; set batch to "
+                              f"one size (e.g. {{min: 1, opt: 1, max: 1}}) for the DLA engine")
+        builder_flags.append("GPU_FALLBACK")  # layers DLA cannot run (NMS plugin, decode, ...) run on the GPU
     return BuildPlan(
         trt_version=str(version), precision=precision, route=route, onnx_sha256=facts.sha256,
         network_flags=tuple(network_flags), builder_flags=tuple(builder_flags), strongly_typed=strongly,
         onnx_requirement="+".join(requirement), layer_precisions=layer_precisions, calibrator=calibrator,
         dynamic_ranges=dyn, profile=profile, workspace_bytes=int(trt.workspace_gib * GIB),
         timing_cache=str(trt.timing_cache) if trt.timing_cache else None, opt_level=trt.opt_level,
-        plugin_libraries=tuple(str(p) for p in trt.plugins), notes=tuple(notes))
+        plugin_libraries=tuple(str(p) for p in trt.plugins), notes=tuple(notes), dla_core=trt.dla_core)
 
 
 def _analyze_onnx(onnx_path, notes: list) -> tuple[dict[str, list], list]:

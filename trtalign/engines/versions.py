@@ -128,6 +128,12 @@ FEATURES: dict[str, Feature] = {f.name: f for f in [
     Feature("platform_has_fast_fp16", "8.5", "11.0", "10.0", "Builder.platform_has_fast_fp16 / _int8"),
     Feature("python_plugins", "10.6", what="tensorrt.plugin decorators"),
     Feature("inspector_schema_11_3", "11.3", what="engine inspector JSON schema of 11.3+"),
+    # DLA is a platform behaviour: the Python API (IBuilderConfig.default_device_type / DLA_core, BuilderFlag.
+    # GPU_FALLBACK, Runtime.DLA_core) is in every checked surface, but NVIDIA's "Working with DLA" says 10.7 was the
+    # last 10.x with DLA, 11.0-11.3 have none and 11.4.0 only on Windows on ARM (no GPU fallback); 11.4.1 brings it
+    # back on Jetson AGX Orin (JetPack >= 7.2.2) with strongly typed networks.
+    Feature("dla", "8.5", "10.8", what="DLA (IBuilderConfig.default_device_type / DLA_core + GPU_FALLBACK)"),
+    Feature("dla_strongly_typed", "11.4.1", what="DLA on Jetson AGX Orin with JetPack >= 7.2.2 (strongly typed)"),
 ]}
 
 

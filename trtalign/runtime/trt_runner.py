@@ -5,7 +5,8 @@ Only the API every supported version shares is used: ``num_io_tensors``, ``get_t
 ``execute_async_v3`` (no bindings, no ``execute_async_v2``, no ``device_memory_size``). One CUDA stream, pinned host
 buffers re-used while shapes fit, async copies, optional CUDA-graph capture per input-shape set, and two device-memory
 backends (:mod:`trtalign.engines.cuda_backend`: pycuda or cuda-python). Plugin libraries are loaded before the engine is
-deserialised; the engine's sidecar (see :mod:`trtalign.engines.cache`) is checked against this TensorRT first.
+deserialised; the engine's sidecar (see :mod:`trtalign.engines.cache`) is checked against this TensorRT first, and a
+DLA engine is deserialised on the DLA core its sidecar's plan names (``dla_core=`` overrides).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class TrtRunner(Runner):
 
     def __init__(self, engine: str | os.PathLike | bytes, plugins: Sequence[str | os.PathLike] = (),
                  cuda: str = "auto", cuda_graph: bool = False, name: str = "trt", check_sidecar: bool = True,
-                 trt: Any = None, backend: Any = None, compute_capability: str | None = None):
+                 trt: Any = None, backend: Any = None, compute_capability: str | None = None,
+                 dla_core: int | None = None):
         super().__init__(name)
         self.engine_source = engine
         self.plugins = list(plugins)
@@ -44,6 +46,7 @@ class TrtRunner(Runner):
         self._trt = trt
         self._backend = backend
         self._compute_capability = compute_capability
+        self.dla_core = dla_core  # None: the DLA core in the engine's sidecar plan, if any (a GPU engine has none)
         self._reset()
 
     def _reset(self) -> None:
@@ -77,6 +80,8 @@ class TrtRunner(Runner):
         self.logger = make_logger(trt)
         load_plugin_libraries(trt, self.logger, self.plugins)
         self.runtime = trt.Runtime(self.logger)
+        if self.dla_core is not None:  # a DLA engine deserializes on the core it was built for
+            self.runtime.DLA_core = int(self.dla_core)
         self.engine = self.runtime.deserialize_cuda_engine(data)
         if self.engine is None:
             errors = "; ".join(self.logger.errors[-3:]) or "no message"
@@ -128,6 +133,12 @@ class TrtRunner(Runner):
                 except Exception:  # noqa: BLE001 - the sidecar check is advisory when the GPU cannot be queried
                     cc = None
             check_engine_compatible(path, trt.__version__, cc)
+            if self.dla_core is None:
+                from trtalign.engines.cache import read_sidecar
+
+                sidecar = read_sidecar(path)
+                plan = sidecar.plan if sidecar is not None and isinstance(sidecar.plan, dict) else {}
+                self.dla_core = plan.get("dla_core")
         return path.read_bytes()
 
     # ------------------------------------------------------------------ metadata
