@@ -172,3 +172,21 @@ def test_tensorrt_engines_rank_the_outlier_unit_first(setup, tmp_path):
     scorer = SensitivityScorer(setup["models"].units, factory, setup["inputs"], num_classes=2, backend="trt-int8")
     result = scorer.score("sqnr", "disable-one")
     assert result.ranking()[0] == SENSITIVE and result.backend == "trt-int8"
+
+
+def test_gated_model_runs_any_plan_like_its_own_qdq_model(setup):
+    """One gated session reproduces the per-plan Q/DQ models (insert_qdq) for mixed plans, tie group included."""
+    from trtalign.eval.plan_models import GatedQdqModel
+    from trtalign.eval.sensitivity import run_outputs
+
+    gated = GatedQdqModel(setup["onnx"], setup["ranges"])
+    names = gated.unit_names
+    raw = QdqPlanModels(setup["onnx"], setup["ranges"], setup["data"].parent / "raw_plans", only=("output0",))
+    inputs = setup["inputs"][:3]
+    for fallback in ([], names, [SENSITIVE], ["model.concat", "model.head"], ["model.0.conv", "model.conv2a"]):
+        plan = make_plan(names, fallback)
+        got, want = run_outputs(gated.runner(plan), inputs), run_outputs(raw.runner(plan), inputs)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+    scorer = SensitivityScorer(gated.units, gated.runner, setup["inputs"], num_classes=2)
+    assert scorer.score("sqnr", "disable-one").ranking()[0] == SENSITIVE

@@ -30,21 +30,21 @@ engines for a plan (the runner must output ``output0``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from trtalign.core.errors import ConfigError, InputError, choices_text
-from trtalign.core.io import atomic_write_bytes, atomic_write_json
+from trtalign.core.io import atomic_write_json
 from trtalign.core.logging import get_logger, progress
 from trtalign.eval.fallback import rank_units
+from trtalign.eval.plan_models import GatedQdqModel, QdqPlanModels, make_plan, plan_key  # noqa: F401 (re-exported)
 
 log = get_logger(__name__)
 
@@ -61,90 +61,6 @@ def check_choice(value: str, valid: Sequence[str], what: str) -> str:
     if value not in valid:
         raise ConfigError(f"invalid {what} {value!r}; valid choices: {choices_text(valid)}")
     return value
-
-
-def plan_key(units: Mapping[str, str]) -> str:
-    """Stable short hash of a plan's unit -> precision mapping."""
-    text = json.dumps(dict(sorted(units.items())), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def make_plan(unit_names: Iterable[str], fallback: Iterable[str] = (), target: str = "fp16"):
-    """Every unit INT8 except ``fallback`` (in ``target``)."""
-    from trtalign.export.units import Plan
-
-    fb = set(fallback)
-    return Plan(units={u: (target if u in fb else "int8") for u in unit_names})
-
-
-# ------------------------------------------------------------------------------------------ Q/DQ models per plan
-class QdqPlanModels:
-    """FP32 ONNX + ranges -> the Q/DQ ONNX of any plan (``ort-int8sim``), written once per plan hash in ``cache_dir``.
-
-    ``expose`` names intermediate tensors (the raw head ``output0``) that the Q/DQ model also outputs; ``only``
-    instead cuts the model down to those outputs (e.g. ``("output0",)``: no decode, no NMS, for output metrics).
-    """
-
-    def __init__(self, model: Any, ranges: Any, cache_dir: str | os.PathLike, expose: Sequence[str] = (RAW_OUTPUT,),
-                 only: Sequence[str] | None = None):
-        from trtalign.core.io import sha256_bytes
-        from trtalign.export.units import analyze_graph, load_model
-
-        self.model = load_model(model)
-        self.ranges = ranges
-        self.analysis = analyze_graph(self.model)
-        self.units = list(self.analysis.units)
-        self.unit_names = [u.name for u in self.units]
-        self.cache_dir = Path(cache_dir)
-        self.expose = list(expose)
-        self.only = list(only) if only else None
-        ranges_text = json.dumps(ranges.to_dict()["tensors"], sort_keys=True)
-        self._salt = sha256_bytes(self.model.SerializeToString() + ranges_text.encode())[:16]
-        self.built = 0  # Q/DQ models written by this object (cache misses)
-
-    def plan(self, fallback: Iterable[str] = (), target: str = "fp16"):
-        return make_plan(self.unit_names, fallback, target)
-
-    def path_for(self, plan: Any) -> Path:
-        from trtalign.export.graph_nms import expose_outputs
-        from trtalign.export.qdq import insert_qdq
-
-        tag = "-raw" if self.only else ""
-        path = self.cache_dir / f"qdq-{self._salt}-{plan_key(plan.units)}{tag}.onnx"
-        if not path.is_file():
-            out, _ = insert_qdq(self.model, self.ranges, plan)
-            if self.only:
-                out = _keep_outputs(out, self.only)
-            elif self.expose:
-                out = expose_outputs(out, self.expose)
-            atomic_write_bytes(path, out.SerializeToString(), fsync=False)
-            self.built += 1
-        return path
-
-    def runner(self, plan: Any) -> Any:
-        from trtalign.runtime.ort_runner import OrtRunner
-
-        return OrtRunner(self.path_for(plan), name="ort-int8sim")
-
-
-def _keep_outputs(model: Any, names: Sequence[str]) -> Any:
-    """The model cut down to what computes ``names`` (which become its only outputs)."""
-    import onnx_graphsurgeon as gs
-
-    graph = gs.import_onnx(model)
-    tensors = graph.tensors()
-    missing = [n for n in names if n not in tensors]
-    if missing:
-        raise InputError(f"the model has no tensor(s) {missing}; expected the raw head {RAW_OUTPUT!r}")
-    graph.outputs = [tensors[n] for n in names]
-    for t in graph.outputs:
-        t.dtype = t.dtype or np.float32
-    graph.cleanup()
-    out = gs.export_onnx(graph)
-    out.ir_version = model.ir_version
-    del out.opset_import[:]
-    out.opset_import.extend(model.opset_import)
-    return out
 
 
 # --------------------------------------------------------------------------------------------- output metrics
@@ -564,5 +480,5 @@ def local_sensitivity(model: Any, ranges: Any, inputs: Sequence[np.ndarray], met
 
 
 __all__ = ["METRICS", "MODES", "LOCAL_METRICS", "TARGETS", "SensitivityScorer", "SensitivityResult",
-           "UnitSensitivity", "QdqPlanModels", "local_sensitivity", "load_sensitivity", "save_sensitivity",
+           "UnitSensitivity", "QdqPlanModels", "GatedQdqModel", "local_sensitivity", "load_sensitivity", "save_sensitivity",
            "make_plan", "plan_key", "det_error", "output_error", "fake_quant"]

@@ -159,8 +159,9 @@ class TuningSession:
         return [letterbox(read_image(im.path), self.imgsz)[0] for im in self.tune.images[:subset]]
 
     def sensitivity(self, metric: str = "sqnr", mode: str = "disable-one", subset: int = 64, target: str = "fp16",
-                    local: bool = False, hard: int = 8) -> SensitivityResult:
-        """Score every unit on the first ``subset`` images of the tuning split (never on validation)."""
+                    local: bool = False, hard: int = 8, gated: bool = False) -> SensitivityResult:
+        """Score every unit on the first ``subset`` images of the tuning split (never on validation).
+        ``gated``: output metrics on one gated Q/DQ model for every plan (see ``eval.plan_models``)."""
         check_choice(metric, METRICS, "sensitivity metric")
         check_choice(mode, MODES, "sensitivity mode")
         check_choice(target, TARGETS, "fallback target")
@@ -171,7 +172,12 @@ class TuningSession:
                                      analysis=self.models.analysis)
         sub = self.tune.subset(subset)
         inputs = self.inputs(subset) if metric != "map" else ()
-        scorer = SensitivityScorer(self.units, self.output_runner_factory, inputs,
+        factory = self.output_runner_factory
+        if gated and metric != "map" and self.output_runner_factory is self.raw_models.runner:
+            from trtalign.eval.plan_models import GatedQdqModel
+
+            factory = GatedQdqModel(self.models.model, self.ranges, self.models.analysis).runner
+        scorer = SensitivityScorer(self.units, factory, inputs,
                                    map_fn=lambda plan: self.evaluate_plan(plan, "tune", dataset=sub),
                                    num_classes=len(self.names), rotated=self.task == "obb", backend=self.backend)
         result = scorer.score(metric, mode, target, hard=hard)
