@@ -46,6 +46,10 @@ def make_data(task: str, workdir: Path, n_eval: int, n_calib: int) -> tuple[Path
     return model, res.out, {"params": params.to_dict(), "seed": seed, "val_images": n_eval, "calib_images": n_calib}
 
 
+def note(text: str) -> None:
+    print(time.strftime("%H:%M:%S ") + text, file=sys.stderr, flush=True)
+
+
 def eval_model_file(session, path: Path, split: str) -> float:
     from trtalign.eval.evaluate import ort_postprocess, run_runner, score_detections
     from trtalign.runtime.ort_runner import OrtRunner
@@ -62,7 +66,11 @@ def baseline(session, k_values: list[int], target: str) -> dict:
 
     names = session.unit_names
     t0 = time.perf_counter()
-    per_unit = {u: session.evaluate_plan(make_plan(names, [u], target), "tune") for u in names}
+    per_unit = {}
+    for i, u in enumerate(names):
+        per_unit[u] = session.evaluate_plan(make_plan(names, [u], target), "tune")
+        if (i + 1) % 10 == 0:
+            note(f"baseline: {i + 1}/{len(names)} per-unit evaluations, {time.perf_counter() - t0:.0f} s")
     ranking = sorted(names, key=lambda u: (-per_unit[u], u))
     rank_seconds = time.perf_counter() - t0
     rows = {}
@@ -103,6 +111,8 @@ def run_task(args, task: str, workdir: Path) -> dict:
     with OrtRunner(session.onnx_path):  # one-time imports (ONNX Runtime custom ops for NMS) out of the timings
         pass
     setup_seconds = time.perf_counter() - t0
+    note(f"[{task}] setup {setup_seconds:.0f} s: {len(session.unit_names)} units, tune {len(session.tune)} / val "
+         f"{len(session.val)} images")
 
     # ours
     t0 = time.perf_counter()
@@ -112,6 +122,9 @@ def run_task(args, task: str, workdir: Path) -> dict:
                               latency_aware=args.latency_aware)
     ours_wall = sens_seconds + result.wall_seconds - sum(e.seconds for e in result.evaluations if e.split == "val")
     ours_evals = sum(1 for e in result.evaluations if e.split == "tune" and not e.replayed)
+    note(f"[{task}] ours: {len(result.fallback_units)} units fall back, val mAP FP32 {result.fp32_map_val:.4f} "
+         f"INT8 {result.int8_map_val:.4f} final {result.final_map_val:.4f}, MAC {result.int8_mac_fraction:.3f}, "
+         f"{ours_evals} tune evaluations, {ours_wall:.0f} s (sensitivity {sens_seconds:.0f} s)")
 
     # references on validation
     naive_path = workdir / f"naive_{task}.onnx"
