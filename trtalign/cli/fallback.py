@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local", action="store_true", help="local one-pass sensitivity (mse / cosine / sqnr)")
     parser.add_argument("--no-prune", action="store_true", help="skip the pruning pass after the bisection")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--backend", choices=("ort", "trt"), default="ort",
+                        help="ort: ONNX Runtime INT8 emulation of each plan's Q/DQ ONNX (default); trt: a TensorRT "
+                             "INT8 engine per plan (needs TensorRT and a GPU)")
     add_json_argument(parser)
 
 
@@ -75,8 +78,12 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out} is a file; give a folder")
     ranking_file = Path(args.ranking) if args.ranking else None
     sensitivity = load_sensitivity(ranking_file) if ranking_file else None  # read before any work
+    if args.backend == "trt":  # fail before writing anything when TensorRT is missing
+        from trtalign.engines.builder import import_tensorrt
+
+        import_tensorrt()
     out.mkdir(parents=True, exist_ok=True)
-    session = session_from_config(cfg, out / "work")
+    session = session_from_config(cfg, out / "work", backend=args.backend)
     metric, mode = args.metric or fb.metric, args.mode or fb.mode
     subset = fb.subset if args.subset is None else args.subset
     cached = out / "sensitivity.json"
@@ -95,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
                                           "ranking_source": str(ranking_file) if ranking_file else "computed"})
     fallback_report(result, sensitivity, title="trtalign fallback",
                     subtitle=f"{cfg.model} · budget {budget * 100:.2f} mAP points · target {target}",
-                    splits=session.splits.to_dict()).write(out / "report.html")
+                    splits=session.splits.to_dict(),
+                    latency_ms=session.plan_latency(result)).write(out / "report.html")
     shutil.rmtree(out / "work" / "plans", ignore_errors=True)  # per-plan Q/DQ models: a cache, regenerable
     d = result.to_dict()
     mac = result.int8_mac_fraction if result.int8_mac_fraction is not None else float("nan")

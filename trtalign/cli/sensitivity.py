@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="precision a restored unit runs in (default: the config's fallback.target)")
     parser.add_argument("--hard", type=int, default=8, help="images used by --metric det (default 8)")
     parser.add_argument("--workdir", default=None, help="cache folder (default: <outputs.dir>/tuning)")
+    parser.add_argument("--backend", choices=("ort", "trt"), default="ort",
+                        help="ort: ONNX Runtime INT8 emulation of each plan's Q/DQ ONNX (default); trt: a TensorRT "
+                             "INT8 engine per plan (needs TensorRT and a GPU)")
     add_json_argument(parser)
 
 
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     fb = cfg.fallback
-    session = session_from_config(cfg, args.workdir)
+    session = session_from_config(cfg, args.workdir, backend=args.backend)
     subset = fb.subset if args.subset is None else args.subset
     result = session.sensitivity(args.metric or fb.metric, args.mode or fb.mode, subset, args.target or fb.target,
                                  local=args.local, hard=args.hard)

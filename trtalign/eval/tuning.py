@@ -119,6 +119,7 @@ class TuningSession:
         self.backend = backend
         self.class_map = category_map(self.names, tune)
         self._maps: dict[tuple[str, str], float] = {}
+        self.latency_ms: dict[str, float] = {}  # plan hash -> median ms / image (meaningful on TensorRT engines)
         self.evaluations = 0  # full evaluations run (cache hits excluded), any split
         self.eval_seconds = 0.0
         self.splits = SplitInfo(len(tune), len(val), [im.file_name for im in tune.images],
@@ -138,8 +139,9 @@ class TuningSession:
         if key not in self._maps:
             t0 = time.perf_counter()
             with self.runner_factory(plan) as runner:
-                dets, _ = run_runner(runner, ds, self.imgsz, ort_postprocess(ds.rotated), 1, self.class_map,
-                                     desc=f"eval {key[1]}")
+                dets, latency = run_runner(runner, ds, self.imgsz, ort_postprocess(ds.rotated), 1, self.class_map,
+                                           desc=f"eval {key[1]}")
+            self.latency_ms.setdefault(key[0], latency.median_ms)
             self._maps[key] = float(score_detections(ds, dets).map)
             self.evaluations += 1
             self.eval_seconds += time.perf_counter() - t0
@@ -211,6 +213,22 @@ class TuningSession:
                                fingerprint_extra={"model": self.models._salt, "tune": self.splits.tune_files,
                                                   "val": self.splits.val_files, "backend": self.backend},
                                macs=self.macs)
+
+    def use_tensorrt(self, plugins: Sequence[str] = ()) -> "TuningSession":
+        """Score and search on TensorRT INT8 engines (one per plan) instead of the ONNX Runtime emulation."""
+        factory = trt_runner_factory(self.models, self.workdir / "engines", self.imgsz[0], plugins)
+        self.runner_factory = self.output_runner_factory = factory
+        self.backend = "trt-int8"
+        return self
+
+    def plan_latency(self, result: FallbackResult) -> dict | None:
+        """``{"fp32", "int8", "final"}`` median ms / image of the search's plans when they ran on engines."""
+        if not self.backend.startswith("trt"):
+            return None
+        plans = {"fp32": self.unit_names, "int8": [], "final": result.fallback_units}
+        out = {k: self.latency_ms.get(plan_key(make_plan(self.unit_names, fb, result.target).units))
+               for k, fb in plans.items()}
+        return {k: v for k, v in out.items() if v is not None} or None
 
     def plan_for(self, result: FallbackResult, notes: dict | None = None) -> Any:
         plan = make_plan(self.unit_names, result.fallback_units, result.target)
@@ -292,13 +310,14 @@ def _calibration_images(cfg: Any, tune: Any, workdir: Path) -> Path:
 
 
 def session_from_config(cfg: Any, workdir: str | os.PathLike | None = None, tune_fraction: float = 0.5,
-                        split_seed: int = 0) -> TuningSession:
+                        split_seed: int = 0, backend: str = "ort") -> TuningSession:
     """PipelineConfig -> TuningSession (export or reuse the FP32 ONNX, load + split data, calibrate)."""
     from trtalign.eval.datasets import load_dataset
     from trtalign.export.calibrate import calibrate
     from trtalign.export.metadata import read_metadata
     from trtalign.export.ranges import load_ranges
 
+    check_choice(backend, ("ort", "trt"), "backend")
     workdir = Path(workdir or Path(cfg.outputs.dir) / "tuning")
     workdir.mkdir(parents=True, exist_ok=True)
     if cfg.data.val is None:
@@ -321,7 +340,8 @@ def session_from_config(cfg: Any, workdir: str | os.PathLike | None = None, tune
         ranges = calibrate(onnx_path, images, method=cfg.calibration.method, num=cfg.calibration.num,
                            percentile=cfg.calibration.percentile,
                            cache_dir=cfg.calibration.cache_dir or workdir / "calibration_cache")
-    return TuningSession(onnx_path, tune, val, ranges, workdir, split_source=source)
+    session = TuningSession(onnx_path, tune, val, ranges, workdir, split_source=source)
+    return session.use_tensorrt([str(p) for p in cfg.trt.plugins]) if backend == "trt" else session
 
 
 def write_fallback_outputs(session: TuningSession, result: FallbackResult, out: str | os.PathLike,
