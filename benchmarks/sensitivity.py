@@ -88,6 +88,17 @@ def baseline(session, k_values: list[int], target: str) -> dict:
     return {"ranking": ranking, "per_unit_map": per_unit, "rows": rows}
 
 
+def ranking_agreement(ours: list, reference: list, k: int) -> dict:
+    """Spearman rank correlation of our ranking with the per-unit full-mAP ranking, and top-k overlap."""
+    import numpy as np
+
+    pos = {u: i for i, u in enumerate(reference)}
+    a = np.arange(len(ours), dtype=float)
+    b = np.asarray([pos[u] for u in ours], dtype=float)
+    rho = float(np.corrcoef(a, b)[0, 1]) if len(ours) > 1 else 1.0
+    return {"spearman": rho, "top_k": k, "top_k_overlap": len(set(ours[:k]) & set(reference[:k]))}
+
+
 def run_task(args, task: str, workdir: Path) -> dict:
     from trtalign.core.config import CalibrationConfig, DataConfig, PipelineConfig
     from trtalign.core.io import atomic_write_bytes
@@ -138,6 +149,11 @@ def run_task(args, task: str, workdir: Path) -> dict:
     k_fixed = args.baseline_k or max(1, round(0.1 * len(session.unit_names)))
     ks = sorted({k_fixed, max(1, len(result.fallback_units))})
     base = baseline(base_session, ks, args.target)
+    agreement = ranking_agreement(sens.ranking(), base["ranking"], k_fixed)
+    if not args.local:  # the one-pass local ranking, for comparison (cheap)
+        local = session.sensitivity("sqnr", subset=args.subset, local=True)
+        agreement["local_sqnr"] = ranking_agreement(local.ranking(), base["ranking"], k_fixed)
+        agreement["local_sqnr"]["seconds"] = local.seconds
     return {"task": task, "model": str(model), "data": data_info, "units": len(session.unit_names),
             "splits": {"tune": session.splits.tune_images, "val": session.splits.val_images,
                        "source": session.splits.source},
@@ -152,7 +168,8 @@ def run_task(args, task: str, workdir: Path) -> dict:
                      "met_budget_tune": result.met_budget, "metric": sens.metric, "mode": sens.mode,
                      "subset": sens.subset, "ranking_top10": sens.ranking()[:10]},
             "baseline": {"k_fixed": k_fixed, "rows": list(base["rows"].values()),
-                         "ranking_top10": base["ranking"][:10]},
+                         "ranking_top10": base["ranking"][:10], "per_unit_map": base["per_unit_map"]},
+            "ranking_agreement": agreement,
             "fallback_result": result.to_dict()}
 
 
@@ -180,6 +197,12 @@ def table(r: dict, budget: float) -> tuple[str, dict]:
     lines.append(f"ratios vs fixed-k baseline: {eval_ratio:.1f}x fewer full evaluations, {wall_ratio:.1f}x less "
                  f"wall time (ours includes {o['sensitivity_passes']} sensitivity passes over {o['subset']} images, "
                  f"{o['sensitivity_seconds']:.1f} s); mAP ours - baseline = {o['map_val'] - fixed['map_val']:+.4f}")
+    ag = r["ranking_agreement"]
+    lines.append(f"ranking vs per-unit full mAP: Spearman {ag['spearman']:.2f}, top-{ag['top_k']} overlap "
+                 f"{ag['top_k_overlap']}/{ag['top_k']}" + (
+                     f"; one-pass local SQNR: Spearman {ag['local_sqnr']['spearman']:.2f}, top-{ag['top_k']} overlap "
+                     f"{ag['local_sqnr']['top_k_overlap']}/{ag['top_k']} ({ag['local_sqnr']['seconds']:.0f} s)"
+                     if "local_sqnr" in ag else ""))
     checks["drop_within_0.003"] = fp32 - o["map_val"] <= 0.003
     checks["int8_macs_ge_80pct"] = (o["int8_mac_fraction"] or 0) >= 0.8
     checks["evals_5x_fewer"] = eval_ratio >= 5
