@@ -35,3 +35,17 @@ def test_json_handles_numpy_and_nan(tmp_path):
     p = tmp_path / "r.json"
     atomic_write_json(p, {"a": np.float32(1.5), "b": np.arange(3), "c": math.nan, "d": {1: np.int64(2)}})
     assert json.loads(p.read_text()) == {"a": 1.5, "b": [0, 1, 2], "c": None, "d": {"1": 2}}
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        p = atomic_write_bytes(tmp_path / "x.json", b"{}")
+        with atomic_path(tmp_path / "y.onnx") as tmp:
+            tmp.write_bytes(b"onnx")
+    finally:
+        os.umask(mask)
+    assert oct(p.stat().st_mode & 0o777) == oct(0o644)
+    assert oct((tmp_path / "y.onnx").stat().st_mode & 0o777) == oct(0o644)
