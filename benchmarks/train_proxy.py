@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from trtalign.core.io import atomic_write_json, atomic_write_text, sha256_file  # noqa: E402
 from trtalign.eval.synth import SynthParams, generate_dataset  # noqa: E402
-from trtalign.eval.synth.proxy_models import score_on_check_split  # noqa: E402
+from trtalign.eval.synth.proxy_models import score_on_check_split, score_weights  # noqa: E402
 
 ARCH = {"detect": "yolov8n.yaml", "obb": "yolov8n-obb.yaml"}
 
@@ -92,9 +92,8 @@ def train_one(task: str, args: argparse.Namespace, out: Path) -> dict:
     shutil.copy(best, weights)
     if results_csv.is_file():
         shutil.copy(results_csv, out / f"proxy_{task}_results.csv")
-    val = YOLO(str(weights), task=task).val(data=str(data.data_yaml.resolve()), imgsz=args.imgsz, batch=args.batch,
-                                            device=args.device, workers=args.workers, plots=False, verbose=False,
-                                            project=str((out / "runs").resolve()), name=f"{task}_val", exist_ok=True)
+    val = score_weights(weights, data.data_yaml, args.imgsz, out / "runs" / f"{task}_val", device=args.device,
+                        batch=args.batch, task=task)
     card = {
         "name": f"proxy_{task}",
         "file": weights.name,
@@ -113,8 +112,9 @@ def train_one(task: str, args: argparse.Namespace, out: Path) -> dict:
                                 f"patience=0, val={not args.final_val_only}"
                                 + "".join(f", {k}={v}" for k, v in args.hyp.items()), "wall_time_s": round(wall, 1), "dataset_time_s": round(synth_s, 1)},
         "metrics": {"split": f"val[0:{args.val}]", "device": device_text(args.device), "imgsz": args.imgsz,
-                    "map50_95": round(float(val.box.map), 4), "map50": round(float(val.box.map50), 4),
-                    "scorer": "ultralytics YOLO(path).val (conf 0.001, iou 0.7)"},
+                    "map50_95": round(val["map50_95"], 4), "map50": round(val["map50"], 4),
+                    "scorer": "trtalign.eval.synth.proxy_models.score_weights (ultralytics YOLO(path).val, "
+                              "conf 0.001, iou 0.7, no NMS time limit)"},
     }
     write_card(card, out)
     return card
@@ -132,7 +132,7 @@ def check_one(task: str, args: argparse.Namespace, out: Path) -> dict:
     card["check"] = {"split": f"val[0:{args.check_images}] regenerated from dataset.seed and dataset.params",
                      "images": args.check_images, "device": device_text("cpu"), "imgsz": params.imgsz,
                      "scorer": "trtalign.eval.synth.proxy_models.score_on_check_split "
-                               "(ultralytics YOLO(path).val on cpu, batch 8, conf 0.001, iou 0.7)",
+                               "(ultralytics YOLO(path).val on cpu, batch 8, conf 0.001, iou 0.7, no NMS time limit)",
                      "map50_95": round(scores["map50_95"], 4), "map50": round(scores["map50"], 4),
                      "seconds": round(took, 1)}
     write_card(card, out)
@@ -160,7 +160,10 @@ def write_card(card: dict, out: Path) -> None:
         c = card["check"]
         lines.append(f"- check split: val[0:{c['images']}] on {c['device']}: mAP50-95 {c['map50_95']:.4f}, "
                      f"mAP50 {c['map50']:.4f} ({c['scorer']})")
-    lines += [f"- file: {card['file']}, {card['size_bytes']} bytes, sha256 {card['sha256']}", ""]
+    lines += [f"- file: {card['file']}, {card['size_bytes']} bytes, sha256 {card['sha256']}"]
+    if card.get("notes"):
+        lines += ["", "Notes: " + card["notes"]]
+    lines.append("")
     atomic_write_text(out / f"{card['name']}.md", "\n".join(lines))
 
 

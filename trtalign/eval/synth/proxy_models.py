@@ -42,19 +42,45 @@ def check_split_params(card: dict[str, Any]) -> tuple[SynthParams, int, int]:
     return params, int(card["dataset"]["seed"]), int(card["check"]["images"])
 
 
-def score_on_check_split(weights: str | Path, params: SynthParams, seed: int, images: int, workdir: str | Path,
-                         device: str = "cpu", batch: int = 8) -> dict[str, float]:
-    """Regenerate val images [0, images) and score ``weights`` with ultralytics' validator (conf 0.001, iou 0.7).
+def score_weights(weights: str | Path, data_yaml: str | Path, imgsz: int, workdir: str | Path, device: str = "cpu",
+                  batch: int = 8, task: str | None = None) -> dict[str, float]:
+    """Score ``weights`` on the val split of ``data_yaml`` with ultralytics' validator (conf 0.001, iou 0.7).
 
-    Returns ``{"map50_95": ..., "map50": ...}``. Needs ultralytics (``pip install 'trtalign[ultralytics]'``).
+    ultralytics' NMS gives up on a batch after a wall-clock limit (2 s + 0.05 s per image), which on a busy CPU and a
+    weak model drops whole batches and makes the score depend on the machine's load; the limit is lifted here (the
+    NMS itself is unchanged), so the score depends only on the weights and the images.
     """
+    import contextlib
+
     from trtalign.core.lazy import require
 
     ultralytics = require("ultralytics", purpose="scoring the proxy models")
+    nms = require("ultralytics.utils.nms", purpose="scoring the proxy models")
+    original = nms.non_max_suppression
+
+    def no_time_limit(*args, **kwargs):
+        kwargs["max_time_img"] = 1e6
+        return original(*args, **kwargs)
+
+    workdir = Path(workdir)
+    model = ultralytics.YOLO(str(weights), task=task)
+    nms.non_max_suppression = no_time_limit
+    try:
+        metrics = model.val(data=str(Path(data_yaml).resolve()), imgsz=imgsz, batch=batch, device=device,
+                            workers=0, plots=False, verbose=False, project=str((workdir / "runs").resolve()),
+                            name="val", exist_ok=True, conf=0.001, iou=0.7)
+    finally:
+        with contextlib.suppress(Exception):
+            nms.non_max_suppression = original
+    return {"map50_95": float(metrics.box.map), "map50": float(metrics.box.map50)}
+
+
+def score_on_check_split(weights: str | Path, params: SynthParams, seed: int, images: int, workdir: str | Path,
+                         device: str = "cpu", batch: int = 8) -> dict[str, float]:
+    """Regenerate val images [0, images) and score ``weights`` on them with :func:`score_weights`.
+
+    Returns ``{"map50_95": ..., "map50": ...}``. Needs ultralytics (``pip install 'trtalign[ultralytics]'``).
+    """
     workdir = Path(workdir)
     data = generate_dataset(workdir / "data", params, train=0, val=images, seed=seed, show_progress=False)
-    model = ultralytics.YOLO(str(weights), task=params.task)
-    metrics = model.val(data=str(data.data_yaml.resolve()), imgsz=params.imgsz, batch=batch, device=device,
-                        workers=0, plots=False, verbose=False, project=str((workdir / "runs").resolve()),
-                        name="check", exist_ok=True, conf=0.001, iou=0.7)
-    return {"map50_95": float(metrics.box.map), "map50": float(metrics.box.map50)}
+    return score_weights(weights, data.data_yaml, params.imgsz, workdir, device=device, batch=batch, task=params.task)
