@@ -41,3 +41,33 @@ def test_demo_bad_input_is_one_line(tmp_path):
     f.write_text("x")
     code, _, stderr = run_cli("demo", "--out", str(f))
     assert code == 2 and "is a file" in stderr
+
+
+def _readme_block(marker: str) -> str:
+    from tests.conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    after = text.split(marker, 1)[1]
+    return after.split("```", 2)[1].split("\n", 1)[1]
+
+
+def test_readme_pipeline_commands_run(demo_out, tmp_path):
+    """The README's step-by-step block, verbatim, after `trtalign demo --quick` (whose outputs it starts from)."""
+    import os
+    import subprocess
+    import sys
+
+    out, _, _ = demo_out
+    cwd = out.parent
+    (cwd / "pipeline.yaml").write_text(_readme_block("<!-- readme-config -->"))
+    script = _readme_block("<!-- readme-test -->")
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    work = cwd / "work"
+    for name in ("model.onnx", "align.json", "ranges.json", "calib.cache", "model.qdq.onnx", "eval.html", "sens.json",
+                 "fallback/plan.json", "plans_10.3.json", "plans_11.4.json", "triton/model/config.pbtxt"):
+        assert (work / name).exists(), name
+    assert json.loads((work / "align.json").read_text())["passed"] is True
+    assert (work / "calib.cache").read_text().startswith("TRT-8601-EntropyCalibration2")
