@@ -96,6 +96,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def read_json_file(path: str | os.PathLike, what: str, unreadable: type | None = None) -> Any:
+    """Parse the JSON file ``path``; a missing file is an InputError, an unreadable or malformed one ``unreadable``
+    (InputError by default), both naming ``what`` the file should be (e.g. "ranges file")."""
+    from trtalign.core.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise (unreadable or InputError)(f"cannot read {what} {path}: {exc}") from None
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

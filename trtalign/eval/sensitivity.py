@@ -30,7 +30,6 @@ engines for a plan (the runner must output ``output0``).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -41,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from trtalign.core.errors import ConfigError, InputError, choices_text
-from trtalign.core.io import atomic_write_json
+from trtalign.core.io import atomic_write_json, read_json_file
 from trtalign.core.logging import get_logger, progress
 from trtalign.eval.fallback import rank_units
 from trtalign.eval.plan_models import GatedQdqModel, QdqPlanModels, make_plan, plan_key  # noqa: F401 (re-exported)
@@ -225,14 +224,7 @@ def save_sensitivity(result: SensitivityResult, path: str | os.PathLike) -> Path
 
 
 def load_sensitivity(path: str | os.PathLike) -> SensitivityResult:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"sensitivity file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read sensitivity file {path}: {exc}") from None
-    return SensitivityResult.from_dict(data, source=str(path))
+    return SensitivityResult.from_dict(read_json_file(path, "sensitivity file"), source=str(path))
 
 
 # ------------------------------------------------------------------------------------------------- the scorer

@@ -289,7 +289,6 @@ def _observation_model(model, names: list[str]) -> bytes:
     for t in graph.outputs:
         t.dtype = np.float32
     graph.cleanup(remove_unused_graph_inputs=False)
-    import onnx
 
     out = gs.export_onnx(graph)
     out.ir_version = model.ir_version

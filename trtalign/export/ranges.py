@@ -18,7 +18,6 @@ own max-abs when the Q/DQ ONNX is written.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from trtalign.core.errors import InputError
-from trtalign.core.io import atomic_write_json
+from trtalign.core.io import atomic_write_json, read_json_file
 from trtalign.core.logging import get_logger
 
 log = get_logger(__name__)
@@ -89,14 +88,7 @@ def save_ranges(ranges: Ranges, path: str | os.PathLike) -> Path:
 
 
 def load_ranges(path: str | os.PathLike) -> Ranges:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"ranges file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read ranges file {path}: {exc}") from exc
-    return Ranges.from_dict(data, source=str(path))
+    return Ranges.from_dict(read_json_file(path, "ranges file"), source=str(path))
 
 
 def check_ranges(ranges: Ranges, required: Iterable[str], model_sha256: str = "", what: str = "this model") -> None:

@@ -29,7 +29,6 @@ Every unit of the model must appear with ``int8``, ``fp16`` or ``fp32``; a plan 
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from trtalign.core.errors import ConfigError, InputError, ModelError, choices_text
-from trtalign.core.io import atomic_write_json
+from trtalign.core.io import atomic_write_json, read_json_file
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: ops that move values without changing them; Q/DQ scales are shared through them
@@ -549,14 +548,7 @@ def save_plan(plan: Plan, path: str | os.PathLike) -> Path:
 
 
 def load_plan(path: str | os.PathLike, units: Iterable[QuantUnit] | None = None) -> Plan:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"plan file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read plan {path}: {exc}") from exc
-    plan = Plan.from_dict(data)
+    plan = Plan.from_dict(read_json_file(path, "plan file", unreadable=ConfigError))
     if units is not None:
         validate_plan(plan, units)
     return plan

@@ -9,7 +9,6 @@ output ``output0`` channels first), dropping any other outputs.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 from trtalign.core.config import ModelLayout
