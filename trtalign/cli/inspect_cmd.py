@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                                     "onnx_sha256": sidecar.onnx_sha256, "build_seconds": sidecar.build_seconds}
         saved = path.with_suffix(".layers.json")
         if args.live:
-            info = _live_info(path, args.plugins)
+            info = _live_info(path, args.plugins, sidecar.plan.get("dla_core") if sidecar is not None else None)
         elif saved.is_file():
             info = saved.read_text(encoding="utf-8")
     lines = [f"{path}:"]
@@ -64,11 +64,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _live_info(path: Path, plugins: list) -> str:
+def _live_info(path: Path, plugins: list, dla_core: int | None = None) -> str:
+    """Deserialize and inspect on this machine; a DLA engine on the core its sidecar names."""
     from trtalign.engines.builder import import_tensorrt, inspect_serialized, make_logger
     from trtalign.engines.plugins_loader import load_plugin_libraries
 
     trt = import_tensorrt()
     logger = make_logger(trt)
     load_plugin_libraries(trt, logger, plugins)
-    return inspect_serialized(trt, logger, path.read_bytes())
+    return inspect_serialized(trt, logger, path.read_bytes(), dla_core=dla_core)
