@@ -66,7 +66,7 @@ class CocoResult:
 
     def to_dict(self) -> dict:
         return {"stats": {k: _nan_to_none(v) for k, v in self.stats.items()},
-                "per_class": {n: {"ap": _nan_to_none(c["ap"]), "ap50": _nan_to_none(c["ap50"]), "num_gt": c["num_gt"]}
+                "per_class": {n: {k: (v if k == "num_gt" else _nan_to_none(v)) for k, v in c.items()}
                               for n, c in self.per_class.items()},
                 "pr_curve": self.pr_curve, "num_images": self.num_images, "num_detections": self.num_detections,
                 "num_gt": self.num_gt, "backend": self.backend}

@@ -16,14 +16,14 @@ box IoU, area range "all". For boxes at angle 0 it gives pycocotools' bbox AP ex
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from trtalign.core.detections import Detections, xywhr_to_corners
 from trtalign.core.errors import InputError
-from trtalign.eval.coco_metrics import RECALL_POINTS, DetectionStore, _nan_to_none
+from trtalign.eval.coco_metrics import RECALL_POINTS, CocoResult, DetectionStore
 from trtalign.eval.datasets import Dataset
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
@@ -128,36 +128,15 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, use_07_metric: bool = Fals
 
 
 @dataclass
-class RotatedResult:
-    """Rotated-box evaluation of one set of detections.
+class RotatedResult(CocoResult):
+    """Rotated-box evaluation of one set of detections (the fields and ``to_dict`` of :class:`CocoResult`).
 
     JSON keys (stable): ``stats`` {map (COCO-style 50-95), map50, map75, map50_voc07 (DOTA 11-point), map50_voc
     (DOTA area), mar_100}; ``per_class`` {name: {ap, ap50, ap50_voc07, ap50_voc, num_gt}}; ``pr_curve`` {recall,
     precision_50, per_class_50}; ``num_images``, ``num_detections``, ``num_gt``, ``backend`` ("trtalign-rotated").
     """
 
-    stats: dict
-    per_class: dict
-    pr_curve: dict = field(default_factory=dict, repr=False)
-    num_images: int = 0
-    num_detections: int = 0
-    num_gt: int = 0
     backend: str = "trtalign-rotated"
-
-    @property
-    def map(self) -> float:
-        return self.stats["map"]
-
-    @property
-    def map50(self) -> float:
-        return self.stats["map50"]
-
-    def to_dict(self) -> dict:
-        return {"stats": {k: _nan_to_none(v) for k, v in self.stats.items()},
-                "per_class": {n: {k: (_nan_to_none(v) if k != "num_gt" else v) for k, v in c.items()}
-                              for n, c in self.per_class.items()},
-                "pr_curve": self.pr_curve, "num_images": self.num_images, "num_detections": self.num_detections,
-                "num_gt": self.num_gt, "backend": self.backend}
 
 
 def _match_image_class(ious: np.ndarray, g_ignore: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
