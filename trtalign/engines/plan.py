@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from trtalign.core.errors import ConfigError, InputError, ModelError, UnsupportedError, choices_text
-from trtalign.core.io import sha256_file
+from trtalign.core.io import read_json_file, sha256_file
 from trtalign.engines.versions import FEATURES, TrtVersion, capabilities
 
 ROUTES = ("fp32", "fp16", "int8-qdq", "int8-calibrator", "int8-dynamic-range")
@@ -235,13 +235,7 @@ def load_unit_plan(source: "str | os.PathLike | Mapping | None") -> dict[str, st
     if isinstance(source, Mapping):
         data: Any = source
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise InputError(f"unit plan not found: {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise ConfigError(f"unit plan {path} is not valid JSON: {exc}") from None
+        data = read_json_file(source, "unit plan", unreadable=ConfigError)
     units = data.get("units", data) if isinstance(data, Mapping) else None
     if not isinstance(units, Mapping):
         raise ConfigError("unit plan must map unit name -> 'int8' | 'fp16' | 'fp32'")
@@ -259,13 +253,7 @@ def load_ranges(source: "str | os.PathLike | Mapping | None") -> dict[str, float
     if isinstance(source, Mapping):
         data: Any = source
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise InputError(f"ranges file not found: {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise ConfigError(f"ranges file {path} is not valid JSON: {exc}") from None
+        data = read_json_file(source, "ranges file", unreadable=ConfigError)
     ranges = (data.get("tensors") or data.get("ranges") or data) if isinstance(data, Mapping) else None
     if isinstance(ranges, Mapping):
         ranges = {k: v for k, v in ranges.items() if k not in ("format", "version", "method", "params", "model", "data")}
