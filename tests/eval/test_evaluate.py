@@ -177,12 +177,15 @@ def test_bundled_proxy_model_precisions(task, tmp_path):
     from trtalign.eval.synth.dataset import generate_dataset
     from trtalign.eval.synth.proxy_models import check_split_params, load_card, proxy_model_path
 
-    params, seed, _ = check_split_params(load_card(task))
+    card = load_card(task)
+    params, seed, _ = check_split_params(card)
     generate_dataset(tmp_path / "data", params, train=16, val=60, seed=seed)
     res = evaluate(proxy_model_path(task), tmp_path / "data", ["torch", "fp32", "fp16", "int8"], imgsz=params.imgsz,
                    workdir=tmp_path / "w", nms=NmsSettings(torch_nms="aligned"))
     print(res.summary())
-    assert res.result("torch").map > 0.3
+    # the model works as its card says (the card's ultralytics score is on another split and, for OBB, another IoU:
+    # ProbIoU there, exact polygon IoU here, so only the order of magnitude is compared)
+    assert res.result("torch").map > 0.4 * card["check"]["map50_95"]
     assert abs(res.result("ort-fp32").delta_map) <= 0.001
     assert abs(res.result("ort-fp16sim").map - res.result("ort-fp32").map) <= 0.002
     assert res.result("ort-int8sim").delta_map is not None
