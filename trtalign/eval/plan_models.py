@@ -46,6 +46,8 @@ def keep_outputs(model: Any, names: Sequence[str]) -> Any:
     """The model cut down to what computes ``names`` (which become its only outputs); graph inputs are kept."""
     import onnx_graphsurgeon as gs
 
+    from trtalign.export.units import export_like
+
     graph = gs.import_onnx(model)
     tensors = graph.tensors()
     missing = [n for n in names if n not in tensors]
@@ -55,11 +57,7 @@ def keep_outputs(model: Any, names: Sequence[str]) -> Any:
     for t in graph.outputs:
         t.dtype = t.dtype or np.float32
     graph.cleanup(remove_unused_graph_inputs=False).toposort()
-    out = gs.export_onnx(graph)
-    out.ir_version = model.ir_version
-    del out.opset_import[:]
-    out.opset_import.extend(model.opset_import)
-    return out
+    return export_like(graph, model, metadata=False)
 
 
 class QdqPlanModels:

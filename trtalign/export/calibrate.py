@@ -36,7 +36,7 @@ from trtalign.core.errors import ConfigError, InputError, ModelError, choices_te
 from trtalign.core.io import atomic_write_bytes, sha256_bytes
 from trtalign.core.logging import get_logger, progress
 from trtalign.export.ranges import MIN_AMAX, Ranges, TensorRange
-from trtalign.export.units import calibration_tensors, load_model
+from trtalign.export.units import calibration_tensors, export_like, load_model
 
 log = get_logger(__name__)
 
@@ -290,11 +290,7 @@ def _observation_model(model, names: list[str]) -> bytes:
         t.dtype = np.float32
     graph.cleanup(remove_unused_graph_inputs=False)
 
-    out = gs.export_onnx(graph)
-    out.ir_version = model.ir_version
-    del out.opset_import[:]
-    out.opset_import.extend(model.opset_import)
-    return out.SerializeToString()
+    return export_like(graph, model, metadata=False).SerializeToString()
 
 
 def _cache_path(cache_dir, model_sha: str, imgsz, scope: str, folder_sha: str) -> Path:

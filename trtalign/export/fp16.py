@@ -22,7 +22,7 @@ from typing import Iterable
 
 from trtalign.core.errors import ConfigError
 from trtalign.core.io import atomic_write_bytes, sha256_bytes
-from trtalign.export.units import Plan, analyze_graph, fold_constant_identities, load_model
+from trtalign.export.units import Plan, analyze_graph, export_like, fold_constant_identities, load_model
 
 #: ops with no float16 kernel in TensorRT's ONNX path or our plugins: always float32
 FP32_OPS = ("EfficientNMS_TRT", "EfficientRotatedNMS_TRT", "NonMaxSuppression", "TopK")
@@ -143,12 +143,7 @@ def convert_to_fp16(model, keep_fp32: Iterable[str] = (), plan: Plan | None = No
             t.dtype = np.float32
             graph.nodes.append(gs.Node("Cast", f"{t.name}_Cast_fp32", {"to": onnx.TensorProto.FLOAT}, [inner], [t]))
     graph.cleanup().toposort()
-    out = gs.export_onnx(graph)
-    out.ir_version = model.ir_version
-    del out.opset_import[:]
-    out.opset_import.extend(model.opset_import)
-    del out.metadata_props[:]
-    out.metadata_props.extend(model.metadata_props)
+    out = export_like(graph, model)
     onnx.checker.check_model(out)
     data = out.SerializeToString()
     n_casts = sum(1 for n in out.graph.node if n.op_type == "Cast") - sum(1 for n in model.graph.node

@@ -26,6 +26,7 @@ import numpy as np
 from trtalign.core.errors import ModelError
 from trtalign.core.io import atomic_write_bytes
 from trtalign.core.logging import get_logger
+from trtalign.export.units import export_like
 
 log = get_logger(__name__)
 
@@ -158,13 +159,7 @@ def fp16sim_model(model: Any, boundary: str | None = DECODE_BOUNDARY) -> tuple[A
     if untyped:
         log.warning("FP16 emulation: %d network tensors have no known dtype and were not rounded", untyped)
     graph.toposort()
-    out = gs.export_onnx(graph)
-    out.ir_version = model.ir_version
-    del out.opset_import[:]
-    out.opset_import.extend(model.opset_import)
-    del out.metadata_props[:]
-    for prop in model.metadata_props:
-        out.metadata_props.add().CopyFrom(prop)
+    out = export_like(graph, model)
     del out.graph.value_info[:]  # stale after the rewiring; ONNX Runtime re-infers
     info = Fp16SimInfo(boundary, len(network), len(graph.nodes) - len(network) - 2 * rounded, rounded, weights,
                        changed, overflow)

@@ -39,8 +39,9 @@ import numpy as np
 from trtalign.core.errors import ConfigError, ModelError, choices_text
 from trtalign.core.io import atomic_write_bytes, sha256_bytes
 from trtalign.export.ranges import MIN_AMAX, Ranges, check_ranges
-from trtalign.export.units import (WEIGHTED_OPS, GraphAnalysis, Plan, analyze_graph, fold_constant_identities,
-                                   int8_mac_fraction, load_model, node_label, validate_plan, weight_axis)
+from trtalign.export.units import (WEIGHTED_OPS, GraphAnalysis, Plan, analyze_graph, export_like,
+                                   fold_constant_identities, int8_mac_fraction, load_model, node_label, validate_plan,
+                                   weight_axis)
 
 MODES = ("trt", "naive")
 METADATA_KEY = "trtalign_quantization"
@@ -213,14 +214,7 @@ def insert_qdq(model, ranges: Ranges, plan: Plan | None = None, mode: str = "trt
         n_w += 1
 
     graph.cleanup().toposort()
-    out = gs.export_onnx(graph)
-    out.ir_version = model.ir_version
-    del out.opset_import[:]
-    out.opset_import.extend(model.opset_import)
-    del out.metadata_props[:]
-    for prop in model.metadata_props:
-        if prop.key != METADATA_KEY:
-            out.metadata_props.add(key=prop.key, value=prop.value)
+    out = export_like(graph, model, drop_metadata=(METADATA_KEY,))
     int8_units = [u.name for u in analysis.units if plan is not None and plan.units[u.name] == "int8"] \
         if mode == "trt" else []
     frac = int8_mac_fraction(analysis.units, plan) if mode == "trt" else 1.0

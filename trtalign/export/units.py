@@ -116,6 +116,24 @@ def load_model(model: "str | os.PathLike | object"):
         raise InputError(f"cannot read ONNX model {path}: {exc}") from exc
 
 
+def export_like(graph, model, metadata: bool = True, drop_metadata: Iterable[str] = ()):
+    """``gs.export_onnx(graph)`` with ``model``'s IR version and opset imports; with ``metadata``, also its
+    ``metadata_props`` (less the keys in ``drop_metadata``). The one way the graph rewrites here write their result."""
+    import onnx_graphsurgeon as gs
+
+    out = gs.export_onnx(graph)
+    out.ir_version = model.ir_version
+    del out.opset_import[:]
+    out.opset_import.extend(model.opset_import)
+    if metadata:
+        drop = set(drop_metadata)
+        del out.metadata_props[:]
+        for prop in model.metadata_props:
+            if prop.key not in drop:
+                out.metadata_props.add().CopyFrom(prop)
+    return out
+
+
 def fold_constant_identities(model):
     """A copy of ``model`` where ``Identity(initializer)`` nodes (torch's export emits them for shared weights and
     biases) are removed and their consumers read the initializer: weights are then recognisable as weights."""
