@@ -3,7 +3,8 @@
     python benchmarks/train_proxy.py --task detect --epochs 60 --train 2000 --val 300            # CPU (slow)
     python benchmarks/train_proxy.py --task both --device cuda --batch 64 --workers 12 --out runs/proxy
 
-Per task: draws the dataset with ``trtalign.eval.synth`` (seeded), trains from the architecture yaml (random init)
+Per task: draws the dataset with ``trtalign.eval.synth`` (seeded), trains from the architecture yaml (random init, or
+``--init`` weights: a warm start whose history the card keeps)
 with the ultralytics trainer (fixed seed, deterministic, AMP off, no plots), validates on the whole val split, scores
 the check split on the CPU (``trtalign.eval.synth.proxy_models.score_on_check_split``) and writes
 ``proxy_{task}.pt`` (EMA weights, fp16, no optimizer: ultralytics' strip_optimizer), ``proxy_{task}.json`` (the
@@ -71,7 +72,13 @@ def train_one(task: str, args: argparse.Namespace, out: Path) -> dict:
                             workers=args.synth_workers)
     synth_s = time.perf_counter() - t0
     print(f"[{task}] dataset: {data.to_dict()['counts']} in {synth_s:.1f} s", flush=True)
-    model = YOLO(ARCH[task])
+    init = None
+    if args.init:
+        # YOLO(weights), not YOLO(yaml).load(weights): the yaml has 80 classes, so load() would drop the class head
+        init = _init_record(Path(args.init.format(task=task)))
+        model = YOLO(init.pop("path"), task=task)
+    else:
+        model = YOLO(ARCH[task])
     t0 = time.perf_counter()
     train_kw = dict(data=str(data.data_yaml.resolve()), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
                     workers=args.workers, device=args.device, seed=args.seed, deterministic=True, amp=False,
@@ -102,6 +109,7 @@ def train_one(task: str, args: argparse.Namespace, out: Path) -> dict:
         "names": list(params.names),
         "command": "python benchmarks/train_proxy.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "seed": args.seed,
+        "init": init,
         "dataset": {"generator": "trtalign.eval.synth", "seed": args.seed, "train": args.train, "val": args.val,
                     "instances": data.instances, "params": params.to_dict()},
         "training": {"trainer": f"ultralytics {ul_version}", "torch": torch.__version__,
@@ -146,7 +154,7 @@ def write_card(card: dict, out: Path) -> None:
     atomic_write_json(out / f"{card['name']}.json", card)
     t, m = card["training"], card["metrics"]
     lines = [f"# Model card: {card['name']} ({card['architecture']}, {card['task']})", "",
-             f"Trained from random initialisation on the synthetic dataset of `trtalign.eval.synth` "
+             f"Trained from {_init_text(card.get('init'))} on the synthetic dataset of `trtalign.eval.synth` "
              f"({len(card['names'])} classes: {', '.join(card['names'])}).", "",
              f"- command: `{card['command']}`",
              f"- seed: {card['seed']}; dataset: {card['dataset']['train']} train / {card['dataset']['val']} val "
@@ -165,6 +173,34 @@ def write_card(card: dict, out: Path) -> None:
         lines += ["", "Notes: " + card["notes"]]
     lines.append("")
     atomic_write_text(out / f"{card['name']}.md", "\n".join(lines))
+
+
+def _init_record(weights: Path) -> dict:
+    """What a warm start began from: the weights' hash and, when a card sits beside them, how they were trained."""
+    if not weights.is_file():
+        raise SystemExit(f"--init: no weights file {weights}")
+    record: dict = {"path": str(weights), "file": weights.name, "sha256": sha256_file(weights)}
+    card_path = weights.with_suffix(".json")
+    if card_path.is_file():
+        prev = json.loads(card_path.read_text())
+        if prev.get("sha256") == record["sha256"]:
+            record["card"] = {k: prev.get(k) for k in ("command", "init", "training", "metrics")}
+    return record
+
+
+def _init_text(init: dict | None) -> str:
+    if not init:
+        return "random initialisation"
+    text = f"the weights {init['file']} (sha256 {init['sha256'][:12]}...)"
+    card = init.get("card")
+    while card:
+        t = card["training"]
+        text += (f", themselves trained by `{card['command']}` ({t['epochs_done']} epochs, {t['wall_time_s']} s on "
+                 f"{t['device']}, val mAP50-95 {card['metrics']['map50_95']:.4f})")
+        card = (card.get("init") or {}).get("card")
+        if card:
+            text += " from"
+    return text
 
 
 def _parse_hyp(item: str) -> tuple[str, object]:
@@ -196,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="validate only after the last epoch (saves time on the CPU)")
     ap.add_argument("--hyp", action="append", default=[], metavar="KEY=VALUE",
                     help="extra ultralytics train argument (e.g. nbs=16 mosaic=0.0), repeatable; numbers are parsed")
+    ap.add_argument("--init", default=None, metavar="WEIGHTS",
+                    help="warm start from these weights instead of random init ('{task}' is replaced by the task, "
+                         "e.g. trtalign/assets/models/proxy_{task}.pt); the card records their hash and history")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--synth-workers", type=int, default=1)
     ap.add_argument("--check-images", type=int, default=24, help="size of the card's CPU check split")

@@ -166,3 +166,22 @@ def test_yolov5u_exports_and_runs(tmp_path, name):
     with OrtRunner(res.path) as runner:
         out = runner.infer({"images": np.zeros((1, 3, IMGSZ, IMGSZ), np.float32)})
     assert out["num_detections"][0, 0] == 10
+
+
+def test_default_input_size_is_the_size_the_model_was_trained_at(tmp_path):
+    """As ultralytics' own export/val: a checkpoint trained at 320 exports at 320 unless --imgsz says otherwise."""
+    from trtalign.cli import main
+    from trtalign.eval.synth.proxy_models import load_card, proxy_model_path
+    from trtalign.export.adapters import load_adapter
+    from trtalign.runtime.torch_runner import TorchRunner
+
+    trained = int(load_card("detect")["training"]["imgsz"])
+    assert trained != 640
+    assert load_adapter(proxy_model_path("detect")).info.train_imgsz == trained
+    assert load_adapter("yolov8n.yaml").info.train_imgsz is None  # an untrained yaml: 640
+    assert TorchRunner(proxy_model_path("detect")).imgsz == (trained, trained)
+    assert TorchRunner("yolov8n.yaml").imgsz == (640, 640)
+    assert main(["export", str(proxy_model_path("detect")), "--out", str(tmp_path / "d.onnx")]) == 0
+    assert read_metadata(str(tmp_path / "d.onnx"))["imgsz"] == [trained, trained]
+    assert main(["export", str(proxy_model_path("detect")), "--imgsz", "256", "--out", str(tmp_path / "e.onnx")]) == 0
+    assert read_metadata(str(tmp_path / "e.onnx"))["imgsz"] == [256, 256]

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=["auto", "ort", "trt"],
                         help="fp32/fp16/int8 on ONNX Runtime emulation (ort) or TensorRT (trt); auto: trt when "
                              "TensorRT is importable")
-    parser.add_argument("--imgsz", type=int, default=None, help="input size for .pt/.yaml models (default 640)")
+    parser.add_argument("--imgsz", type=int, default=None, help="input size for .pt/.yaml models (default: the size the model "
+                        "was trained at when the file records it, else 640)")
     parser.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
     parser.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--report", metavar="HTML", default=None, help="write the HTML report here")
@@ -68,7 +69,8 @@ def _from_config(args: argparse.Namespace) -> tuple:
     data_path = args.data or (str(cfg.data.val) if cfg.data.val else None)
     precisions = args.precisions or ",".join(cfg.precisions)
     calib = args.calib or (str(cfg.calibration.images) if cfg.calibration.images else None)
-    return str(cfg.model), data_path, precisions, args.imgsz or cfg.imgsz, calib
+    imgsz = args.imgsz or (cfg.imgsz if "imgsz" in cfg.model_fields_set else None)  # else the model's own size
+    return str(cfg.model), data_path, precisions, imgsz, calib
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,8 @@ HELP = "export a YOLO model (.pt, .yaml or .onnx with a layout) to ONNX with dec
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", default=None, help="model file (.pt, .yaml, or .onnx with --config layout)")
     parser.add_argument("--out", required=False, default=None, help="output ONNX file")
-    parser.add_argument("--imgsz", type=int, default=None, help="input size (multiple of the stride; default 640)")
+    parser.add_argument("--imgsz", type=int, default=None, help="input size (multiple of the stride; default: the size the model "
+                        "was trained at when the file records it, else 640)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--batch", type=int, default=None, help="static batch size (default 1)")
     group.add_argument("--dynamic-batch", type=int, default=None, metavar="MAX",
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     nms = cfg.nms
     dynamic = args.dynamic_batch if args.dynamic_batch is not None else (cfg.batch.max if cfg.batch.dynamic else None)
     batch = args.batch if args.batch is not None else cfg.batch.max if not cfg.batch.dynamic else 1
-    imgsz = args.imgsz if args.imgsz is not None else cfg.imgsz
+    # no --imgsz and no imgsz in the config: the size the model was trained at (ultralytics records it), else 640
+    imgsz = args.imgsz if args.imgsz is not None else cfg.imgsz if "imgsz" in cfg.model_fields_set else None
     opset = args.opset if args.opset is not None else cfg.opset
     if not isinstance(cfg, PipelineConfig):  # pragma: no cover - load_config always returns one
         raise ConfigError("invalid config")

@@ -311,7 +311,7 @@ def prepare_model(model: str | os.PathLike, workdir: Path, imgsz: int | None, ba
         onnx_path, torch_ok = path, False
     else:
         onnx_path, torch_ok = workdir / f"{path.stem}_fp32.onnx", True
-        export_onnx(path, onnx_path, imgsz=imgsz or 640, dynamic_batch=batch if batch > 1 else None,
+        export_onnx(path, onnx_path, imgsz=imgsz, dynamic_batch=batch if batch > 1 else None,
                     score_threshold=nms.score_threshold, iou_threshold=nms.iou_threshold, max_det=nms.max_det,
                     class_agnostic=nms.class_agnostic)
     meta = read_metadata(str(onnx_path)) or {}

@@ -80,7 +80,7 @@ def check_model(model: Any) -> None:
         raise ModelError(f"exported ONNX fails onnx.checker: {str(exc).splitlines()[0]}") from None
 
 
-def export_model_proto(adapter: ModelAdapter, imgsz: int | Sequence[int] = 640, batch: int = 1,
+def export_model_proto(adapter: ModelAdapter, imgsz: int | Sequence[int] | None = None, batch: int = 1,
                        dynamic_batch: int | None = None, nms: str = "auto", opset: int = DEFAULT_OPSET,
                        attrs: NmsAttributes | None = None) -> tuple[Any, dict]:
     """Build the exported ModelProto in memory; returns (model, metadata dict)."""
@@ -92,7 +92,7 @@ def export_model_proto(adapter: ModelAdapter, imgsz: int | Sequence[int] = 640, 
         raise InputError(f"--batch must be >= 1, got {batch}")
     attrs = attrs or NmsAttributes()
     info = adapter.info
-    h, w = adapter.check_imgsz(imgsz)
+    h, w = adapter.check_imgsz(imgsz if imgsz is not None else info.default_imgsz)
     op_type = nms_op_for(info.task, nms)
     layout = adapter.layout
     raw = adapter.to_raw_onnx((h, w), batch=batch, dynamic_batch=dynamic_batch is not None, opset=int(opset))
@@ -114,13 +114,14 @@ def export_model_proto(adapter: ModelAdapter, imgsz: int | Sequence[int] = 640, 
     return model, meta
 
 
-def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike, imgsz: int | Sequence[int] = 640,
+def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike, imgsz: int | Sequence[int] | None = None,
                 batch: int = 1, dynamic_batch: int | None = None, nms: str = "auto", opset: int = DEFAULT_OPSET,
                 score_threshold: float = 0.001, iou_threshold: float = 0.7, max_det: int = 300,
                 class_agnostic: bool = False, box_coding: int = 0, layout: Any = None,
                 nms_domain: str | None = None, adapter: ModelAdapter | None = None) -> ExportResult:
     """Export ``model_path`` to ``out`` (atomic write; nothing is written on error).
 
+    ``imgsz``: None takes the size the model was trained at when the file records it (ultralytics), else 640.
     ``dynamic_batch``: None for a static ``batch``, else the largest batch (the ONNX gets the symbolic dim ``batch``).
     ``nms``: ``auto`` | ``efficient`` | ``rotated`` | ``none``. ``layout``: for plain ONNX input (``ModelLayout``).
     ``nms_domain``: None keeps the checker-valid domain; ``""`` writes a TensorRT-only file (see graph_nms).

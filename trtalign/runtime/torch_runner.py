@@ -21,7 +21,8 @@ class TorchRunner(Runner):
 
     name = "torch"
 
-    def __init__(self, model_path: str | os.PathLike, imgsz: int | Sequence[int] = 640, name: str | None = "torch",
+    def __init__(self, model_path: str | os.PathLike, imgsz: int | Sequence[int] | None = None,
+                 name: str | None = "torch",
                  device: str = "cpu", adapter: Any = None):
         super().__init__(name)
         from trtalign.export.adapters import load_adapter
@@ -30,7 +31,7 @@ class TorchRunner(Runner):
         if not hasattr(self.adapter, "torch_model"):
             raise InputError(f"{model_path}: the torch runner needs a PyTorch model (.pt/.yaml), "
                              f"got a {self.adapter.family} model")
-        self.imgsz = self.adapter.check_imgsz(imgsz)
+        self.imgsz = self.adapter.check_imgsz(imgsz if imgsz is not None else self.adapter.info.default_imgsz)
         self.device = device
         self.model: Any = None
 

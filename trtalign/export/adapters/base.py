@@ -53,6 +53,13 @@ class ModelInfo:
     strides: list = field(default_factory=list)
     source: str = ""
     sha256: str = ""
+    #: the input size the model was trained at, when the file records it (ultralytics checkpoints do); exports
+    #: and runners default to it, as ultralytics' own predict/val/export do, else to 640
+    train_imgsz: int | None = None
+
+    @property
+    def default_imgsz(self) -> int:
+        return int(self.train_imgsz or 640)
 
     @property
     def num_classes(self) -> int:
@@ -60,7 +67,7 @@ class ModelInfo:
 
     def to_dict(self) -> dict:
         return {"family": self.family, "task": self.task.value, "names": list(self.names), "stride": self.stride,
-                "strides": list(self.strides), "source": self.source, "sha256": self.sha256}
+                "strides": list(self.strides), "source": self.source, "sha256": self.sha256, "train_imgsz": self.train_imgsz}
 
 
 class ModelAdapter(abc.ABC):

@@ -107,8 +107,11 @@ class UltralyticsAdapter(ModelAdapter):
             names = model.names
             names = [names[i] for i in sorted(names)] if isinstance(names, dict) else list(names)
             strides = [int(s) for s in model.stride.tolist()]
+            trained = (getattr(yolo, "overrides", None) or {}).get("imgsz") if self._builtin is None else None
+            train_imgsz = int(trained) if isinstance(trained, (int, float)) and trained >= 32 else None
             self._info = ModelInfo(family=self.family, task=Task.parse(yolo.task), names=names, stride=max(strides),
-                                   strides=strides, source=self.path.name, sha256=self.sha256)
+                                   strides=strides, source=self.path.name, sha256=self.sha256,
+                                   train_imgsz=train_imgsz)
         return self._info
 
     def torch_model(self, fuse: bool = True) -> Any:
