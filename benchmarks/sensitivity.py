@@ -11,7 +11,7 @@ units run in FP32 in the emulation.
 Prints, on the validation split (units are chosen on the tuning split only):
 
 - FP32 mAP50-95, naive INT8 (full-graph Q/DQ, head included), INT8 with TensorRT-style placement and no fallback;
-- ours: sensitivity (``--metric``, ``--mode`` on ``--subset`` tuning images) + bisection/pruning search: mAP, units
+- ours: sensitivity (``--metric``, ``--mode`` on ``--subset`` tuning images) + galloping/bisection + pruning search: mAP, units
   fallen back, INT8 MAC fraction, full evaluations, wall time;
 - the published baseline: one full tuning-split mAP evaluation per unit (disable-one), rank, fall back a fixed
   top-k (``--baseline-k``, default 10% of the units; also shown with k = our number of units): mAP, evaluations, wall;
@@ -127,10 +127,10 @@ def run_task(args, task: str, workdir: Path) -> dict:
 
     # ours
     t0 = time.perf_counter()
-    sens = session.sensitivity(args.metric, args.mode, args.subset, args.target, local=args.local)
+    sens = session.sensitivity(args.metric, args.mode, args.subset, args.target, local=args.local, gated=args.gated)
     sens_seconds = time.perf_counter() - t0
     result = session.fallback(args.budget / 100.0, sensitivity=sens, target=args.target, max_evals=args.max_evals,
-                              latency_aware=args.latency_aware)
+                              latency_aware=args.latency_aware, search=args.search)
     ours_wall = sens_seconds + result.wall_seconds - sum(e.seconds for e in result.evaluations if e.split == "val")
     ours_evals = sum(1 for e in result.evaluations if e.split == "tune" and not e.replayed)
     note(f"[{task}] ours: {len(result.fallback_units)} units fall back, val mAP FP32 {result.fp32_map_val:.4f} "
@@ -165,7 +165,7 @@ def run_task(args, task: str, workdir: Path) -> dict:
                      "fallback_units": result.fallback_units, "int8_mac_fraction": result.int8_mac_fraction,
                      "evaluations": ours_evals, "sensitivity_passes": sens.passes,
                      "sensitivity_seconds": sens_seconds, "wall_seconds": ours_wall, "status": result.status,
-                     "met_budget_tune": result.met_budget, "metric": sens.metric, "mode": sens.mode,
+                     "met_budget_tune": result.met_budget, "metric": sens.metric, "search": args.search, "mode": sens.mode,
                      "subset": sens.subset, "ranking_top10": sens.ranking()[:10]},
             "baseline": {"k_fixed": k_fixed, "rows": list(base["rows"].values()),
                          "ranking_top10": base["ranking"][:10], "per_unit_map": base["per_unit_map"]},
@@ -183,7 +183,7 @@ def table(r: dict, budget: float) -> tuple[str, dict]:
              f"{'naive INT8 (full graph Q/DQ)':34s} {r['naive_int8']['val']:8.4f} {fp32 - r['naive_int8']['val']:8.4f}",
              f"{'INT8 placement, no fallback':34s} {r['int8_no_fallback']['val']:8.4f} "
              f"{fp32 - r['int8_no_fallback']['val']:8.4f} {0:8d} {1.0:8.3f}",
-             f"{'ours (' + o['metric'] + ', bisect+prune)':34s} {o['map_val']:8.4f} {fp32 - o['map_val']:8.4f} "
+             f"{'ours (' + o['metric'] + ', ' + o['search'] + '+prune)':34s} {o['map_val']:8.4f} {fp32 - o['map_val']:8.4f} "
              f"{len(o['fallback_units']):8d} {o['int8_mac_fraction']:8.3f} {o['evaluations']:6d} "
              f"{o['wall_seconds']:8.1f}"]
     checks = {}
@@ -223,9 +223,11 @@ def main() -> int:
     ap.add_argument("--metric", default="sqnr")
     ap.add_argument("--mode", default="disable-one")
     ap.add_argument("--local", action="store_true")
+    ap.add_argument("--gated", action="store_true", help="output metrics on one gated Q/DQ model (eval.plan_models)")
     ap.add_argument("--subset", type=int, default=16)
     ap.add_argument("--max-evals", type=int, default=16)
     ap.add_argument("--latency-aware", action="store_true")
+    ap.add_argument("--search", choices=("gallop", "bisect"), default="gallop", help="prefix search of the fallback")
     ap.add_argument("--baseline-k", type=int, default=None)
     ap.add_argument("--tune", type=int, default=100)
     ap.add_argument("--val", type=int, default=100)

@@ -33,9 +33,38 @@ def test_bisection_finds_the_sensitive_units_in_log_evaluations():
     res = search_fallback(ranking, ev, budget=0.005)
     assert res.fallback_units == ["u00", "u01", "u02"]
     assert res.met_budget and res.status == "ok"
-    # 2 baselines + ceil(log2(32)) bisection steps + at most 3 prune trials + replays
-    assert res.num_evaluations <= 2 + 5 + 3
+    # 2 baselines + galloping 1, 2, 4 + bisection 2..4 (one step) + at most 3 prune trials
+    assert res.num_evaluations <= 2 + 3 + 1 + 3
+    assert [e.phase for e in res.evaluations if e.phase in ("gallop", "bisect")] == ["gallop"] * 3 + ["bisect"]
     assert res.final_map_tune == pytest.approx(0.70 - 29 * 0.0001)
+    # plain bisection over [0, 32] finds the same set in 2 + ceil(log2(32)) + 3 evaluations
+    bis = search_fallback(ranking, additive(costs), budget=0.005, search="bisect")
+    assert bis.fallback_units == ["u00", "u01", "u02"]
+    assert bis.num_evaluations <= 2 + 5 + 3
+    assert all(e.phase != "gallop" for e in bis.evaluations)
+
+
+def test_galloping_is_not_misled_by_noise_in_the_long_tail():
+    """One unit carries the drop; long prefixes are noisy (as on a small tuning split). Galloping tries the short
+    prefixes first and stops at one unit; bisection starts in the middle, fails there on the noise and ends with many."""
+    costs = {u: 0.0 for u in UNITS}
+    costs["u00"] = 0.05
+
+    def noisy_tail(fallback: frozenset) -> float:
+        noise = -0.006 if 8 <= len(fallback) < len(UNITS) else 0.0
+        return 0.70 - sum(c for u, c in costs.items() if u not in fallback) + noise
+
+    ranking = rank_units(costs)
+    res = search_fallback(ranking, noisy_tail, budget=0.005)
+    assert res.fallback_units == ["u00"] and res.met_budget
+    assert res.num_evaluations == 2 + 1  # baselines, prefix of 1 passes (the final plan is a replay of it)
+    bis = search_fallback(ranking, noisy_tail, budget=0.005, search="bisect", prune=False)
+    assert len(bis.fallback_units) > 8
+
+
+def test_unknown_search_strategy_is_a_clear_error():
+    with pytest.raises(InputError, match="'gallop', 'bisect'"):
+        search_fallback(UNITS, additive({}), budget=0.01, search="linear")
 
 
 def test_pruning_requantizes_units_the_ranking_put_too_high():

@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         sens = session.sensitivity("sqnr", "disable-one", cfg.fallback.subset, "fp16", local=True)
         _step(f"fallback search, budget {args.budget} mAP points", t0)
         fb = session.fallback(budget, sensitivity=sens, target="fp16", max_evals=cfg.fallback.max_evals,
-                              journal=out / "fallback" / "journal.json")
+                              journal=out / "fallback" / "journal.json", search=cfg.fallback.search)
         paths = write_fallback_outputs(session, fb, out / "fallback", sens)
         add_fallback_sections(report, fb, sens, splits=session.splits.to_dict(),
                               latency_ms=session.plan_latency(fb))

@@ -17,7 +17,7 @@ from pathlib import Path
 from trtalign.cli.output import add_json_argument, emit
 
 NAME = "fallback"
-HELP = "find the fewest units to keep in FP16/FP32 so INT8 mAP stays within a budget (bisection + pruning)"
+HELP = "find the fewest units to keep in FP16/FP32 so INT8 mAP stays within a budget (prefix search + pruning)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sensitivity mode when no --ranking is given (default: the config's fallback.mode)")
     parser.add_argument("--subset", type=int, default=None, help="tuning images for the sensitivity scores")
     parser.add_argument("--local", action="store_true", help="local one-pass sensitivity (mse / cosine / sqnr)")
-    parser.add_argument("--no-prune", action="store_true", help="skip the pruning pass after the bisection")
+    parser.add_argument("--no-prune", action="store_true", help="skip the pruning pass after the prefix search")
+    parser.add_argument("--search", choices=("gallop", "bisect"), default=None,
+                        help="prefix search: gallop (1, 2, 4, ... then bisection; few evaluations when few units "
+                             "matter) or bisect (over all units); default: the config's fallback.search (gallop)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--backend", choices=("ort", "trt"), default="ort",
                         help="ort: ONNX Runtime INT8 emulation of each plan's Q/DQ ONNX (default); trt: a TensorRT "
@@ -96,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         sensitivity = session.sensitivity(metric, mode, subset, target, local=args.local)
     save_sensitivity(sensitivity, cached)
     result = session.fallback(budget, sensitivity=sensitivity, target=target, max_evals=max_evals,
-                              latency_aware=latency_aware, journal=out / "journal.json", prune=not args.no_prune)
+                              latency_aware=latency_aware, journal=out / "journal.json", prune=not args.no_prune,
+                              search=args.search or fb.search)
     paths = write_fallback_outputs(session, result, out, sensitivity,
                                    extra={"budget_points": budget * 100, "latency_aware": latency_aware,
                                           "ranking_source": str(ranking_file) if ranking_file else "computed"})

@@ -88,6 +88,7 @@ class FallbackConfig(_Model):
     max_evals: int = Field(16, ge=1)
     subset: int = Field(64, ge=1)  # images used for per-unit sensitivity
     latency_aware: bool = False
+    search: Literal["gallop", "bisect"] = "gallop"  # prefix search of eval.fallback.search_fallback
 
 
 class TrtConfig(_Model):

@@ -3,8 +3,11 @@
 Given a ranking of units (most INT8-sensitive first) and an ``evaluate(fallback_units) -> mAP`` callable on a *tuning*
 split, the search
 
-1. bisects over the ranked prefix: the smallest ``k`` such that falling back the top-``k`` units meets
-   ``mAP >= fp32_map - budget`` (O(log N) full evaluations, assuming the prefix curve is roughly monotone);
+1. searches the ranked prefix for the smallest ``k`` such that falling back the top-``k`` units meets
+   ``mAP >= fp32_map - budget``: by default galloping (``k`` = 1, 2, 4, ... until one passes, then bisection between
+   the last failing and the first passing ``k``: O(log k) full evaluations, and the small prefixes that carry most of
+   the drop are tried first, so noise in the long tail of the curve cannot push the answer up), or plain bisection
+   over [0, N] (``search="bisect"``: O(log N), assumes the whole prefix curve is roughly monotone);
 2. prunes: tries to re-quantize each chosen unit, least sensitive first, keeping it INT8 when the budget still holds;
 3. confirms the final plan once on a separate *validation* split (the split that is reported; never used to choose).
 
@@ -33,6 +36,9 @@ log = get_logger(__name__)
 
 EvaluateFn = Callable[[frozenset], float]
 
+#: prefix search strategies of :func:`search_fallback`
+SEARCHES = ("gallop", "bisect")
+
 
 @dataclass
 class Evaluation:
@@ -41,7 +47,7 @@ class Evaluation:
     fallback: tuple  # sorted unit names kept in higher precision
     map: float
     split: str  # "tune" or "val"
-    phase: str  # "baseline", "bisect", "prune", "confirm"
+    phase: str  # "baseline", "gallop", "bisect", "prune", "final", "confirm"
     seconds: float = 0.0
     replayed: bool = False  # taken from the journal, not re-run
 
@@ -165,6 +171,7 @@ def search_fallback(
     macs: Mapping[str, float] | None = None,
     reference_tune: float | None = None,
     reference_val: float | None = None,
+    search: str = "gallop",
 ) -> FallbackResult:
     """Find the smallest fallback set meeting ``mAP >= mAP(all fallen back) - budget`` on the tuning split.
 
@@ -177,6 +184,7 @@ def search_fallback(
         max_evals: cap on full tuning evaluations in bisection + pruning (baselines not counted).
         journal: JSON file recording evaluations; re-running the same search resumes from it.
         macs: unit -> MACs, to report the INT8 MAC fraction of the result.
+        search: ``"gallop"`` (default: 1, 2, 4, ... then bisection) or ``"bisect"`` (bisection over [0, N]).
         reference_tune, reference_val: mAP of the FP32 model on each split, when already known. The budget is measured
             from it (``mAP >= reference - budget``); by default the all-fallen-back model is the reference, which is
             the FP32 model when ``target='fp32'``.
@@ -185,6 +193,8 @@ def search_fallback(
         raise InputError(f"budget must be a non-negative mAP drop (e.g. 0.005 for half a point), got {budget!r}")
     if max_evals < 1:
         raise InputError(f"max_evals must be >= 1, got {max_evals}")
+    if search not in SEARCHES:
+        raise InputError(f"search must be one of {', '.join(map(repr, SEARCHES))}, got {search!r}")
     ranking = list(ranking)
     if len(set(ranking)) != len(ranking):
         raise InputError("ranking lists a unit more than once")
@@ -231,6 +241,16 @@ def search_fallback(
                    f"(reference {reference:.4f} - budget {budget:.4f}); everything falls back")
     else:
         lo, hi = 0, len(ranking)  # f(lo) fails, f(hi) passes (the float reference)
+        if search == "gallop":
+            k = 1
+            while k < hi and used["n"] < max_evals:
+                used["n"] += 1
+                value = run(evaluate_tune, "tune", prefix(k), "gallop")
+                prefix_map[k] = value
+                if value >= threshold:
+                    hi = k
+                    break
+                lo, k = k, 2 * k
         while hi - lo > 1 and used["n"] < max_evals:
             mid = (lo + hi) // 2
             used["n"] += 1
@@ -242,7 +262,7 @@ def search_fallback(
                 lo = mid
         if hi - lo > 1:
             status = "max-evals"
-            message = f"stopped after {max_evals} evaluations; bisection narrowed to {lo}..{hi} units"
+            message = f"stopped after {max_evals} evaluations; the search narrowed to {lo}..{hi} units"
         chosen = list(ranking[:hi])
         if prune and len(chosen) > 1:
             for unit in reversed(list(chosen)):

@@ -191,7 +191,7 @@ class TuningSession:
                  sensitivity: SensitivityResult | None = None, target: str = "fp16", max_evals: int = 16,
                  latency_aware: bool = False,
                  costs: dict | None = None, journal: str | os.PathLike | None = None,
-                 prune: bool = True) -> FallbackResult:
+                 prune: bool = True, search: str = "gallop") -> FallbackResult:
         """Run :func:`search_fallback` on the tuning split, confirmed on validation. The ranking comes from
         ``ranking``, else ``sensitivity``; ``latency_aware`` re-orders by score per unit of cost (MACs by default)."""
         check_choice(target, TARGETS, "fallback target")
@@ -212,7 +212,7 @@ class TuningSession:
                                target), target=target, max_evals=max_evals, prune=prune, journal=journal,
                                fingerprint_extra={"model": self.models._salt, "tune": self.splits.tune_files,
                                                   "val": self.splits.val_files, "backend": self.backend},
-                               macs=self.macs)
+                               macs=self.macs, search=search)
 
     def use_tensorrt(self, plugins: Sequence[str] = ()) -> "TuningSession":
         """Score and search on TensorRT INT8 engines (one per plan) instead of the ONNX Runtime emulation."""
