@@ -311,27 +311,41 @@ def test_failed_build_names_the_log(tmp_path, onnx_files):
         _build(tmp_path, onnx_files, "10.3.0", "fp16", model=FakeModel(layers=LAYERS, build_fails=True))
 
 
-@pytest.mark.parametrize("version,reported,expected", [
-    ("8.6.1", "8.5.2", "ctypes RTLD_GLOBAL"),  # 8.5 has no load_library (8.6 surface, reported as 8.5)
-    ("8.6.1", None, "load_library"), ("10.3.0", None, "load_library"), ("11.4.0", None, "load_library")])
-def test_plugin_libraries_load_before_parsing(tmp_path, version, reported, expected):
+@pytest.mark.parametrize("version,reported", [("8.6.1", "8.5.2"), ("8.6.1", None), ("10.3.0", None),
+                                              ("11.4.0", None)])
+@pytest.mark.parametrize("kind", ["self-registering", "loadLibrary"])
+def test_plugin_libraries_load_before_parsing(tmp_path, version, reported, kind):
+    """libtrtalign_plugins.so registers itself when opened: ctypes on every version, load_library never (it would
+    fail on the duplicate creators). libtrtalign_plugins_dynamic.so exports getCreators: load_library on 8.6+,
+    a clear error on 8.5, which has no loadLibrary."""
     import ctypes
 
+    from tests.plugins.elf_files import make_elf
+
     forget_loaded()
-    lib = tmp_path / "libtrtalign_plugins.so"
-    lib.write_bytes(b"\x7fELF")
+    dynamic = kind == "loadLibrary"
+    lib = make_elf(tmp_path / ("libtrtalign_plugins_dynamic.so" if dynamic else "libtrtalign_plugins.so"),
+                   ["getCreators", "setLoggerFinder"] if dynamic else ["_ZN8trtalign3fooEv"],
+                   undefined=["getPluginRegistry"])
     trt = Standin(version)
     if reported:
         trt.__version__ = reported
     opened = []
-    how = load_plugin_libraries(trt, trt.Logger(trt.Logger.Severity.WARNING), [lib],
-                                cdll=lambda path, mode: opened.append((path, mode)) or object())
-    assert how == [f"{lib.resolve()} ({expected})"]
-    assert trt.targets()[-1 if reported else -3] == "init_libnvinfer_plugins"
-    if reported:
-        assert opened == [(str(lib.resolve()), ctypes.RTLD_GLOBAL)] and "IPluginRegistry.load_library" not in trt.targets()
-    else:
+    cdll = lambda path, mode: opened.append((path, mode)) or object()  # noqa: E731
+    if dynamic and reported:
+        with pytest.raises(InputError, match="built for IPluginRegistry::loadLibrary .*lacks; load the self-registering"):
+            load_plugin_libraries(trt, trt.Logger(trt.Logger.Severity.WARNING), [lib], cdll=cdll)
+        assert opened == [] and "IPluginRegistry.load_library" not in trt.targets()
+        return
+    how = load_plugin_libraries(trt, trt.Logger(trt.Logger.Severity.WARNING), [lib], cdll=cdll)
+    if dynamic:
+        assert how == [f"{lib.resolve()} (load_library: getCreators)"]
         assert trt.targets()[-1] == "IPluginRegistry.load_library" and opened == []
+        assert trt.targets()[-3] == "init_libnvinfer_plugins"
+    else:
+        assert how == [f"{lib.resolve()} (ctypes RTLD_GLOBAL)"]
+        assert opened == [(str(lib.resolve()), ctypes.RTLD_GLOBAL)] and "IPluginRegistry.load_library" not in trt.targets()
+        assert trt.targets()[-1] == "init_libnvinfer_plugins"
     forget_loaded()
 
 

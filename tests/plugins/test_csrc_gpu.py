@@ -12,8 +12,8 @@ import shutil
 
 import numpy as np
 import pytest
-from csrc_harness import CApi, host_api  # noqa: F401  (fixture)
-from test_csrc_host import NMS_SETTINGS, _random_nms_inputs, assert_same_nms
+from .csrc_harness import CApi, host_api  # noqa: F401  (fixture)
+from .test_csrc_host import NMS_SETTINGS, _random_nms_inputs, assert_same_nms
 
 from trtalign.plugins.build import build_plugins, find_nvcc
 from trtalign.plugins.reference import efficient_rotated_nms

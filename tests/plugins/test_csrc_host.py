@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 import pytest
-from csrc_harness import host_api, nvcc_host_api  # noqa: F401  (fixtures)
+from .csrc_harness import host_api, nvcc_host_api  # noqa: F401  (fixtures)
 
 from trtalign.plugins.reference import efficient_rotated_nms, rotated_iou
 

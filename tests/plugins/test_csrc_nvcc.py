@@ -118,3 +118,37 @@ def test_plugin_front_end_against_tensorrt_headers(headers, tmp_path):
     front = "IPluginV3" if major >= 10 else "IPluginV2DynamicExt"
     assert f"front end: {front} (TensorRT {major})" in run.stdout
     assert re.search(r"^ok \d+ checks$", run.stdout, re.M), run.stdout
+
+
+@pytest.mark.parametrize("headers", _trt_header_sets() or [None], ids=lambda p: p.name if p else "none")
+def test_load_library_build_exports_the_entry_points(headers, tmp_path):
+    """The loadLibrary build (rotated_nms_plugin_library.cpp, no static registration) compiled as a shared library
+    against the real headers exports exactly what IPluginRegistry::loadLibrary looks up: getCreators on 10.x/11.x,
+    getPluginCreators on 8.6, setLoggerFinder on both; on 8.5 (no loadLibrary) it refuses to compile, saying why."""
+    from trtalign.plugins.elf import exported_symbols, load_library_entry_points
+
+    if headers is None:
+        pytest.skip("no TensorRT headers in $TRTALIGN_TRT_HEADERS or /tmp/trt_headers (see csrc/README.md)")
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    cuda_include = cuda_include_dir(NVCC)
+    if cuda_include is None:
+        pytest.skip("CUDA include folder (cuda_runtime_api.h) not found; set CUDA_HOME")
+    include = headers / "include"
+    major = _trt_major(include)
+    minor_m = re.search(r"#define\s+(?:NV_TENSORRT_MINOR|TRT_MINOR_ENTERPRISE)\s+(\d+)",
+                        (include / "NvInferVersion.h").read_text())
+    minor = int(minor_m.group(1)) if minor_m else 0
+    lib = tmp_path / "libtrtalign_plugins_dynamic.so"
+    cmd = [cxx, "-std=c++17", "-O0", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-Wno-deprecated-declarations",
+           "-DTRTALIGN_NO_PLUGIN_REGISTRATION", "-I", str(csrc_dir()), "-isystem", str(include),
+           "-isystem", str(cuda_include), *[str(csrc_dir() / s) for s in PLUGIN_SOURCES],
+           str(csrc_dir() / "rotated_nms_plugin_library.cpp"), "-o", str(lib)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if (major, minor) < (8, 6):
+        assert proc.returncode != 0 and "loadLibrary needs TensorRT >= 8.6" in proc.stderr
+        return
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stderr[-4000:]}"
+    assert load_library_entry_points(lib) == (["getCreators"] if major >= 10 else ["getPluginCreators"])
+    assert "setLoggerFinder" in exported_symbols(lib)

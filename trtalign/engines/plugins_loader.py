@@ -1,9 +1,15 @@
 """Load TensorRT plugin libraries explicitly, before parsing or deserialising (never at import time).
 
-Every version: ``ctypes.CDLL(path, RTLD_GLOBAL)`` (the library's static initialisers register its creators) and
-``trt.init_libnvinfer_plugins(logger, "")`` (NVIDIA's own plugins, EfficientNMS_TRT among them). On 8.6+ the library is
-also handed to ``get_plugin_registry().load_library`` so that its IPluginV3 / ``getCreators`` entry point is used and
-version-compatible engines can serialise it.
+``trt.init_libnvinfer_plugins(logger, "")`` registers NVIDIA's own plugins (EfficientNMS_TRT among them). A library
+then loads one of two ways, decided from its exported symbols *before* it is opened (``plugins.elf``):
+
+- it exports ``getCreators`` / ``getPluginCreators`` (``libtrtalign_plugins_dynamic.so``) and TensorRT is 8.6+:
+  ``get_plugin_registry().load_library(path)`` registers what those return;
+- otherwise (``libtrtalign_plugins.so``, most third-party plugin libraries, TensorRT 8.5): ``ctypes.CDLL(path,
+  RTLD_GLOBAL)``, whose static initialisers register the creators.
+
+``load_library`` is never tried on a self-registering library: opening it registers its creators, loadLibrary then
+fails on the duplicates and may close it again, leaving the registry pointing into an unloaded library.
 """
 
 from __future__ import annotations
@@ -38,9 +44,11 @@ def load_plugin_libraries(trt: Any, logger: Any, paths: Iterable[str | os.PathLi
                           cdll: Any = None) -> list[str]:
     """Register NVIDIA's plugins and load ``paths``; returns how each was loaded. ``trt`` is the tensorrt module.
 
-    8.6+: ``get_plugin_registry().load_library(path)``, falling back to ``ctypes.CDLL`` when the library has no
-    ``getCreators`` entry point; 8.5: ``ctypes.CDLL(path, RTLD_GLOBAL)``. ``cdll`` replaces ctypes.CDLL in tests.
+    8.6+ and the library exports a loadLibrary entry point: ``get_plugin_registry().load_library(path)``; else
+    ``ctypes.CDLL(path, RTLD_GLOBAL)`` (see the module docstring). ``cdll`` replaces ctypes.CDLL in tests.
     """
+    from trtalign.plugins.elf import load_library_entry_points
+
     libs = check_plugin_paths(paths)
     caps = capabilities(TrtVersion.parse(trt.__version__))
     cdll = cdll or ctypes.CDLL
@@ -51,16 +59,24 @@ def load_plugin_libraries(trt: Any, logger: Any, paths: Iterable[str | os.PathLi
         if key in _LOADED:
             how.append(f"{key} (already loaded)")
             continue
-        if caps.has("load_library"):
+        entry_points = load_library_entry_points(lib)
+        if entry_points:
+            if not caps.has("load_library"):
+                raise InputError(f"{lib.name} is built for IPluginRegistry::loadLibrary (exports "
+                                 f"{', '.join(entry_points)}), which TensorRT {trt.__version__} lacks; load the "
+                                 f"self-registering libtrtalign_plugins.so instead")
             try:
                 handle = trt.get_plugin_registry().load_library(key)
-            except Exception as exc:  # noqa: BLE001 - a library without getCreators: use its static registration
-                log.debug("IPluginRegistry.load_library(%s) failed (%s); falling back to ctypes", key, exc)
-                handle = None
-            if handle is not None:
-                _LOADED[key] = handle
-                how.append(f"{key} (load_library)")
-                continue
+            except Exception as exc:  # noqa: BLE001 - TensorRT raises plain RuntimeError/TypeError
+                raise InputError(f"TensorRT could not load plugin library {lib} ({exc}); built for another CUDA / "
+                                 f"TensorRT, or already loaded under another path?") from None
+            if handle is None:
+                raise InputError(f"TensorRT refused plugin library {lib} (IPluginRegistry.load_library returned "
+                                 f"nothing: a creator it exports is already registered, or it was built for "
+                                 f"another TensorRT); see the TensorRT log above")
+            _LOADED[key] = handle
+            how.append(f"{key} (load_library: {', '.join(entry_points)})")
+            continue
         try:
             _LOADED[key] = cdll(key, mode=ctypes.RTLD_GLOBAL)
         except OSError as exc:

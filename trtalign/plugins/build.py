@@ -30,6 +30,7 @@ log = get_logger(__name__)
 PLUGIN_NAME = "EfficientRotatedNMS_TRT"
 TARGETS = {
     "trtalign_plugins": "libtrtalign_plugins.so",
+    "trtalign_plugins_dynamic": "libtrtalign_plugins_dynamic.so",  # for IPluginRegistry::loadLibrary, TensorRT >= 8.6
     "trtalign_csrc_cuda": "libtrtalign_csrc_cuda.so",
     "trtalign_csrc_host": "libtrtalign_csrc_host.so",
 }
@@ -196,9 +197,16 @@ def load_plugin_library(path: str | os.PathLike):
     """
     import ctypes
 
+    from trtalign.plugins.elf import load_library_entry_points
+
     p = Path(path)
     if not p.is_file():
         raise InputError(f"plugin library {p} does not exist; build it with: trtalign plugins build")
+    entry_points = load_library_entry_points(p)
+    if entry_points:
+        raise InputError(f"{p.name} is built for IPluginRegistry::loadLibrary (exports {', '.join(entry_points)}): "
+                         f"opening it registers nothing. Load it with trt.get_plugin_registry().load_library(path) "
+                         f"(trtalign's engine builder and runner do), or use libtrtalign_plugins.so here")
     try:
         return ctypes.CDLL(str(p.resolve()), mode=ctypes.RTLD_GLOBAL)
     except OSError as exc:
