@@ -63,6 +63,29 @@ def test_ort_runner_metadata_and_inactive_error():
     assert onnx.load_from_string(model.SerializeToString()).graph.node[0].op_type == "Sigmoid"
 
 
+@pytest.mark.parametrize("value,threads", [("1", 1), ("3", 3), ("", None)])
+def test_ort_threads_from_environment(monkeypatch, value, threads):
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Sigmoid", ["images"], ["out"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    monkeypatch.setenv("TRTALIGN_ORT_THREADS", value)
+    with OrtRunner(model.SerializeToString()) as runner:
+        got = runner.session.get_session_options().intra_op_num_threads
+        assert got == threads if threads is not None else got == 0  # 0: ONNX Runtime's own default
+        np.testing.assert_allclose(runner.infer({"images": np.zeros((1, 2), np.float32)})["out"], 0.5)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_bad_ort_threads_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv("TRTALIGN_ORT_THREADS", value)
+    with pytest.raises(InputError, match=r"TRTALIGN_ORT_THREADS must be a positive integer"):
+        OrtRunner(b"").activate()
+
+
 def test_nms_outputs_to_detections_scales_to_original_image():
     _, meta = letterbox(np.zeros((80, 160, 3), np.uint8), 160)  # scaled 1x, padded 40 px top and bottom
     outputs = {"num_detections": np.array([[1], [0]], np.int32),

@@ -201,8 +201,12 @@ class GatedQdqModel:
         if self.session is None:
             import onnxruntime as ort
 
+            from trtalign.runtime.ort_runner import ort_threads
+
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
+            if ort_threads() is not None:
+                opts.intra_op_num_threads = ort_threads()
             self.session = ort.InferenceSession(self.proto.SerializeToString(), opts,
                                                 providers=["CPUExecutionProvider"])
         return self.session

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from trtalign.core.errors import ModelError
+from trtalign.core.errors import InputError, ModelError
 from trtalign.core.lazy import require
 from trtalign.runtime.base import Runner, TensorMeta
 
@@ -61,6 +61,24 @@ def _np_dtype(ort_type: str) -> str:
     return table.get(ort_type, ort_type)
 
 
+THREADS_ENV = "TRTALIGN_ORT_THREADS"
+
+
+def ort_threads() -> int | None:
+    """``$TRTALIGN_ORT_THREADS``: ONNX Runtime intra-op threads per session (unset: ONNX Runtime's default, one per
+    physical core). Set it to 1 to run several evaluations side by side without oversubscribing the CPU."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = -1
+    if threads < 1:
+        raise InputError(f"${THREADS_ENV} must be a positive integer (threads per ONNX Runtime session), got {value!r}")
+    return threads
+
+
 class OrtRunner(Runner):
     """Runs an ONNX model with ONNX Runtime on the CPU (``name`` e.g. ``ort-fp32``, ``ort-int8sim``)."""
 
@@ -77,11 +95,15 @@ class OrtRunner(Runner):
 
     def activate_impl(self) -> None:
         ort = require("onnxruntime", purpose="ONNX Runtime inference")
+        threads = ort_threads()  # a bad value fails before any work
         model, custom = prepare_for_ort(load_model_proto(self.source))
         options = self.session_options
         if custom:
             ort_ops = require("trtalign.plugins.ort_ops")
             options = ort_ops.make_session_options(options)
+        if threads is not None:
+            options = options or ort.SessionOptions()
+            options.intra_op_num_threads = threads
         self.uses_custom_ops = custom
         try:
             self.session = ort.InferenceSession(model.SerializeToString(), sess_options=options,
