@@ -60,19 +60,23 @@ def eval_model_file(session, path: Path, split: str) -> float:
     return float(score_detections(ds, dets).map)
 
 
-def baseline(session, k_values: list[int], target: str) -> dict:
-    """Published approach: disable-one full mAP per unit on tune -> rank -> fall back a fixed top-k."""
+def baseline(session, k_values: list[int], target: str, reuse: dict | None = None) -> dict:
+    """Published approach: disable-one full mAP per unit on tune -> rank -> fall back a fixed top-k.
+    ``reuse``: the per-unit maps and their wall time from an earlier run on the same model, splits and ranges."""
     from trtalign.eval.sensitivity import make_plan
 
     names = session.unit_names
     t0 = time.perf_counter()
-    per_unit = {}
-    for i, u in enumerate(names):
-        per_unit[u] = session.evaluate_plan(make_plan(names, [u], target), "tune")
-        if (i + 1) % 10 == 0:
-            note(f"baseline: {i + 1}/{len(names)} per-unit evaluations, {time.perf_counter() - t0:.0f} s")
+    if reuse is not None:
+        per_unit, rank_seconds = reuse["per_unit_map"], reuse["rank_seconds"]
+    else:
+        per_unit = {}
+        for i, u in enumerate(names):
+            per_unit[u] = session.evaluate_plan(make_plan(names, [u], target), "tune")
+            if (i + 1) % 10 == 0:
+                note(f"baseline: {i + 1}/{len(names)} per-unit evaluations, {time.perf_counter() - t0:.0f} s")
+        rank_seconds = time.perf_counter() - t0
     ranking = sorted(names, key=lambda u: (-per_unit[u], u))
-    rank_seconds = time.perf_counter() - t0
     rows = {}
     total = sum(session.macs.values())
     for k in k_values:
@@ -85,7 +89,34 @@ def baseline(session, k_values: list[int], target: str) -> dict:
         rows[k] = {"k": k, "fallback_units": chosen, "map_tune": tune, "map_val": val,
                    "int8_mac_fraction": (total - sum(session.macs[u] for u in chosen)) / total if total else None,
                    "evaluations": len(names) + 1, "wall_seconds": wall}
-    return {"ranking": ranking, "per_unit_map": per_unit, "rows": rows}
+    return {"ranking": ranking, "per_unit_map": per_unit, "rows": rows, "rank_seconds": rank_seconds}
+
+
+def load_baseline(path: str, task: str, session, args) -> dict:
+    """Per-unit maps of an earlier run of this benchmark, if it measured the same thing (else SystemExit)."""
+    import json
+
+    old = json.loads(Path(path).read_text())
+    r = next((t for t in old["tasks"] if t["task"] == task), None)
+    same = r is not None and (
+        sorted(r["baseline"]["per_unit_map"]) == sorted(session.unit_names)
+        and r["fallback_result"]["map"]["tune"]["int8"] == session.evaluate_plan(
+            make_plan_all_int8(session), "tune")
+        and all(old["settings"].get(k) == getattr(args, k) for k in ("tune", "val", "calib", "calib_method", "target")))
+    if not same:
+        raise SystemExit(f"--baseline-from {path}: not the same task / units / splits / ranges / settings; run the "
+                         f"baseline again")
+    rank_seconds = r["baseline"].get("rank_seconds")
+    if rank_seconds is None:  # older JSON: the fixed-k row's wall time minus its own tune evaluation
+        fixed = next(row for row in r["baseline"]["rows"] if row["k"] == r["baseline"]["k_fixed"])
+        rank_seconds = fixed["wall_seconds"] - fixed["wall_seconds"] / (len(session.unit_names) + 1)
+    return {"per_unit_map": r["baseline"]["per_unit_map"], "rank_seconds": rank_seconds, "from": path}
+
+
+def make_plan_all_int8(session):
+    from trtalign.eval.sensitivity import make_plan
+
+    return make_plan(session.unit_names, [], "fp16")
 
 
 def ranking_agreement(ours: list, reference: list, k: int) -> dict:
@@ -161,7 +192,8 @@ def run_task(args, task: str, workdir: Path) -> dict:
                                  workdir / f"baseline_{task}", split_source=session.splits.source)
     k_fixed = args.baseline_k or max(1, round(0.1 * len(session.unit_names)))
     ks = sorted({k_fixed, max(1, len(result.fallback_units))})
-    base = baseline(base_session, ks, args.target)
+    reuse = load_baseline(args.baseline_from, task, session, args) if args.baseline_from else None
+    base = baseline(base_session, ks, args.target, reuse)
     agreement = ranking_agreement(sens.ranking(), base["ranking"], k_fixed)
     if not args.local:  # the one-pass local ranking, for comparison (cheap)
         local = session.sensitivity("sqnr", subset=args.subset, local=True)
@@ -181,7 +213,8 @@ def run_task(args, task: str, workdir: Path) -> dict:
                      "met_budget_tune": result.met_budget, "metric": sens.metric, "search": args.search, "mode": sens.mode,
                      "subset": sens.subset, "ranking_top10": sens.ranking()[:10]},
             "ours_other_search": other,
-            "baseline": {"k_fixed": k_fixed, "rows": list(base["rows"].values()),
+            "baseline": {"k_fixed": k_fixed, "rank_seconds": base["rank_seconds"],
+                         "reused_from": reuse["from"] if reuse else None, "rows": list(base["rows"].values()),
                          "ranking_top10": base["ranking"][:10], "per_unit_map": base["per_unit_map"]},
             "ranking_agreement": agreement,
             "fallback_result": result.to_dict()}
@@ -216,6 +249,8 @@ def table(r: dict, budget: float) -> tuple[str, dict]:
     lines.append(f"ratios vs fixed-k baseline: {eval_ratio:.1f}x fewer full evaluations, {wall_ratio:.1f}x less "
                  f"wall time (ours includes {o['sensitivity_passes']} sensitivity passes over {o['subset']} images, "
                  f"{o['sensitivity_seconds']:.1f} s); mAP ours - baseline = {o['map_val'] - fixed['map_val']:+.4f}")
+    if r["baseline"].get("reused_from"):
+        lines.append(f"(baseline per-unit evaluations and their wall time reused from {r['baseline']['reused_from']})")
     ag = r["ranking_agreement"]
     lines.append(f"ranking vs per-unit full mAP: Spearman {ag['spearman']:.2f}, top-{ag['top_k']} overlap "
                  f"{ag['top_k_overlap']}/{ag['top_k']}" + (
@@ -250,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-compare-search", dest="compare_search", action="store_false",
                     help="skip the row that runs the other prefix search on the same ranking")
     ap.add_argument("--baseline-k", type=int, default=None)
+    ap.add_argument("--baseline-from", default=None, metavar="JSON",
+                    help="reuse the per-unit full evaluations of an earlier --json of this benchmark (same model, "
+                         "splits, ranges and settings; checked) instead of running them again")
     ap.add_argument("--tune", type=int, default=100)
     ap.add_argument("--val", type=int, default=100)
     ap.add_argument("--calib", type=int, default=64)

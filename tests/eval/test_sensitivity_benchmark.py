@@ -34,3 +34,20 @@ def test_benchmark_runs_on_a_given_model_and_reports_every_row(tmp_path, capsys)
     assert r["fp32"]["val"] - r["int8_no_fallback"]["val"] > 0.01  # INT8 damage is visible without fallback
     assert r["fp32"]["val"] - r["ours"]["map_val"] <= 0.05
     assert set(r["targets"]) == {"drop_within_0.003", "int8_macs_ge_80pct", "evals_5x_fewer", "map_ge_baseline"}
+
+    # a second ranking metric against the same baseline, without re-running the per-unit evaluations
+    out2 = tmp_path / "bench_det.json"
+    common = ["--model", str(s["onnx"]), "--data", str(s["data"]), "--imgsz", "32", "--tune", "12", "--val", "12",
+              "--calib", "16", "--calib-method", "minmax", "--subset", "4", "--max-evals", "6", "--budget", "3",
+              "--baseline-k", "1", "--workdir", str(tmp_path / "w2")]
+    assert bench.main(common + ["--metric", "det", "--no-compare-search", "--baseline-from", str(out),
+                                "--json", str(out2)]) == 0
+    r2 = json.loads(out2.read_text())["tasks"][0]
+    assert r2["baseline"]["reused_from"] == str(out) and r2["baseline"]["per_unit_map"] == r["baseline"]["per_unit_map"]
+    assert r2["ours"]["metric"] == "det" and r2["ours"]["fallback_units"] == [SENSITIVE]
+    assert "reused from" in capsys.readouterr().out
+    # a different setting is refused
+    import pytest
+
+    with pytest.raises(SystemExit, match="not the same"):
+        bench.main([a if a != "minmax" else "entropy" for a in common] + ["--baseline-from", str(out)])
