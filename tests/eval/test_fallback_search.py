@@ -182,3 +182,18 @@ def test_mac_fraction_reported():
     res = search_fallback(rank_units(costs), additive(costs), budget=0.01, macs=macs)
     assert res.fallback_units == ["u00"]
     assert res.int8_mac_fraction == pytest.approx(31 / 39)
+
+
+def test_validation_split_that_contradicts_the_tuning_split_is_reported():
+    costs = {u: 0.0 for u in UNITS}
+    costs["u00"] = 0.05
+    tune = additive(costs)
+    val_costs = dict(costs)
+    val_costs["u01"] = 0.02  # on validation another unit also hurts: the tuning split could not see it
+    res = search_fallback(rank_units(costs), tune, budget=0.01, evaluate_val=additive(val_costs))
+    assert res.met_budget and res.met_budget_val is False
+    assert "on the validation split the drop is 0.0200 > budget 0.0100" in res.val_warning()
+    assert res.to_dict()["met_budget_val"] is False
+    ok = search_fallback(rank_units(costs), tune, budget=0.01, evaluate_val=additive(costs))
+    assert ok.met_budget_val is True and ok.val_warning() == ""
+    assert search_fallback(rank_units(costs), tune, budget=0.01).met_budget_val is None

@@ -148,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
               f"{fb.int8_mac_fraction if fb.int8_mac_fraction is None else round(fb.int8_mac_fraction, 3)}, "
               f"val mAP50-95 fp32 {fb.fp32_map_val:.4f} / int8 {fb.int8_map_val:.4f} / final {fb.final_map_val:.4f} "
               f"({fb.status})", t0)
+        if fb.val_warning():
+            _step(fb.val_warning(), t0)
 
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
     report.add_section("How this was made", (

@@ -119,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
             f"  mAP50-95 tune: FP32 {d['map']['tune']['fp32']:.4f}  INT8 {d['map']['tune']['int8']:.4f}  final "
             f"{d['map']['tune']['final']:.4f}  (budget {budget:.4f} {'met' if result.met_budget else 'NOT met'})\n"
             f"  mAP50-95 val:  FP32 {d['map']['val']['fp32']:.4f}  INT8 {d['map']['val']['int8']:.4f}  final "
-            f"{d['map']['val']['final']:.4f}\n"
+            f"{d['map']['val']['final']:.4f}"
+            f"{'' if result.met_budget_val is None else '  (budget ' + ('met' if result.met_budget_val else 'NOT met') + ')'}\n"
+            f"{'  ' + result.val_warning() + chr(10) if result.val_warning() else ''}"
             f"  INT8 MAC fraction {mac:.3f}, {result.num_evaluations} full evaluations ({replayed} more answered "
             f"by the journal), {result.wall_seconds:.1f} s\n"
             f"  -> {out}/ (plan.json, model.qdq.onnx, engine.yaml, report.html, fallback.json)")

@@ -78,6 +78,22 @@ class FallbackResult:
     wall_seconds: float = 0.0
 
     @property
+    def met_budget_val(self) -> bool | None:
+        """Whether the chosen plan also stays within the budget on the validation split (None: not confirmed).
+        The plan is chosen on the tuning split; a small tuning split can choose a plan that misses on validation."""
+        if self.final_map_val is None or self.fp32_map_val is None:
+            return None
+        return self.final_map_val >= self.fp32_map_val - self.budget - 1e-12
+
+    def val_warning(self) -> str:
+        """One line when the validation split contradicts the tuning split, else ''."""
+        if self.met_budget_val is False and self.met_budget:
+            return (f"warning: on the validation split the drop is {self.fp32_map_val - self.final_map_val:.4f} "
+                    f"> budget {self.budget:.4f} (tuning split: {self.fp32_map_tune - self.final_map_tune:.4f}); "
+                    f"the tuning split is too small to tell these plans apart, use more tuning images")
+        return ""
+
+    @property
     def num_evaluations(self) -> int:
         """Full evaluations actually run (journal replays excluded)."""
         return sum(1 for e in self.evaluations if not e.replayed)
@@ -92,7 +108,8 @@ class FallbackResult:
 
     def to_dict(self) -> dict:
         return {
-            "status": self.status, "message": self.message, "met_budget": self.met_budget, "budget": self.budget,
+            "status": self.status, "message": self.message, "met_budget": self.met_budget,
+            "met_budget_val": self.met_budget_val, "budget": self.budget,
             "target": self.target, "fallback_units": list(self.fallback_units),
             "num_fallback": len(self.fallback_units),
             "map": {"tune": {"fp32": self.fp32_map_tune, "int8": self.int8_map_tune, "final": self.final_map_tune},

@@ -81,6 +81,11 @@ def add_fallback_sections(report: Report, result: Any, sensitivity: Any = None, 
              f"<b>{status}</b> (status {html.escape(result.status)}). {result.num_evaluations} full evaluations, "
              f"{result.wall_seconds:.1f} s. Units were chosen on the tuning split only; the validation split only "
              f"confirms.</p>")
+    if result.met_budget_val is not None:
+        body += (f"<p>On the validation split: <b>{'met' if result.met_budget_val else 'NOT met'}</b> (drop "
+                 f"{result.fp32_map_val - result.final_map_val:.4f}).</p>")
+    if result.val_warning():
+        body += f"<p class=\"sub\">{html.escape(result.val_warning())}</p>"
     if result.message:
         body += f"<p class=\"sub\">{html.escape(result.message)}</p>"
     if splits:
