@@ -96,12 +96,14 @@ def load_baseline(path: str, task: str, session, args) -> dict:
     """Per-unit maps of an earlier run of this benchmark, if it measured the same thing (else SystemExit)."""
     import json
 
+    from trtalign.eval.sensitivity import make_plan
+
     old = json.loads(Path(path).read_text())
     r = next((t for t in old["tasks"] if t["task"] == task), None)
     same = r is not None and (
         sorted(r["baseline"]["per_unit_map"]) == sorted(session.unit_names)
-        and r["fallback_result"]["map"]["tune"]["int8"] == session.evaluate_plan(
-            make_plan_all_int8(session), "tune")
+        and r["fallback_result"]["map"]["tune"]["int8"] == session.evaluate_plan(  # a cache hit: the search ran it
+            make_plan(session.unit_names, [], args.target), "tune")
         and all(old["settings"].get(k) == getattr(args, k) for k in ("tune", "val", "calib", "calib_method", "target")))
     if not same:
         raise SystemExit(f"--baseline-from {path}: not the same task / units / splits / ranges / settings; run the "
@@ -111,12 +113,6 @@ def load_baseline(path: str, task: str, session, args) -> dict:
         fixed = next(row for row in r["baseline"]["rows"] if row["k"] == r["baseline"]["k_fixed"])
         rank_seconds = fixed["wall_seconds"] - fixed["wall_seconds"] / (len(session.unit_names) + 1)
     return {"per_unit_map": r["baseline"]["per_unit_map"], "rank_seconds": rank_seconds, "from": path}
-
-
-def make_plan_all_int8(session):
-    from trtalign.eval.sensitivity import make_plan
-
-    return make_plan(session.unit_names, [], "fp16")
 
 
 def ranking_agreement(ours: list, reference: list, k: int) -> dict:

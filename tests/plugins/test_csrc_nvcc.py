@@ -79,10 +79,29 @@ def _trt_header_sets() -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "include" / "NvInferVersion.h").is_file())
 
 
-def _trt_major(include: Path) -> int:
+def _trt_version(include: Path) -> tuple[int, int]:
+    """(major, minor) from NvInferVersion.h (11.x spells them TRT_*_ENTERPRISE); -1 / 0 when not found."""
     text = (include / "NvInferVersion.h").read_text()
-    m = re.search(r"#define\s+(?:NV_TENSORRT_MAJOR|TRT_MAJOR_ENTERPRISE)\s+(\d+)", text)
-    return int(m.group(1)) if m else -1
+    major = re.search(r"#define\s+(?:NV_TENSORRT_MAJOR|TRT_MAJOR_ENTERPRISE)\s+(\d+)", text)
+    minor = re.search(r"#define\s+(?:NV_TENSORRT_MINOR|TRT_MINOR_ENTERPRISE)\s+(\d+)", text)
+    return (int(major.group(1)) if major else -1, int(minor.group(1)) if minor else 0)
+
+
+def _front_end_compile(headers: Path | None) -> tuple[list[str], Path]:
+    """The g++ command prefix shared by the front-end builds (warnings as errors, no static registration, csrc, the
+    TensorRT and CUDA headers) and the CUDA include folder; skips with the reason when something is missing."""
+    if headers is None:
+        pytest.skip("no TensorRT headers in $TRTALIGN_TRT_HEADERS or /tmp/trt_headers (see csrc/README.md)")
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    cuda_include = cuda_include_dir(NVCC)
+    if cuda_include is None:
+        pytest.skip("CUDA include folder (cuda_runtime_api.h) not found; set CUDA_HOME")
+    cmd = [cxx, "-std=c++17", "-O0", "-Wall", "-Wextra", "-Werror", "-Wno-deprecated-declarations",
+           "-DTRTALIGN_NO_PLUGIN_REGISTRATION", "-I", str(csrc_dir()), "-isystem", str(headers / "include"),
+           "-isystem", str(cuda_include)]
+    return cmd, cuda_include
 
 
 PLUGIN_SOURCES = ("rotated_nms_plugin_common.cpp", "rotated_nms_plugin_v2.cpp", "rotated_nms_plugin_v3.cpp")
@@ -93,21 +112,11 @@ def test_plugin_front_end_against_tensorrt_headers(headers, tmp_path):
     """Compile the TensorRT front ends (-Wall -Werror) against the real public headers and run the front-end check:
     creator fields, attribute validation, dynamic-batch output shapes, types, formats, workspace, serialization and
     enqueue's parameters (kernels replaced by a recording double, no libnvinfer, no GPU)."""
-    if headers is None:
-        pytest.skip("no TensorRT headers in $TRTALIGN_TRT_HEADERS or /tmp/trt_headers (see csrc/README.md)")
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if cxx is None:
-        pytest.skip("no C++ compiler")
-    cuda_include = cuda_include_dir(NVCC)
-    if cuda_include is None:
-        pytest.skip("CUDA include folder (cuda_runtime_api.h) not found; set CUDA_HOME")
+    base, cuda_include = _front_end_compile(headers)
     cuda_lib = next((cuda_include.parent / d for d in ("lib64", "lib") if (cuda_include.parent / d).is_dir()), None)
-    include = headers / "include"
-    major = _trt_major(include)
+    major, _ = _trt_version(headers / "include")
     exe = tmp_path / "plugin_frontend_check"
-    cmd = [cxx, "-std=c++17", "-O0", "-Wall", "-Wextra", "-Werror", "-Wno-deprecated-declarations",
-           "-DTRTALIGN_NO_PLUGIN_REGISTRATION", "-I", str(csrc_dir()), "-isystem", str(include),
-           "-isystem", str(cuda_include), str(csrc_dir() / "tests" / "plugin_frontend_check.cpp"),
+    cmd = [*base, str(csrc_dir() / "tests" / "plugin_frontend_check.cpp"),
            *[str(csrc_dir() / s) for s in PLUGIN_SOURCES], "-o", str(exe)]
     if cuda_lib is not None:
         cmd += [f"-L{cuda_lib}", "-lcudart", f"-Wl,-rpath,{cuda_lib}"]
@@ -127,23 +136,10 @@ def test_load_library_build_exports_the_entry_points(headers, tmp_path):
     getPluginCreators on 8.6, setLoggerFinder on both; on 8.5 (no loadLibrary) it refuses to compile, saying why."""
     from trtalign.plugins.elf import exported_symbols, load_library_entry_points
 
-    if headers is None:
-        pytest.skip("no TensorRT headers in $TRTALIGN_TRT_HEADERS or /tmp/trt_headers (see csrc/README.md)")
-    cxx = shutil.which("g++") or shutil.which("c++")
-    if cxx is None:
-        pytest.skip("no C++ compiler")
-    cuda_include = cuda_include_dir(NVCC)
-    if cuda_include is None:
-        pytest.skip("CUDA include folder (cuda_runtime_api.h) not found; set CUDA_HOME")
-    include = headers / "include"
-    major = _trt_major(include)
-    minor_m = re.search(r"#define\s+(?:NV_TENSORRT_MINOR|TRT_MINOR_ENTERPRISE)\s+(\d+)",
-                        (include / "NvInferVersion.h").read_text())
-    minor = int(minor_m.group(1)) if minor_m else 0
+    base, _ = _front_end_compile(headers)
+    major, minor = _trt_version(headers / "include")
     lib = tmp_path / "libtrtalign_plugins_dynamic.so"
-    cmd = [cxx, "-std=c++17", "-O0", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-Wno-deprecated-declarations",
-           "-DTRTALIGN_NO_PLUGIN_REGISTRATION", "-I", str(csrc_dir()), "-isystem", str(include),
-           "-isystem", str(cuda_include), *[str(csrc_dir() / s) for s in PLUGIN_SOURCES],
+    cmd = [*base, "-shared", "-fPIC", *[str(csrc_dir() / s) for s in PLUGIN_SOURCES],
            str(csrc_dir() / "rotated_nms_plugin_library.cpp"), "-o", str(lib)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if (major, minor) < (8, 6):

@@ -205,8 +205,9 @@ class GatedQdqModel:
 
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
-            if ort_threads() is not None:
-                opts.intra_op_num_threads = ort_threads()
+            threads = ort_threads()
+            if threads is not None:
+                opts.intra_op_num_threads = threads
             self.session = ort.InferenceSession(self.proto.SerializeToString(), opts,
                                                 providers=["CPUExecutionProvider"])
         return self.session
