@@ -39,10 +39,10 @@ PLACEMENTS = ("trt all-int8", "trt default", "naive")
 
 
 def _dataset(task: str, workdir: Path, val: int, calib: int, imgsz: int | None):
-    from trtalign.eval.synth import SynthParams, generate_dataset
+    from trtalign.data.synth import SynthParams, generate_dataset
 
     try:
-        from trtalign.eval.synth.proxy_models import load_card
+        from trtalign.data.synth.proxy_models import load_card
 
         card = load_card(task)
         params, seed = SynthParams.from_dict(card["dataset"]["params"]), int(card["dataset"]["seed"]) + 1
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     if args.model:
         model = Path(args.model)
     else:
-        from trtalign.eval.synth.proxy_models import proxy_model_path
+        from trtalign.data.synth.proxy_models import proxy_model_path
 
         model = proxy_model_path(args.task)
     ds = _dataset(args.task, work, args.val, args.calib, args.imgsz)

@@ -33,7 +33,7 @@ COCO_MISSING_IDS = {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
 def make_set(n_images: int, dets_per_image: int, seed: int):
     from trtalign.core.detections import Detections
     from trtalign.core.enums import Task
-    from trtalign.eval.datasets import Dataset, GroundTruth, ImageRecord
+    from trtalign.data.datasets import Dataset, GroundTruth, ImageRecord
 
     rng = np.random.default_rng(seed)
     cat_ids = [i for i in range(1, 91) if i not in COCO_MISSING_IDS]

@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def make_data(task: str, workdir: Path, n_eval: int, n_calib: int) -> tuple[Path, Path, dict]:
-    from trtalign.eval.synth.dataset import generate_dataset
-    from trtalign.eval.synth.params import SynthParams
-    from trtalign.eval.synth.proxy_models import load_card, proxy_model_path
+    from trtalign.data.synth.dataset import generate_dataset
+    from trtalign.data.synth.params import SynthParams
+    from trtalign.data.synth.proxy_models import load_card, proxy_model_path
 
     model = proxy_model_path(task)
     card = load_card(task)
@@ -63,7 +63,7 @@ def eval_model_file(session, path: Path, split: str) -> float:
 def baseline(session, k_values: list[int], target: str, reuse: dict | None = None) -> dict:
     """Published approach: disable-one full mAP per unit on tune -> rank -> fall back a fixed top-k.
     ``reuse``: the per-unit maps and their wall time from an earlier run on the same model, splits and ranges."""
-    from trtalign.eval.sensitivity import make_plan
+    from trtalign.tune.sensitivity import make_plan
 
     names = session.unit_names
     t0 = time.perf_counter()
@@ -96,7 +96,7 @@ def load_baseline(path: str, task: str, session, args) -> dict:
     """Per-unit maps of an earlier run of this benchmark, if it measured the same thing (else SystemExit)."""
     import json
 
-    from trtalign.eval.sensitivity import make_plan
+    from trtalign.tune.sensitivity import make_plan
 
     old = json.loads(Path(path).read_text())
     r = next((t for t in old["tasks"] if t["task"] == task), None)
@@ -129,7 +129,7 @@ def ranking_agreement(ours: list, reference: list, k: int) -> dict:
 def run_task(args, task: str, workdir: Path) -> dict:
     from trtalign.core.config import CalibrationConfig, DataConfig, PipelineConfig
     from trtalign.core.io import atomic_write_bytes
-    from trtalign.eval.tuning import TuningSession, session_from_config
+    from trtalign.tune.tuning import TuningSession, session_from_config
     from trtalign.export.qdq import insert_qdq
     from trtalign.runtime.ort_runner import OrtRunner
 
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric", default="sqnr")
     ap.add_argument("--mode", default="disable-one")
     ap.add_argument("--local", action="store_true")
-    ap.add_argument("--gated", action="store_true", help="output metrics on one gated Q/DQ model (eval.plan_models)")
+    ap.add_argument("--gated", action="store_true", help="output metrics on one gated Q/DQ model (runtime.plan_runners)")
     ap.add_argument("--subset", type=int, default=16)
     ap.add_argument("--max-evals", type=int, default=16)
     ap.add_argument("--latency-aware", action="store_true")

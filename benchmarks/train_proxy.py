@@ -3,10 +3,10 @@
     python benchmarks/train_proxy.py --task detect --epochs 60 --train 2000 --val 300            # CPU (slow)
     python benchmarks/train_proxy.py --task both --device cuda --batch 64 --workers 12 --out runs/proxy
 
-Per task: draws the dataset with ``trtalign.eval.synth`` (seeded), trains from the architecture yaml (random init, or
+Per task: draws the dataset with ``trtalign.data.synth`` (seeded), trains from the architecture yaml (random init, or
 ``--init`` weights: a warm start whose history the card keeps)
 with the ultralytics trainer (fixed seed, deterministic, AMP off, no plots), validates on the whole val split, scores
-the check split on the CPU (``trtalign.eval.synth.proxy_models.score_on_check_split``) and writes
+the check split on the CPU (``trtalign.data.synth.proxy_models.score_on_check_split``) and writes
 ``proxy_{task}.pt`` (EMA weights, fp16, no optimizer: ultralytics' strip_optimizer), ``proxy_{task}.json`` (the
 model card) and ``proxy_{task}.md`` into ``--out``. ``--check-only`` re-scores existing weights and updates the card.
 Copy the three files into ``trtalign/assets/models/`` to bundle them.
@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from trtalign.core.io import atomic_write_json, atomic_write_text, sha256_file  # noqa: E402
-from trtalign.eval.synth import SynthParams, generate_dataset  # noqa: E402
-from trtalign.eval.synth.proxy_models import score_on_check_split, score_weights  # noqa: E402
+from trtalign.data.synth import SynthParams, generate_dataset  # noqa: E402
+from trtalign.data.synth.proxy_models import score_on_check_split, score_weights  # noqa: E402
 
 ARCH = {"detect": "yolov8n.yaml", "obb": "yolov8n-obb.yaml"}
 
@@ -110,7 +110,7 @@ def train_one(task: str, args: argparse.Namespace, out: Path) -> dict:
         "command": "python benchmarks/train_proxy.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "seed": args.seed,
         "init": init,
-        "dataset": {"generator": "trtalign.eval.synth", "seed": args.seed, "train": args.train, "val": args.val,
+        "dataset": {"generator": "trtalign.data.synth", "seed": args.seed, "train": args.train, "val": args.val,
                     "instances": data.instances, "params": params.to_dict()},
         "training": {"trainer": f"ultralytics {ul_version}", "torch": torch.__version__,
                      "device": device_text(args.device), "epochs_requested": args.epochs,
@@ -121,7 +121,7 @@ def train_one(task: str, args: argparse.Namespace, out: Path) -> dict:
                                 + "".join(f", {k}={v}" for k, v in args.hyp.items()), "wall_time_s": round(wall, 1), "dataset_time_s": round(synth_s, 1)},
         "metrics": {"split": f"val[0:{args.val}]", "device": device_text(args.device), "imgsz": args.imgsz,
                     "map50_95": round(val["map50_95"], 4), "map50": round(val["map50"], 4),
-                    "scorer": "trtalign.eval.synth.proxy_models.score_weights (ultralytics YOLO(path).val, "
+                    "scorer": "trtalign.data.synth.proxy_models.score_weights (ultralytics YOLO(path).val, "
                               "conf 0.001, iou 0.7, no NMS time limit)"},
     }
     write_card(card, out)
@@ -139,7 +139,7 @@ def check_one(task: str, args: argparse.Namespace, out: Path) -> dict:
         took = time.perf_counter() - t0
     card["check"] = {"split": f"val[0:{args.check_images}] regenerated from dataset.seed and dataset.params",
                      "images": args.check_images, "device": device_text("cpu"), "imgsz": params.imgsz,
-                     "scorer": "trtalign.eval.synth.proxy_models.score_on_check_split "
+                     "scorer": "trtalign.data.synth.proxy_models.score_on_check_split "
                                "(ultralytics YOLO(path).val on cpu, batch 8, conf 0.001, iou 0.7, no NMS time limit)",
                      "map50_95": round(scores["map50_95"], 4), "map50": round(scores["map50"], 4),
                      "seconds": round(took, 1)}
@@ -154,7 +154,7 @@ def write_card(card: dict, out: Path) -> None:
     atomic_write_json(out / f"{card['name']}.json", card)
     t, m = card["training"], card["metrics"]
     lines = [f"# Model card: {card['name']} ({card['architecture']}, {card['task']})", "",
-             f"Trained from {_init_text(card.get('init'))} on the synthetic dataset of `trtalign.eval.synth` "
+             f"Trained from {_init_text(card.get('init'))} on the synthetic dataset of `trtalign.data.synth` "
              f"({len(card['names'])} classes: {', '.join(card['names'])}).", "",
              f"- command: `{card['command']}`",
              f"- seed: {card['seed']}; dataset: {card['dataset']['train']} train / {card['dataset']['val']} val "

@@ -22,9 +22,11 @@ ALLOWED = {
     "plugins": {"core"},
     "engines": {"core", "export", "plugins"},
     "runtime": {"core", "export", "plugins", "engines"},
-    "eval": {"core", "export", "plugins", "engines", "runtime"},
-    "serve": {"core", "export", "plugins", "engines", "runtime", "eval"},
-    "cli": {"core", "export", "plugins", "engines", "runtime", "eval", "serve"},
+    "data": {"core", "export", "plugins", "engines", "runtime"},
+    "eval": {"core", "export", "plugins", "engines", "runtime", "data"},
+    "tune": {"core", "export", "plugins", "engines", "runtime", "data", "eval"},
+    "serve": {"core", "export", "plugins", "engines", "runtime"},
+    "cli": {"core", "export", "plugins", "engines", "runtime", "data", "eval", "tune", "serve"},
 }
 HEAVY = ("tensorrt", "pycuda", "cuda", "torch", "torchvision", "ultralytics", "cupy")
 

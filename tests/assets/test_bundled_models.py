@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from trtalign.core.io import sha256_file
-from trtalign.eval.synth import CLASS_NAMES, SynthParams
-from trtalign.eval.synth.proxy_models import (check_split_params, load_card, proxy_model_path,
+from trtalign.data.synth import CLASS_NAMES, SynthParams
+from trtalign.data.synth.proxy_models import (check_split_params, load_card, proxy_model_path,
                                               score_on_check_split)
 
 TASKS = ["detect", "obb"]

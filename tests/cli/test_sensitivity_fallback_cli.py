@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tune"))
 from sensitive_model import SENSITIVE, make_setup  # noqa: E402
 
 from trtalign.cli import main  # noqa: E402

@@ -108,8 +108,8 @@ def test_proxy_model_map_in_all_precisions(trt, tmp_path):
     within their budgets (measured numbers are printed; run with -s to see them)."""
     from trtalign.core.errors import InputError
     from trtalign.eval.evaluate import evaluate
-    from trtalign.eval.synth.dataset import generate_dataset
-    from trtalign.eval.synth.proxy_models import check_split_params, load_card, proxy_model_path
+    from trtalign.data.synth.dataset import generate_dataset
+    from trtalign.data.synth.proxy_models import check_split_params, load_card, proxy_model_path
 
     try:
         model = proxy_model_path("detect")

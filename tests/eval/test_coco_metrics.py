@@ -14,7 +14,7 @@ from trtalign.core.detections import Detections
 from trtalign.core.enums import Task
 from trtalign.core.errors import InputError
 from trtalign.eval.coco_metrics import COCO_STAT_KEYS, CocoMetrics
-from trtalign.eval.datasets import Dataset, GroundTruth, ImageRecord
+from trtalign.data.datasets import Dataset, GroundTruth, ImageRecord
 
 
 def make_case(seed: int = 0, n_images: int = 40, cat_ids=(1, 3, 7, 90), empty_class: bool = True):

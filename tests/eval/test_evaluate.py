@@ -36,8 +36,8 @@ def _nc8_yaml(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from trtalign.eval.synth.dataset import generate_dataset
-    from trtalign.eval.synth.params import SynthParams
+    from trtalign.data.synth.dataset import generate_dataset
+    from trtalign.data.synth.params import SynthParams
 
     root = tmp_path_factory.mktemp("evaluate")
     generate_dataset(root / "data", SynthParams(task="detect", imgsz=IMGSZ), train=8, val=5, seed=3)
@@ -174,8 +174,8 @@ def test_bundled_proxy_model_precisions(task, tmp_path):
     delta is reported."""
     if not (ASSETS / f"proxy_{task}.pt").is_file():
         pytest.skip(f"bundled proxy model trtalign/assets/models/proxy_{task}.pt not present yet")
-    from trtalign.eval.synth.dataset import generate_dataset
-    from trtalign.eval.synth.proxy_models import check_split_params, load_card, proxy_model_path
+    from trtalign.data.synth.dataset import generate_dataset
+    from trtalign.data.synth.proxy_models import check_split_params, load_card, proxy_model_path
 
     card = load_card(task)
     params, seed, _ = check_split_params(card)

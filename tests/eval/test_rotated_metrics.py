@@ -12,7 +12,7 @@ import pytest
 from trtalign.core.detections import Detections
 from trtalign.core.enums import Task
 from trtalign.core.errors import InputError
-from trtalign.eval.datasets import Dataset, GroundTruth, ImageRecord
+from trtalign.data.datasets import Dataset, GroundTruth, ImageRecord
 from trtalign.eval.rotated_metrics import RotatedMetrics, evaluate_rotated, rotated_iou_matrix, voc_ap
 
 

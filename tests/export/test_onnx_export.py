@@ -171,7 +171,7 @@ def test_yolov5u_exports_and_runs(tmp_path, name):
 def test_default_input_size_is_the_size_the_model_was_trained_at(tmp_path):
     """As ultralytics' own export/val: a checkpoint trained at 320 exports at 320 unless --imgsz says otherwise."""
     from trtalign.cli import main
-    from trtalign.eval.synth.proxy_models import load_card, proxy_model_path
+    from trtalign.data.synth.proxy_models import load_card, proxy_model_path
     from trtalign.export.adapters import load_adapter
     from trtalign.runtime.torch_runner import TorchRunner
 

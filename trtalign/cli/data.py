@@ -25,12 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=1, metavar="W",
                    help="processes that render (default 1); the files do not depend on it")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a generator parameter (see trtalign.eval.synth.SynthParams), repeatable")
+                   help="override a generator parameter (see trtalign.data.synth.SynthParams), repeatable")
     add_json_argument(p)
 
 
 def _overrides(items: list[str]) -> dict:
-    from trtalign.eval.synth import SynthParams
+    from trtalign.data.synth import SynthParams
 
     fields = {f.name: f for f in dataclasses.fields(SynthParams)}
     out = {}
@@ -52,7 +52,7 @@ def _overrides(items: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "data_command", None) != "synth":
         raise InputError("trtalign data needs an action; valid: 'synth'")
-    from trtalign.eval.synth import SynthParams, generate_dataset
+    from trtalign.data.synth import SynthParams, generate_dataset
 
     params = SynthParams(task=args.task, imgsz=args.imgsz, **_overrides(args.set))
     result = generate_dataset(args.out, params, train=args.train, val=args.val, seed=args.seed,

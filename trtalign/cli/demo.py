@@ -50,12 +50,12 @@ def run(args: argparse.Namespace) -> int:
     from trtalign.core.errors import InputError
     from trtalign.core.io import atomic_write_json
     from trtalign.eval.evaluate import CalibrationSettings, evaluate
-    from trtalign.eval.fallback_report import add_fallback_sections
+    from trtalign.tune.fallback_report import add_fallback_sections
     from trtalign.eval.report import eval_report
-    from trtalign.eval.synth.dataset import generate_dataset
-    from trtalign.eval.synth.params import SynthParams
-    from trtalign.eval.synth.proxy_models import load_card, proxy_model_path
-    from trtalign.eval.tuning import session_from_config, write_fallback_outputs
+    from trtalign.data.synth.dataset import generate_dataset
+    from trtalign.data.synth.params import SynthParams
+    from trtalign.data.synth.proxy_models import load_card, proxy_model_path
+    from trtalign.tune.tuning import session_from_config, write_fallback_outputs
     from trtalign.export.onnx_export import export_onnx
 
     t0 = time.perf_counter()

@@ -64,9 +64,9 @@ def budget_from_points(points: float) -> float:
 def run(args: argparse.Namespace) -> int:
     from trtalign.core.config import load_config
     from trtalign.core.errors import InputError
-    from trtalign.eval.fallback_report import fallback_report
-    from trtalign.eval.sensitivity import load_sensitivity, save_sensitivity
-    from trtalign.eval.tuning import session_from_config, write_fallback_outputs
+    from trtalign.tune.fallback_report import fallback_report
+    from trtalign.tune.sensitivity import load_sensitivity, save_sensitivity
+    from trtalign.tune.tuning import session_from_config, write_fallback_outputs
 
     cfg = load_config(args.config)
     fb = cfg.fallback

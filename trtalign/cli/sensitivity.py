@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trtalign.core.config import load_config
-    from trtalign.eval.tuning import session_from_config
+    from trtalign.tune.tuning import session_from_config
 
     cfg = load_config(args.config)
     fb = cfg.fallback

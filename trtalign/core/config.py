@@ -104,7 +104,7 @@ class TrtConfig(_Model):
 
 
 class DataConfig(_Model):
-    val: Optional[Path] = None  # images folder, or a dataset folder/json readable by trtalign.eval.datasets
+    val: Optional[Path] = None  # images folder, or a dataset folder/json readable by trtalign.data.datasets
     tune: Optional[Path] = None  # split used to choose fallback units (never the reported one)
     annotations: Optional[Path] = None
 

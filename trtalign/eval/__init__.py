@@ -1,1 +1,1 @@
-"""Evaluation: datasets, COCO and rotated mAP, alignment, precision emulation runs, sensitivity, fallback, reports."""
+"""Evaluation: COCO and rotated mAP, alignment between runners, precision emulation runs, reports."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from trtalign.core.detections import Detections
 from trtalign.core.errors import ConfigError, InputError, choices_text
-from trtalign.eval.datasets import Dataset
+from trtalign.data.datasets import Dataset
 
 #: stable keys of the 12 COCO numbers, in pycocotools' ``stats`` order
 COCO_STAT_KEYS = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
@@ -184,7 +184,7 @@ class CocoMetrics:
     def results_array(self) -> np.ndarray:
         ids, boxes, scores, cls = self.store.arrays()
         if self.dataset.rotated:
-            from trtalign.eval.datasets import xywhr_to_enclosing_xyxy
+            from trtalign.data.datasets import xywhr_to_enclosing_xyxy
 
             boxes = xywhr_to_enclosing_xyxy(boxes)
         return coco_results_array(self.dataset, ids, boxes, scores, cls)

@@ -37,7 +37,7 @@ from trtalign.core.errors import ConfigError, InputError, TrtalignError, choices
 from trtalign.core.io import atomic_write_json
 from trtalign.core.logging import get_logger, progress
 from trtalign.eval.coco_metrics import CocoMetrics, CocoResult
-from trtalign.eval.datasets import Dataset, category_map, load_dataset
+from trtalign.data.datasets import Dataset, category_map, load_dataset
 from trtalign.eval.rotated_metrics import RotatedMetrics, RotatedResult, rotated_results_json
 
 log = get_logger(__name__)

@@ -24,7 +24,7 @@ import numpy as np
 from trtalign.core.detections import Detections, xywhr_to_corners
 from trtalign.core.errors import InputError
 from trtalign.eval.coco_metrics import RECALL_POINTS, CocoResult, DetectionStore
-from trtalign.eval.datasets import Dataset
+from trtalign.data.datasets import Dataset
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 ROTATED_STAT_KEYS = ("map", "map50", "map75", "map50_voc07", "map50_voc", "mar_100")

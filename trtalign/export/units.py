@@ -29,16 +29,17 @@ Every unit of the model must appear with ``int8``, ``fp16`` or ``fp32``; a plan 
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from trtalign.core.errors import ConfigError, InputError, ModelError, choices_text
-from trtalign.core.io import atomic_write_json, read_json_file
+from trtalign.core.io import atomic_write_json, read_json_file, sha256_bytes
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 #: ops that move values without changing them; Q/DQ scales are shared through them
@@ -581,3 +582,14 @@ def int8_mac_fraction(units: Iterable[QuantUnit], plan: Plan) -> float:
             if plan.units.get(u.name) == "int8":
                 int8 += u.macs
     return int8 / total if total else 0.0
+
+
+def plan_key(units: Mapping[str, str]) -> str:
+    """Stable short hash of a plan's unit -> precision mapping."""
+    return sha256_bytes(json.dumps(dict(sorted(units.items())), sort_keys=True).encode())[:16]
+
+
+def make_plan(unit_names: Sequence[str], fallback: Sequence[str] = (), target: str = "fp16"):
+    """Every unit INT8 except ``fallback`` (in ``target``)."""
+    fb = set(fallback)
+    return Plan(units={u: (target if u in fb else "int8") for u in unit_names})

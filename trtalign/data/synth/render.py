@@ -16,8 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from trtalign.eval.synth import shapes
-from trtalign.eval.synth.params import CLASS_NAMES, SynthParams
+from trtalign.data.synth import shapes
+from trtalign.data.synth.params import CLASS_NAMES, SynthParams
 
 STRIPED = CLASS_NAMES.index("striped_rect")
 

@@ -9,8 +9,8 @@ import pytest
 from sensitive_model import SENSITIVE, make_setup
 
 from trtalign.core.errors import ConfigError, InputError
-from trtalign.eval.sensitivity import make_plan
-from trtalign.eval.tuning import check_disjoint, session_from_config, split_dataset, subset_of
+from trtalign.tune.sensitivity import make_plan
+from trtalign.tune.tuning import check_disjoint, session_from_config, split_dataset, subset_of
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def session(tmp_path_factory):
 
 
 def test_split_is_deterministic_disjoint_and_complete(session):
-    from trtalign.eval.datasets import load_dataset
+    from trtalign.data.datasets import load_dataset
 
     ds = load_dataset(session.setup["data"], split="val")
     tune, val = split_dataset(ds, 0.5, seed=0)
@@ -91,7 +91,7 @@ def test_budget_zero_falls_back_everything_and_huge_budget_nothing(session):
 
 
 def test_latency_aware_ranking_and_mismatched_ranking(session):
-    from trtalign.eval.sensitivity import SensitivityResult, UnitSensitivity
+    from trtalign.tune.sensitivity import SensitivityResult, UnitSensitivity
 
     sens = session.sensitivity("sqnr", "disable-one", subset=8)
     result = session.fallback(0.05, sensitivity=sens, max_evals=8, latency_aware=True)

@@ -42,8 +42,9 @@ import numpy as np
 from trtalign.core.errors import ConfigError, InputError, choices_text
 from trtalign.core.io import atomic_write_json, read_json_file
 from trtalign.core.logging import get_logger, progress
-from trtalign.eval.fallback import rank_units
-from trtalign.eval.plan_models import GatedQdqModel, QdqPlanModels, make_plan, plan_key  # noqa: F401 (re-exported)
+from trtalign.tune.fallback import rank_units
+from trtalign.export.units import make_plan, plan_key  # noqa: F401 (re-exported)
+from trtalign.runtime.plan_runners import GatedQdqModel, QdqPlanModels  # noqa: F401 (re-exported)
 
 log = get_logger(__name__)
 

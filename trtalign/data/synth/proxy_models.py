@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from trtalign.core.errors import InputError, choices_text
-from trtalign.eval.synth.dataset import generate_dataset
-from trtalign.eval.synth.params import TASKS, SynthParams
+from trtalign.data.synth.dataset import generate_dataset
+from trtalign.data.synth.params import TASKS, SynthParams
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
 

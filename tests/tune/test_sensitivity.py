@@ -10,7 +10,7 @@ import pytest
 from sensitive_model import SENSITIVE, make_setup
 
 from trtalign.core.errors import ConfigError, InputError
-from trtalign.eval.sensitivity import (LOCAL_METRICS, MODES, QdqPlanModels, SensitivityResult, SensitivityScorer,
+from trtalign.tune.sensitivity import (LOCAL_METRICS, MODES, QdqPlanModels, SensitivityResult, SensitivityScorer,
                                        build_local_probe, det_error, fake_quant, load_sensitivity,
                                        local_sensitivity, make_plan, output_error, save_sensitivity)
 
@@ -166,7 +166,7 @@ def test_result_round_trips_and_bad_inputs(setup, tmp_path):
 def test_tensorrt_engines_rank_the_outlier_unit_first(setup, tmp_path):
     """The same scorer on real TensorRT INT8 engines, one per trial plan (needs TensorRT and a GPU)."""
     pytest.importorskip("tensorrt", reason="TensorRT is not installed")
-    from trtalign.eval.tuning import trt_runner_factory
+    from trtalign.tune.tuning import trt_runner_factory
 
     factory = trt_runner_factory(setup["models"], tmp_path, 32)
     scorer = SensitivityScorer(setup["models"].units, factory, setup["inputs"], num_classes=2, backend="trt-int8")
@@ -176,8 +176,8 @@ def test_tensorrt_engines_rank_the_outlier_unit_first(setup, tmp_path):
 
 def test_gated_model_runs_any_plan_like_its_own_qdq_model(setup):
     """One gated session reproduces the per-plan Q/DQ models (insert_qdq) for mixed plans, tie group included."""
-    from trtalign.eval.plan_models import GatedQdqModel
-    from trtalign.eval.sensitivity import run_outputs
+    from trtalign.runtime.plan_runners import GatedQdqModel
+    from trtalign.tune.sensitivity import run_outputs
 
     gated = GatedQdqModel(setup["onnx"], setup["ranges"])
     names = gated.unit_names

@@ -5,7 +5,7 @@
 - The data is split into a *tuning* split (sensitivity subset, calibration fallback and every choice of the search)
   and a *validation* split (only confirms the result): ``data.tune`` + ``data.val`` when both are given (they must be
   disjoint), else ``data.val`` split deterministically by a hash of each file name (:func:`split_dataset`).
-- Every plan's Q/DQ ONNX is written once per plan hash (:class:`trtalign.eval.sensitivity.QdqPlanModels`); every
+- Every plan's Q/DQ ONNX is written once per plan hash (:class:`trtalign.tune.sensitivity.QdqPlanModels`); every
   (plan, split) mAP is evaluated once per session.
 - The OBB model is scored with rotated mAP50-95 (``score_detections`` picks it from the dataset).
 """
@@ -23,8 +23,8 @@ import numpy as np
 
 from trtalign.core.errors import ConfigError, InputError
 from trtalign.core.logging import get_logger
-from trtalign.eval.fallback import FallbackResult, order_by_cost, search_fallback
-from trtalign.eval.sensitivity import (QdqPlanModels, SensitivityResult, SensitivityScorer, check_choice,
+from trtalign.tune.fallback import FallbackResult, order_by_cost, search_fallback
+from trtalign.tune.sensitivity import (QdqPlanModels, SensitivityResult, SensitivityScorer, check_choice,
                                        local_sensitivity, make_plan, plan_key, LOCAL_METRICS, METRICS, MODES, TARGETS)
 
 log = get_logger(__name__)
@@ -94,7 +94,7 @@ class TuningSession:
     def __init__(self, onnx_path: str | os.PathLike, tune: Any, val: Any, ranges: Any, workdir: str | os.PathLike,
                  runner_factory: Callable[[Any], Any] | None = None, backend: str = "ort-int8sim",
                  split_source: str = ""):
-        from trtalign.eval.datasets import category_map
+        from trtalign.data.datasets import category_map
         from trtalign.export.metadata import read_metadata
 
         self.onnx_path = Path(onnx_path)
@@ -163,7 +163,7 @@ class TuningSession:
     def sensitivity(self, metric: str = "sqnr", mode: str = "disable-one", subset: int = 64, target: str = "fp16",
                     local: bool = False, hard: int = 8, gated: bool = False) -> SensitivityResult:
         """Score every unit on the first ``subset`` images of the tuning split (never on validation).
-        ``gated``: output metrics on one gated Q/DQ model for every plan (see ``eval.plan_models``)."""
+        ``gated``: output metrics on one gated Q/DQ model for every plan (see ``runtime.plan_runners``)."""
         check_choice(metric, METRICS, "sensitivity metric")
         check_choice(mode, MODES, "sensitivity mode")
         check_choice(target, TARGETS, "fallback target")
@@ -176,7 +176,7 @@ class TuningSession:
         inputs = self.inputs(subset) if metric != "map" else ()
         factory = self.output_runner_factory
         if gated and metric != "map" and self.output_runner_factory is self.raw_models.runner:
-            from trtalign.eval.plan_models import GatedQdqModel
+            from trtalign.runtime.plan_runners import GatedQdqModel
 
             factory = GatedQdqModel(self.models.model, self.ranges, self.models.analysis).runner
         scorer = SensitivityScorer(self.units, factory, inputs,
@@ -312,7 +312,7 @@ def _calibration_images(cfg: Any, tune: Any, workdir: Path) -> Path:
 def session_from_config(cfg: Any, workdir: str | os.PathLike | None = None, tune_fraction: float = 0.5,
                         split_seed: int = 0, backend: str = "ort") -> TuningSession:
     """PipelineConfig -> TuningSession (export or reuse the FP32 ONNX, load + split data, calibrate)."""
-    from trtalign.eval.datasets import load_dataset
+    from trtalign.data.datasets import load_dataset
     from trtalign.export.calibrate import calibrate
     from trtalign.export.metadata import read_metadata
     from trtalign.export.ranges import load_ranges

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from trtalign.core.errors import ConfigError, InputError
-from trtalign.eval.synth import (CLASS_NAMES, MANIFEST, SynthParams, generate_dataset, image_rng, render_image,
+from trtalign.data.synth import (CLASS_NAMES, MANIFEST, SynthParams, generate_dataset, image_rng, render_image,
                                  render_split_image)
 
 
@@ -130,7 +130,7 @@ def test_obb_box_is_the_true_oriented_extent():
     params = dataclasses.replace(SynthParams(task="obb", imgsz=192), max_distractors=0, max_lines=0, min_objects=1,
                                  max_objects=1, blur_prob=0.0, max_noise_sigma=0.0, outline_prob=0.0,
                                  photo_background_prob=0.0, shape_jitter=0.0)
-    from trtalign.eval.synth import render as render_mod
+    from trtalign.data.synth import render as render_mod
 
     checked = 0
     for i in range(12):
@@ -197,7 +197,7 @@ def test_ultralytics_reads_the_dataset(obb_ds):
 
 
 def test_trtalign_datasets_load_the_output(detect_ds, obb_ds):
-    from trtalign.eval.datasets import load_dataset
+    from trtalign.data.datasets import load_dataset
 
     for fmt in ("coco", "yolo"):
         ds = load_dataset(detect_ds.out, fmt=fmt)

@@ -1,6 +1,6 @@
 """Label formats of the synthetic dataset: COCO json, ultralytics YOLO / OBB txt, DOTA txt and data.yaml.
 
-Pure functions from :class:`~trtalign.eval.synth.render.SynthObject` lists to text or dicts; the caller writes them
+Pure functions from :class:`~trtalign.data.synth.render.SynthObject` lists to text or dicts; the caller writes them
 (atomically, through ``trtalign.core.io``).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from trtalign.eval.synth.render import SynthObject
+from trtalign.data.synth.render import SynthObject
 
 
 def yolo_label_text(objects: Sequence[SynthObject], imgsz: int, task: str) -> str:

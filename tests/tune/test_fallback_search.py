@@ -7,7 +7,7 @@ import json
 import pytest
 
 from trtalign.core.errors import InputError
-from trtalign.eval.fallback import order_by_cost, rank_units, search_fallback
+from trtalign.tune.fallback import order_by_cost, rank_units, search_fallback
 
 UNITS = [f"u{i:02d}" for i in range(32)]
 

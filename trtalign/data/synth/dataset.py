@@ -24,9 +24,9 @@ import numpy as np
 from trtalign.core.errors import InputError
 from trtalign.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_bytes
 from trtalign.core.logging import get_logger, progress
-from trtalign.eval.synth.params import CLASS_NAMES, SynthParams
-from trtalign.eval.synth.render import SynthObject, encode_image, render_image, sample_photos
-from trtalign.eval.synth.writers import coco_dataset, data_yaml_text, dota_label_text, yolo_label_text
+from trtalign.data.synth.params import CLASS_NAMES, SynthParams
+from trtalign.data.synth.render import SynthObject, encode_image, render_image, sample_photos
+from trtalign.data.synth.writers import coco_dataset, data_yaml_text, dota_label_text, yolo_label_text
 
 log = get_logger(__name__)
 
@@ -158,7 +158,7 @@ def generate_dataset(out: str | Path, params: SynthParams | None = None, train: 
     files["data.yaml"] = sha256_bytes(yaml_text.encode())
     seconds = time.perf_counter() - start
     result = SynthResult(out, params, seed, counts, instances, out / "data.yaml", coco_paths, seconds, files)
-    manifest = {"generator": "trtalign.eval.synth", "seed": seed, "params": params.to_dict(), "counts": counts,
+    manifest = {"generator": "trtalign.data.synth", "seed": seed, "params": params.to_dict(), "counts": counts,
                 "instances": instances, "names": list(CLASS_NAMES),
                 "backgrounds": [name for name, _ in sample_photos()] if params.photo_background_prob > 0 else [],
                 "files": dict(sorted(files.items()))}

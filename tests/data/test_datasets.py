@@ -11,7 +11,7 @@ import pytest
 
 from trtalign.core.enums import Task
 from trtalign.core.errors import InputError
-from trtalign.eval.datasets import category_map, load_coco, load_dataset, load_dota, load_yolo
+from trtalign.data.datasets import category_map, load_coco, load_dataset, load_dota, load_yolo
 
 
 def _write_image(path: Path, w: int = 64, h: int = 48) -> None:
@@ -146,8 +146,8 @@ def test_dota_txt(tmp_path):
 
 
 def test_load_dataset_detects_formats_on_synth(tmp_path):
-    from trtalign.eval.synth.dataset import generate_dataset
-    from trtalign.eval.synth.params import SynthParams
+    from trtalign.data.synth.dataset import generate_dataset
+    from trtalign.data.synth.params import SynthParams
 
     generate_dataset(tmp_path / "det", SynthParams(task="detect", imgsz=96), val=3, seed=1)
     generate_dataset(tmp_path / "obb", SynthParams(task="obb", imgsz=96), val=3, seed=1)

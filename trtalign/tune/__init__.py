@@ -1,0 +1,1 @@
+"""Quantization tuning: per-unit INT8 sensitivity, the fallback search, the tuning session and its report."""
