@@ -163,14 +163,6 @@ class Detections:
 
 def xywhr_to_corners(boxes: np.ndarray) -> np.ndarray:
     """``[N, 5]`` (cx, cy, w, h, angle rad) -> ``[N, 4, 2]`` corners, in the order ultralytics' ``xywhr2xyxyxyxy`` uses."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
-    ctr = boxes[:, :2]
-    w, h, a = boxes[:, 2], boxes[:, 3], boxes[:, 4]
-    cos, sin = np.cos(a), np.sin(a)
-    vec1 = np.stack([w / 2 * cos, w / 2 * sin], -1)
-    vec2 = np.stack([-h / 2 * sin, h / 2 * cos], -1)
-    pt1 = ctr + vec1 + vec2
-    pt2 = ctr + vec1 - vec2
-    pt3 = ctr - vec1 - vec2
-    pt4 = ctr - vec1 + vec2
-    return np.stack([pt1, pt2, pt3, pt4], axis=1).astype(np.float32)
+    from trtalign.core.geometry import xywhr_to_corners as corners
+
+    return corners(boxes)

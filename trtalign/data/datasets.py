@@ -22,6 +22,7 @@ import numpy as np
 
 from trtalign.core.enums import Task
 from trtalign.core.errors import ConfigError, InputError, choices_text
+from trtalign.core.geometry import rotated_bounds
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 FORMATS = ("auto", "coco", "yolo", "dota")
@@ -161,11 +162,8 @@ class Dataset:
 
 # ---------------------------------------------------------------------------------------------------------- helpers
 def xywhr_to_enclosing_xyxy(boxes: np.ndarray) -> np.ndarray:
-    b = np.asarray(boxes, np.float64).reshape(-1, 5)
-    c, s = np.abs(np.cos(b[:, 4])), np.abs(np.sin(b[:, 4]))
-    hw = (b[:, 2] * c + b[:, 3] * s) / 2
-    hh = (b[:, 2] * s + b[:, 3] * c) / 2
-    return np.stack([b[:, 0] - hw, b[:, 1] - hh, b[:, 0] + hw, b[:, 1] + hh], 1)
+    """Enclosing axis-aligned boxes of rotated ones (:func:`trtalign.core.geometry.rotated_bounds`)."""
+    return rotated_bounds(boxes)
 
 
 def polygons_to_xywhr(points: np.ndarray) -> np.ndarray:

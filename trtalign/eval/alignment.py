@@ -24,6 +24,7 @@ import numpy as np
 
 from trtalign.core.detections import Detections
 from trtalign.core.errors import InputError, ModelError
+from trtalign.core.geometry import axis_iou_matrix, rotated_iou_matrix
 from trtalign.core.logging import get_logger, progress
 from trtalign.core.preprocess import as_hw, letterbox_batch, list_images, read_images
 
@@ -105,29 +106,18 @@ class TensorStatsAccumulator:
 
 # ---------------------------------------------------------------------------------------------------- detections
 def iou_matrix(a: Detections, b: Detections) -> np.ndarray:
-    """IoU of every detection in ``a`` with every one in ``b`` (exact polygon IoU for rotated boxes)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float64)
-    ax, bx = a.xyxy().astype(np.float64), b.xyxy().astype(np.float64)
-    lt = np.maximum(ax[:, None, :2], bx[None, :, :2])
-    rb = np.minimum(ax[:, None, 2:], bx[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = (ax[:, 2] - ax[:, 0]) * (ax[:, 3] - ax[:, 1])
-    area_b = (bx[:, 2] - bx[:, 0]) * (bx[:, 3] - bx[:, 1])
-    ious = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+    """IoU of every detection in ``a`` with every one in ``b`` (exact polygon IoU for rotated boxes; an axis-aligned
+    set compared with a rotated one is taken as rotated boxes at angle 0)."""
     if not (a.rotated or b.rotated):
-        return ious
-    from shapely.geometry import Polygon
+        return axis_iou_matrix(a.boxes, b.boxes)
+    return rotated_iou_matrix(_as_xywhr(a), _as_xywhr(b))
 
-    pa = [Polygon(c) for c in a.corners()]
-    pb = [Polygon(c) for c in b.corners()]
-    out = np.zeros_like(ious)
-    for i, j in zip(*np.nonzero(inter > 0)):
-        inter_ij = pa[i].intersection(pb[j]).area
-        union = pa[i].area + pb[j].area - inter_ij
-        out[i, j] = inter_ij / union if union > 0 else 0.0
-    return out
+
+def _as_xywhr(d: Detections) -> np.ndarray:
+    if d.rotated:
+        return d.boxes
+    x1, y1, x2, y2 = np.asarray(d.boxes, np.float64).reshape(-1, 4).T
+    return np.stack([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, np.zeros_like(x1)], axis=1)
 
 
 def match_detections(ref: Detections, test: Detections, iou_threshold: float = 0.5) -> tuple:

@@ -1,9 +1,8 @@
 """Rotated-box mAP: DOTA-style VOC mAP@0.5 (07 11-point and area variants) and COCO-style mAP50-95, with the exact
 polygon IoU of rotated rectangles.
 
-IoU: :func:`rotated_iou_matrix` intersects every pair of rectangles exactly and vectorised (the intersection polygon is
-the set of corners inside the other box plus the edge-edge crossings, ordered by angle around their centroid; its area
-by the shoelace formula). The tests check it against shapely's polygon intersection on random boxes.
+IoU: :func:`trtalign.core.geometry.rotated_iou_matrix` (exact polygon overlap, the same function the reference NMS
+uses; the tests check it against shapely's polygon intersection on random boxes).
 
 VOC / DOTA (``dota_ap``): per class, detections of all images sorted by score; each takes the ground truth of highest
 IoU in its image; IoU > 0.5 and that box not yet taken -> TP, else FP; a match with a ``difficult`` box is neither
@@ -21,93 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from trtalign.core.detections import Detections, xywhr_to_corners
+from trtalign.core.detections import Detections
+from trtalign.core.geometry import rotated_iou_matrix, xywhr_to_corners
 from trtalign.core.errors import InputError
 from trtalign.eval.coco_metrics import RECALL_POINTS, CocoResult, DetectionStore
 from trtalign.data.datasets import Dataset
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 ROTATED_STAT_KEYS = ("map", "map50", "map75", "map50_voc07", "map50_voc", "mar_100")
-_CHUNK = 20000
-
-
-# --------------------------------------------------------------------------------------------------------------- IoU
-def _corners_ccw(boxes: np.ndarray) -> np.ndarray:
-    b = np.asarray(boxes, np.float64).reshape(-1, 5)
-    cos, sin = np.cos(b[:, 4]), np.sin(b[:, 4])
-    v1 = np.stack([b[:, 2] / 2 * cos, b[:, 2] / 2 * sin], -1)
-    v2 = np.stack([-b[:, 3] / 2 * sin, b[:, 3] / 2 * cos], -1)
-    ctr = b[:, :2]
-    c = np.stack([ctr + v1 + v2, ctr + v1 - v2, ctr - v1 - v2, ctr - v1 + v2], 1)
-    x, y = c[..., 0], c[..., 1]
-    signed = 0.5 * (x * np.roll(y, -1, 1) - np.roll(x, -1, 1) * y).sum(1)
-    c[signed < 0] = c[signed < 0][:, ::-1]
-    return c
-
-
-def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
-
-
-def _inside(points: np.ndarray, poly: np.ndarray, tol: np.ndarray) -> np.ndarray:
-    """points [K, P, 2] inside convex CCW poly [K, 4, 2] (boundary included, ``tol`` [K] in pixels)."""
-    edge = np.roll(poly, -1, 1) - poly  # [K, 4, 2]
-    rel = points[:, :, None, :] - poly[:, None, :, :]  # [K, P, 4, 2]
-    dist = _cross(edge[:, None], rel) / np.maximum(np.linalg.norm(edge, axis=-1)[:, None], 1e-300)
-    return (dist >= -tol[:, None, None]).all(-1)
-
-
-def intersection_area(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Area of the intersection of convex CCW quadrilaterals ``p`` and ``q`` (both ``[K, 4, 2]``)."""
-    shift = p.mean(1, keepdims=True)
-    p, q = p - shift, q - shift
-    scale = np.maximum(np.abs(p).max((1, 2)), np.abs(q).max((1, 2)))
-    tol = 1e-9 * np.maximum(scale, 1.0)
-    r = np.roll(p, -1, 1) - p  # P edges [K, 4, 2]
-    s = np.roll(q, -1, 1) - q
-    qp = q[:, None, :, :] - p[:, :, None, :]  # [K, 4(P), 4(Q), 2]
-    denom = _cross(r[:, :, None], s[:, None, :])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = _cross(qp, s[:, None, :]) / denom
-        u = _cross(qp, r[:, :, None]) / denom
-    ok = (np.abs(denom) > 1e-12 * np.maximum(scale, 1.0)[:, None, None] ** 2) & (t >= -1e-12) & (t <= 1 + 1e-12) & \
-        (u >= -1e-12) & (u <= 1 + 1e-12)
-    cross_pts = p[:, :, None, :] + np.where(ok, t, 0.0)[..., None] * r[:, :, None, :]
-    pts = np.concatenate([p, q, cross_pts.reshape(len(p), 16, 2)], 1)  # [K, 24, 2]
-    mask = np.concatenate([_inside(p, q, tol), _inside(q, p, tol), ok.reshape(len(p), 16)], 1)
-    count = mask.sum(1)
-    centroid = (pts * mask[..., None]).sum(1) / np.maximum(count, 1)[:, None]
-    ang = np.arctan2(pts[..., 1] - centroid[:, None, 1], pts[..., 0] - centroid[:, None, 0])
-    ang = np.where(mask, ang, 10.0)
-    order = np.argsort(ang, axis=1, kind="stable")
-    sp = np.take_along_axis(pts, order[..., None], 1)
-    smask = np.take_along_axis(mask, order, 1)
-    sp = np.where(smask[..., None], sp, sp[:, :1, :])  # pad with the first point: zero-length closing edges
-    nxt = np.roll(sp, -1, 1)
-    area = 0.5 * np.abs((sp[..., 0] * nxt[..., 1] - nxt[..., 0] * sp[..., 1]).sum(1))
-    return np.where(count >= 3, area, 0.0)
-
-
-def rotated_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact IoU ``[N, M]`` between rotated boxes ``a`` ``[N, 5]`` and ``b`` ``[M, 5]`` (cx, cy, w, h, angle rad)."""
-    a = np.asarray(a, np.float64).reshape(-1, 5)
-    b = np.asarray(b, np.float64).reshape(-1, 5)
-    out = np.zeros((len(a), len(b)))
-    if not len(a) or not len(b):
-        return out
-    area_a, area_b = a[:, 2] * a[:, 3], b[:, 2] * b[:, 3]
-    ra, rb = np.hypot(a[:, 2], a[:, 3]) / 2, np.hypot(b[:, 2], b[:, 3]) / 2
-    dist = np.hypot(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1])
-    ia, ib = np.nonzero((dist <= ra[:, None] + rb[None, :]) & (area_a[:, None] > 0) & (area_b[None, :] > 0))
-    if not len(ia):
-        return out
-    ca, cb = _corners_ccw(a), _corners_ccw(b)
-    for s in range(0, len(ia), _CHUNK):
-        i, j = ia[s:s + _CHUNK], ib[s:s + _CHUNK]
-        inter = intersection_area(ca[i], cb[j])
-        union = area_a[i] + area_b[j] - inter
-        out[i, j] = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-    return np.clip(out, 0.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------------------------------- AP

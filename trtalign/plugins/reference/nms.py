@@ -44,7 +44,7 @@ can emit extra detections scored -32768 (0 after sigmoid). Use a score_threshold
 TensorRT, or drop detections whose score is below the threshold.
 
 ``EfficientRotatedNMS_TRT`` (ours, built to the same rules): boxes ``[B, N, 5]`` = (cx, cy, w, h, angle in radians),
-IoU = exact polygon overlap (:mod:`trtalign.plugins.reference.rotated_iou`, float64), ``detection_boxes`` ``[B, K, 5]``
+IoU = exact polygon overlap (:mod:`trtalign.core.geometry`, float64, clamped to [0, 1]), ``detection_boxes`` ``[B, K, 5]``
 are the input boxes unchanged; ``box_coding`` is accepted and ignored (boxes are always centre-size-angle).
 """
 
@@ -55,7 +55,7 @@ from typing import NamedTuple
 import numpy as np
 
 from trtalign.core.errors import InputError, expect
-from trtalign.plugins.reference.rotated_iou import rotated_bounds, rotated_iou_paired
+from trtalign.core.geometry import axis_iou_matrix, rotated_bounds, rotated_iou_paired, xywh_to_xyxy
 
 #: candidates entering NMS per image (TensorRT's numSelectedBoxes after EfficientNMSPlugin::initialize())
 TOPK = 5000
@@ -110,31 +110,14 @@ def select_candidates(scores: np.ndarray, threshold: np.float32, background_clas
 
 def corners_from_boxes(boxes: np.ndarray, box_coding: int) -> np.ndarray:
     """Boxes ``[N, 4]`` in the given coding -> corners ``[N, 4]`` float32 (coding 0: unchanged)."""
-    b = np.asarray(boxes, dtype=np.float32)
     if not box_coding:
-        return b.copy()
-    half = np.float32(0.5)
-    cx, cy, w, h = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
-    return np.stack([cx - w * half, cy - h * half, cx + w * half, cy + h * half], axis=1).astype(np.float32)
+        return np.array(boxes, dtype=np.float32)
+    return xywh_to_xyxy(boxes, np.float32)
 
 
 def corner_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """TensorRT's corner IoU (float32) of one box against ``boxes [M, 4]``."""
-    a = np.asarray(box, dtype=np.float32)
-    b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    ax1, ax2 = min(a[0], a[2]), max(a[0], a[2])
-    ay1, ay2 = min(a[1], a[3]), max(a[1], a[3])
-    bx1, bx2 = np.minimum(b[:, 0], b[:, 2]), np.maximum(b[:, 0], b[:, 2])
-    by1, by2 = np.minimum(b[:, 1], b[:, 3]), np.maximum(b[:, 1], b[:, 3])
-
-    def area(x1, y1, x2, y2):
-        w, h = np.float32(x2 - x1), np.float32(y2 - y1)
-        return np.where((w > 0) & (h > 0), h * w, np.float32(0)).astype(np.float32)
-
-    inter = area(np.maximum(ax1, bx1), np.maximum(ay1, by1), np.minimum(ax2, bx2), np.minimum(ay2, by2))
-    union = (area(ax1, ay1, ax2, ay2) + area(bx1, by1, bx2, by2) - inter).astype(np.float32)
-    ok = (inter > 0) & (union > 0)
-    return np.where(ok, inter / np.where(ok, union, np.float32(1)), np.float32(0)).astype(np.float32)
+    return axis_iou_matrix(np.asarray(box).reshape(1, 4), boxes, np.float32)[0]
 
 
 def greedy_nms(candidates_boxes: np.ndarray, classes: np.ndarray, iou_threshold: float, max_output_boxes: int,

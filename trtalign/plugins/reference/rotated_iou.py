@@ -1,195 +1,21 @@
-"""Exact overlap of rotated rectangles: Sutherland–Hodgman clipping of two convex quadrilaterals, in float64.
+"""Rotated IoU for the reference ops: the names the reference NMS and its tests use, from :mod:`trtalign.core.geometry`.
 
-A rotated box is ``(cx, cy, w, h, angle)`` with the angle in radians (any value: cos/sin make it periodic). Its corners,
-relative to the centre, are ``R(angle) @ (±w/2, ±h/2)`` in the order (-,-), (+,-), (+,+), (-,+), which is
-counter-clockwise in a right-handed frame for ``w, h > 0``.
-
-Rules (shared with the CUDA plugin in ``trtalign/plugins/csrc``, which must give the same numbers within 1e-5):
-
-- A box with ``w <= 0`` or ``h <= 0`` has area 0 and IoU 0 with everything (itself included), like TensorRT's
-  ``BoxCorner::area`` which returns 0 for a non-positive side.
-- Areas of the boxes are ``w * h``; the intersection is the shoelace area of box A clipped by the four half-planes of
-  box B (a point exactly on a clip line counts as inside, so coincident edges keep their vertices; an edge crosses a
-  clip line only where the signed distances have strictly different signs, so parallel edges never divide by zero).
-- ``iou = inter / (area_a + area_b - inter)``; ``inter <= 0`` or ``union <= 0`` gives 0 (the TensorRT IOU rule).
-- Both boxes are translated so that box A's centre is the origin before corners are formed (better conditioning for
-  large image coordinates).
+The rules (exact polygon overlap, zero-area boxes IoU 0, clamped to [0, 1], identical boxes exactly 1) are stated
+there once; the CUDA plugin in ``trtalign/plugins/csrc`` follows them.
 """
 
 from __future__ import annotations
 
-import numpy as np
+from trtalign.core.geometry import (
+    rotated_bounds,
+    rotated_corners as box_corners,
+    rotated_intersection,
+    rotated_intersection_paired,
+    rotated_iou,
+    rotated_iou_matrix as rotated_iou_pairwise,
+    rotated_iou_one_to_many,
+    rotated_iou_paired,
+)
 
-
-def box_corners(box: np.ndarray) -> np.ndarray:
-    """Corners ``[..., 4, 2]`` (counter-clockwise for positive sizes) of rotated boxes ``[..., 5]``."""
-    box = np.asarray(box, dtype=np.float64)
-    cx, cy, w, h, a = (box[..., i] for i in range(5))
-    c, s = np.cos(a), np.sin(a)
-    dx = np.stack([-w, w, w, -w], axis=-1) * 0.5
-    dy = np.stack([-h, -h, h, h], axis=-1) * 0.5
-    x = cx[..., None] + dx * c[..., None] - dy * s[..., None]
-    y = cy[..., None] + dx * s[..., None] + dy * c[..., None]
-    return np.stack([x, y], axis=-1)
-
-
-def _clip(poly: list[tuple[float, float]], e0: np.ndarray, e1: np.ndarray) -> list[tuple[float, float]]:
-    """Keep the part of ``poly`` left of (or on) the directed line e0 -> e1: one Sutherland–Hodgman step."""
-    ex, ey = e1[0] - e0[0], e1[1] - e0[1]
-    out: list[tuple[float, float]] = []
-    n = len(poly)
-    for i in range(n):
-        cur, nxt = poly[i], poly[(i + 1) % n]
-        d_cur = ex * (cur[1] - e0[1]) - ey * (cur[0] - e0[0])
-        d_nxt = ex * (nxt[1] - e0[1]) - ey * (nxt[0] - e0[0])
-        if (d_cur >= 0) != (d_nxt >= 0):  # strictly opposite sides: the crossing exists and d_cur != d_nxt
-            t = d_cur / (d_cur - d_nxt)
-            out.append((cur[0] + t * (nxt[0] - cur[0]), cur[1] + t * (nxt[1] - cur[1])))
-        if d_nxt >= 0:
-            out.append(nxt)
-    return out
-
-
-def _shoelace(poly: list[tuple[float, float]]) -> float:
-    n = len(poly)
-    twice = 0.0
-    for i in range(n):
-        x0, y0 = poly[i]
-        x1, y1 = poly[(i + 1) % n]
-        twice += x0 * y1 - x1 * y0
-    return abs(twice) * 0.5
-
-
-def rotated_intersection(box_a: np.ndarray, box_b: np.ndarray) -> float:
-    """Exact intersection area of two rotated boxes ``(cx, cy, w, h, angle)`` (scalar, loop-by-loop)."""
-    a = np.asarray(box_a, dtype=np.float64)
-    b = np.asarray(box_b, dtype=np.float64)
-    if a[2] <= 0 or a[3] <= 0 or b[2] <= 0 or b[3] <= 0:
-        return 0.0
-    origin = a[:2].copy()
-    a = a.copy()
-    b = b.copy()
-    a[:2] -= origin
-    b[:2] -= origin
-    poly = [tuple(p) for p in box_corners(a)]
-    clip = box_corners(b)
-    for k in range(4):
-        poly = _clip(poly, clip[k], clip[(k + 1) % 4])
-        if len(poly) < 3:
-            return 0.0
-    return _shoelace(poly)
-
-
-def rotated_iou(box_a: np.ndarray, box_b: np.ndarray) -> float:
-    """IoU of two rotated boxes (scalar reference)."""
-    a = np.asarray(box_a, dtype=np.float64)
-    b = np.asarray(box_b, dtype=np.float64)
-    inter = rotated_intersection(a, b)
-    if inter <= 0:
-        return 0.0
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    if union <= 0:
-        return 0.0
-    return float(inter / union)
-
-
-def _clip_many(poly: np.ndarray, count: np.ndarray, e0: np.ndarray, e1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised Sutherland–Hodgman step: polygons ``[M, V, 2]`` with ``count`` valid vertices, one line per row.
-
-    Same arithmetic and emission order as :func:`_clip`: for each edge (cur, nxt), the crossing (if any), then nxt
-    (if inside); the emitted points are then packed to the front of each row.
-    """
-    m, v, _ = poly.shape
-    idx = np.arange(v)
-    valid = idx[None, :] < count[:, None]
-    nidx = np.where(idx[None, :] + 1 < count[:, None], idx[None, :] + 1, 0)
-    nxt = np.take_along_axis(poly, nidx[..., None], axis=1)
-    ex = (e1[:, 0] - e0[:, 0])[:, None]
-    ey = (e1[:, 1] - e0[:, 1])[:, None]
-    d_cur = ex * (poly[..., 1] - e0[:, None, 1]) - ey * (poly[..., 0] - e0[:, None, 0])
-    d_nxt = ex * (nxt[..., 1] - e0[:, None, 1]) - ey * (nxt[..., 0] - e0[:, None, 0])
-    in_cur, in_nxt = d_cur >= 0, d_nxt >= 0
-    cross = valid & (in_cur != in_nxt)
-    denom = np.where(cross, d_cur - d_nxt, 1.0)
-    t = np.where(cross, d_cur / denom, 0.0)[..., None]
-    inter = poly + t * (nxt - poly)
-    pts = np.stack([inter, nxt], axis=2).reshape(m, 2 * v, 2)
-    keep = np.stack([cross, valid & in_nxt], axis=2).reshape(m, 2 * v)
-    new_count = keep.sum(axis=1)
-    width = max(int(new_count.max(initial=0)), 1)
-    slot = np.cumsum(keep, axis=1) - 1  # where each kept point goes, in emission order
-    row, col = np.nonzero(keep)
-    packed = np.zeros((m, width, 2), dtype=poly.dtype)
-    packed[row, slot[row, col]] = pts[row, col]
-    return packed, new_count
-
-
-def rotated_intersection_paired(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Intersection areas ``[M]`` of ``boxes_a[i]`` with ``boxes_b[i]`` (vectorised, same rules as the scalar)."""
-    a_all = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 5)
-    b_all = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 5)
-    out = np.zeros(len(b_all), dtype=np.float64)
-    rows = np.nonzero((a_all[:, 2] > 0) & (a_all[:, 3] > 0) & (b_all[:, 2] > 0) & (b_all[:, 3] > 0))[0]
-    if len(rows) == 0:
-        return out
-    a = a_all[rows].copy()
-    b = b_all[rows].copy()
-    b[:, :2] -= a[:, :2]  # box A's centre is the origin
-    a[:, :2] = 0.0
-    m = len(rows)
-    poly = box_corners(a)
-    count = np.full(m, 4, dtype=np.int64)
-    clip = box_corners(b)
-    for k in range(4):
-        poly, count = _clip_many(poly, count, clip[:, k], clip[:, (k + 1) % 4])
-    v = poly.shape[1]
-    idx = np.arange(v)
-    valid = idx[None, :] < count[:, None]
-    nidx = np.where(idx[None, :] + 1 < count[:, None], idx[None, :] + 1, 0)
-    nxt = np.take_along_axis(poly, nidx[..., None], axis=1)
-    terms = np.where(valid, poly[..., 0] * nxt[..., 1] - nxt[..., 0] * poly[..., 1], 0.0)
-    area = np.abs(terms.sum(axis=1)) * 0.5
-    out[rows] = np.where(count >= 3, area, 0.0)
-    return out
-
-
-def rotated_iou_paired(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU ``[M]`` float64 of ``boxes_a[i]`` with ``boxes_b[i]``."""
-    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 5)
-    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 5)
-    inter = rotated_intersection_paired(a, b)
-    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
-    ok = (inter > 0) & (union > 0)
-    return np.where(ok, inter / np.where(ok, union, 1.0), 0.0)
-
-
-def rotated_intersection_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Intersection areas ``[M]`` of one rotated box with ``boxes [M, 5]``."""
-    bs = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
-    return rotated_intersection_paired(np.broadcast_to(np.asarray(box, dtype=np.float64).reshape(1, 5), bs.shape), bs)
-
-
-def rotated_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU ``[M]`` float64 of one rotated box against ``boxes [M, 5]`` (what the NMS loop calls)."""
-    bs = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
-    return rotated_iou_paired(np.broadcast_to(np.asarray(box, dtype=np.float64).reshape(1, 5), bs.shape), bs)
-
-
-def rotated_iou_pairwise(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU matrix ``[N, M]`` float64 between two sets of rotated boxes."""
-    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 5)
-    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 5)
-    out = np.zeros((len(a), len(b)), dtype=np.float64)
-    for i in range(len(a)):
-        out[i] = rotated_iou_one_to_many(a[i], b)
-    return out
-
-
-def rotated_bounds(boxes: np.ndarray) -> np.ndarray:
-    """Axis-aligned bounds ``[M, 4]`` (x1, y1, x2, y2) of rotated boxes, used to skip pairs that cannot overlap."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 5)
-    c, s = np.abs(np.cos(b[:, 4])), np.abs(np.sin(b[:, 4]))
-    w, h = np.abs(b[:, 2]), np.abs(b[:, 3])
-    hw = 0.5 * (w * c + h * s)
-    hh = 0.5 * (w * s + h * c)
-    return np.stack([b[:, 0] - hw, b[:, 1] - hh, b[:, 0] + hw, b[:, 1] + hh], axis=1)
+__all__ = ["box_corners", "rotated_bounds", "rotated_intersection", "rotated_intersection_paired", "rotated_iou",
+           "rotated_iou_one_to_many", "rotated_iou_paired", "rotated_iou_pairwise"]
