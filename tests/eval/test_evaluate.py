@@ -19,7 +19,7 @@ from trtalign.eval.evaluate import NmsSettings, evaluate, parse_precisions
 IMGSZ = 96
 RESULT_KEYS = {"task", "metric", "model", "imgsz", "batch", "reference", "nms", "dataset", "results", "skipped"}
 PRECISION_KEYS = {"precision", "runner", "model", "metrics", "delta_map", "delta_map50", "latency", "detections_file",
-                  "notes"}
+                  "notes", "delta_map_ci95", "delta_map50_ci95"}
 ASSETS = Path(__file__).resolve().parents[2] / "trtalign" / "assets" / "models"
 
 
@@ -59,6 +59,10 @@ def test_result_structure_and_stable_keys(setup):
         assert r["metrics"]["num_images"] == 5 and r["latency"]["images"] == 5 and r["latency"]["median_ms"] > 0
         assert r["latency"]["batch"] == 2
     assert d["reference"] == "torch" and d["results"][0]["delta_map"] == 0.0
+    assert d["results"][0]["delta_map_ci95"] == [0.0, 0.0]  # the reference against itself
+    for r in d["results"][1:]:  # a paired bootstrap interval around each delta
+        lo, hi = r["delta_map_ci95"]
+        assert lo <= round(r["delta_map"], 6) <= hi and len(r["delta_map50_ci95"]) == 2
     assert d["metric"] == "coco-bbox" and d["imgsz"] == [IMGSZ, IMGSZ] and d["dataset"]["images"] == 5
     assert "FP16 emulation" in d["results"][2]["notes"][0]
 

@@ -17,7 +17,8 @@ JSON (``EvalResult.to_dict()``), stable keys:
   ("torch", "ort-fp32", "ort-fp16sim", "ort-int8sim", "trt-fp32", ...), ``model`` (file run), ``metrics``
   (:class:`~trtalign.eval.coco_metrics.CocoResult` or :class:`~trtalign.eval.rotated_metrics.RotatedResult`
   to_dict: ``stats.map`` is mAP50-95, ``stats.map50`` mAP50), ``delta_map`` / ``delta_map50`` (this minus the
-  reference; 0 for the reference itself), ``latency`` {median_ms, mean_ms, p90_ms, images, batch} per image,
+  reference; 0 for the reference itself), ``delta_map_ci95`` / ``delta_map50_ci95`` ([low, high]: paired bootstrap
+  95% interval over images, :mod:`trtalign.eval.bootstrap`; [0, 0] for the reference), ``latency`` {median_ms, mean_ms, p90_ms, images, batch} per image,
   ``detections_file`` (with ``save_detections``), ``notes``};
 - ``skipped``: {precision or runner name: reason} for what could not run here (no TensorRT, no Q/DQ export, ...).
 """
@@ -118,6 +119,9 @@ class PrecisionResult:
     delta_map50: Optional[float] = None
     detections_file: Optional[str] = None
     notes: list = field(default_factory=list)
+    delta_map_ci95: Optional[list] = None
+    delta_map50_ci95: Optional[list] = None
+    detections: Optional[dict] = field(default=None, repr=False)  # {image_id: Detections}, for the intervals
 
     @property
     def map(self) -> float:
@@ -126,6 +130,7 @@ class PrecisionResult:
     def to_dict(self) -> dict:
         return {"precision": self.precision, "runner": self.runner, "model": self.model,
                 "metrics": self.metrics.to_dict(), "delta_map": self.delta_map, "delta_map50": self.delta_map50,
+                "delta_map_ci95": self.delta_map_ci95, "delta_map50_ci95": self.delta_map50_ci95,
                 "latency": self.latency.to_dict(), "detections_file": self.detections_file, "notes": list(self.notes)}
 
 
@@ -151,7 +156,10 @@ class EvalResult:
                 return r
         raise InputError(f"no result for {runner!r}; evaluated: {choices_text(r.runner for r in self.results)}")
 
-    def set_deltas(self, reference: str | None = None) -> None:
+    def set_deltas(self, reference: str | None = None, dataset: Dataset | None = None,
+                   resamples: int = 1000, seed: int = 0) -> None:
+        """Deltas against ``reference``; with ``dataset`` (and detections kept) also their paired bootstrap
+        95% intervals over images."""
         if not self.results:
             return
         names = [r.runner for r in self.results]
@@ -161,6 +169,16 @@ class EvalResult:
         for r in self.results:
             r.delta_map = _delta(r.metrics.stats["map"], base.stats["map"])
             r.delta_map50 = _delta(r.metrics.stats["map50"], base.stats["map50"])
+        ref_dets = self.result(ref).detections
+        if dataset is None or ref_dets is None or resamples <= 0:
+            return
+        from trtalign.eval.bootstrap import MatchTable, bootstrap_tables, round_interval
+
+        ref_table = MatchTable(dataset, ref_dets)
+        for r in self.results:
+            if r.detections is not None:
+                ci = bootstrap_tables(MatchTable(dataset, r.detections), ref_table, resamples, seed)
+                r.delta_map_ci95, r.delta_map50_ci95 = round_interval(ci.ci95), round_interval(ci.ci95_50)
 
     def to_dict(self) -> dict:
         return {"task": self.task, "metric": self.metric, "model": self.model, "imgsz": list(self.imgsz),
@@ -170,11 +188,13 @@ class EvalResult:
     def summary(self) -> str:
         lines = [f"{self.metric} on {self.dataset.get('images')} images ({self.dataset.get('root')}), "
                  f"imgsz {self.imgsz[0]}x{self.imgsz[1]}, reference {self.reference}",
-                 f"{'runner':<14}{'mAP50-95':>10}{'mAP50':>9}{'delta':>9}{'ms/img':>9}"]
+                 f"{'runner':<14}{'mAP50-95':>10}{'mAP50':>9}{'delta':>9}{'ms/img':>9}  delta 95% CI"]
         for r in self.results:
             d = "" if r.delta_map is None else f"{r.delta_map:+.4f}"
+            ci = r.delta_map_ci95
+            ci = f"  [{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci and None not in ci else ""
             lines.append(f"{r.runner:<14}{r.metrics.stats['map']:>10.4f}{r.metrics.stats['map50']:>9.4f}{d:>9}"
-                         f"{r.latency.median_ms:>9.1f}")
+                         f"{r.latency.median_ms:>9.1f}{ci}")
         for k, why in self.skipped.items():
             lines.append(f"{k:<14}skipped: {why}")
         return "\n".join(lines)
@@ -480,7 +500,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
                 post = torch_postprocess(runner, nms) if precision == "torch" else ort_postprocess(dataset.rotated)
                 dets, latency = run_runner(runner, dataset, src.imgsz, post, batch, cmap, desc=label)
             metrics = score_detections(dataset, dets, coco_backend)
-            pr = PrecisionResult(precision, label, metrics, latency, model_file, notes=[note] if note else [])
+            pr = PrecisionResult(precision, label, metrics, latency, model_file, notes=[note] if note else [],
+                                 detections=dets)
             if precision == "torch":
                 pr.notes.append("NMS: " + ("ultralytics non_max_suppression" if nms.torch_nms == "ultralytics"
                                            else "EfficientNMS reference (aligned)"))
@@ -491,7 +512,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
             result.results.append(pr)
         if save_detections_dir is not None:
             atomic_write_json(Path(save_detections_dir) / "ground_truth_coco.json", dataset.to_coco(), indent=None)
-        result.set_deltas()
+        result.set_deltas(dataset=dataset)
         return result
     finally:
         if tmp is not None:
