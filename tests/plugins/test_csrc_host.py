@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from .csrc_harness import host_api, nvcc_host_api  # noqa: F401  (fixtures)
 
-from trtalign.plugins.reference import efficient_rotated_nms, rotated_iou
+from trtalign.plugins.reference import efficient_rotated_nms, rotated_iou, rotated_iou_paired
 
 S2 = math.sqrt(2.0)
 
@@ -78,6 +78,24 @@ def test_10k_random_pairs_within_1e5_of_reference(host_api):
     assert (ref > 0).mean() > 0.7  # the test exercises overlaps, not empty pairs
     diff = np.abs(got - ref)
     assert diff.max() <= 1e-5, f"max |IoU diff| {diff.max():.3g} at pair {int(diff.argmax())}"
+
+
+def test_identical_boxes_iou_exactly_one_in_cpp_and_python(host_api):
+    """Identical boxes: IoU exactly 1 in the C++ FP32 and FP64 geometry and in Python (issue: before the rule the
+    reference gave a few ulps above 1 and the FP32 plugin a few below, so iou_threshold 1.0 split them)."""
+    rng = np.random.default_rng(117)
+    n = 200
+    a = np.column_stack([rng.uniform(0, 2000, (n, 2)), rng.uniform(1, 300, (n, 2)),
+                         rng.uniform(-4, 4, n)]).astype(np.float32)
+    for precision in (0, 1):
+        assert (host_api.rotated_iou(a, a, precision) == 1.0).all()
+    assert (rotated_iou_paired(a.astype(np.float64), a.astype(np.float64)) == 1.0).all()
+    boxes = np.repeat(a[None, :40], 2, axis=1)  # each box twice; one class; decreasing scores
+    scores = np.linspace(0.9, 0.3, 80, dtype=np.float32)[None, :, None]
+    attrs = dict(score_threshold=0.1, iou_threshold=1.0, max_output_boxes=100)
+    got, ref = host_api.nms(boxes, scores, **attrs), efficient_rotated_nms(boxes, scores, **attrs)
+    assert_same_nms(got, ref)
+    assert ref.num_detections[0, 0] == 40  # every copy suppressed by its twin, nothing else reaches IoU 1
 
 
 def _random_nms_inputs(rng, batch, n, c, dtype=np.float32, clustered=True):

@@ -184,6 +184,9 @@ def _axis_cases() -> list[GoldenCase]:
 
 
 SQ = [0, 0, 10, 10, 0]  # 10 x 10 square at the origin
+# float32-exact boxes at awkward angles and far from the origin (identical pairs whose float IoU is not exactly 1)
+ODD = [123.5, 78.875, 33.25, 12.75, 0.6875]
+FAR = [10000.25, 9000.5, 7.125, 91.0625, -2.3125]
 
 
 def _rotated_cases() -> list[GoldenCase]:
@@ -236,6 +239,11 @@ def _rotated_cases() -> list[GoldenCase]:
              [[SQ, [30, 0, 10, 10, 0.2]]], [[[0.0, 3.0], [1.0, -1.0]]],
              [[([30, 0, 10, 10, 0.2], 0.7310585786300049, 0), (SQ, 0.5, 0)]],
              score_threshold=0.5, score_activation=1, background_class=1),
+        case("rotated_identical_boxes_iou_threshold_one", ROTATED,
+             "identical boxes have IoU exactly 1 (clamped, never a few ulps below or above), so iou_threshold 1.0 "
+             "suppresses each copy (their float IoU is a few ulps off 1 before the rule)",
+             [[ODD, ODD, FAR, FAR]], [[[0.9], [0.8], [0.7], [0.6]]],
+             [[(ODD, 0.9, 0), (FAR, 0.7, 0)]], iou_threshold=1.0),
         case("rotated_topk_cut", ROTATED,
              f"{TOPK} (square, class) pairs at 0.875 fill the top-k window; class_agnostic keeps the first; the "
              "separate box at 0.75 is cut before NMS", big_boxes, big_scores, [[(SQ, 0.875, 0)]], class_agnostic=1),

@@ -168,10 +168,17 @@ TRTALIGN_HD Real rotatedIntersectionArea(RotatedBox<Real> const& a, RotatedBox<R
     return area > Real(0) ? area : Real(0);
 }
 
-//! Intersection over union of two rotated rectangles, in [0, 1]. 0 when the union is empty.
+//! Intersection over union of two rotated rectangles, in [0, 1]. 0 when the union is empty. Two identical boxes of
+//! positive area give exactly 1 (rounding would put the ratio a few ulps below 1 in float, above it in double, which
+//! decides ``IoU >= 1.0``); the Python reference (trtalign.core.geometry) has the same rule.
 template <typename Real>
 TRTALIGN_HD Real rotatedIoU(RotatedBox<Real> const& a, RotatedBox<Real> const& b)
 {
+    if (a.cx == b.cx && a.cy == b.cy && a.w == b.w && a.h == b.h && a.angle == b.angle
+        && rotatedBoxArea(a) > Real(0))
+    {
+        return Real(1);
+    }
     Real const inter = rotatedIntersectionArea(a, b);
     if (!(inter > Real(0)))
     {
@@ -183,7 +190,7 @@ TRTALIGN_HD Real rotatedIoU(RotatedBox<Real> const& a, RotatedBox<Real> const& b
         return Real(0);
     }
     Real const iou = inter / uni;
-    return iou > Real(1) ? Real(1) : iou;
+    return iou > Real(1) ? Real(1) : (iou < Real(0) ? Real(0) : iou);
 }
 
 } // namespace trtalign
