@@ -105,7 +105,7 @@ def export_model_proto(adapter: ModelAdapter, imgsz: int | Sequence[int] | None 
     meta = {"task": info.task.value, "names": list(info.names), "imgsz": [h, w], "stride": info.stride,
             "nms": None if op_type is None else {"op": op_type, **node_attrs, "topk": NMS_TOPK},
             "source": {"file": info.source, "sha256": info.sha256, "family": info.family},
-            "layout": layout.to_dict(),
+            "layout": adapter.layout_dict(),
             "batch": {"dynamic": dynamic_batch is not None,
                       "max": int(dynamic_batch) if dynamic_batch is not None else int(batch),
                       "size": "batch" if dynamic_batch is not None else int(batch)},

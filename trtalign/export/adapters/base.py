@@ -107,6 +107,10 @@ class ModelAdapter(abc.ABC):
         info = self.info
         return OutputLayout(info.task, info.num_classes, angle=info.task is Task.OBB)
 
+    def layout_dict(self) -> dict:
+        """``metadata["layout"]``: the layout of ``output0``; a family whose own head differs adds ``source_layout``."""
+        return self.layout.to_dict()
+
     def check_imgsz(self, imgsz: int | Sequence[int]) -> tuple[int, int]:
         """Validate an input size against the model stride; returns (h, w)."""
         h, w = as_hw(imgsz)

@@ -10,7 +10,9 @@ from typing import Any
 from trtalign.core.errors import InputError, choices_text
 
 #: modules holding the built-in adapters (imported on first use, in this order)
-BUILTIN_MODULES = ("trtalign.export.adapters.ultralytics", "trtalign.export.adapters.onnx_model")
+#: (yolov5 first: it claims only .pt files whose pickle references YOLOv5's classes; ultralytics takes other .pt)
+BUILTIN_MODULES = ("trtalign.export.adapters.yolov5", "trtalign.export.adapters.ultralytics",
+                   "trtalign.export.adapters.onnx_model")
 
 _REGISTRY: list = []
 _loaded = False
@@ -35,7 +37,8 @@ def available_adapters() -> list:
 def load_adapter(path: str | os.PathLike, **options: Any) -> Any:
     """Pick the adapter for ``path`` (first whose ``accepts`` is true) and construct it with ``options``.
 
-    Options understood by the built-in adapters: ``layout`` (a ``ModelLayout`` or dict, for plain ONNX files).
+    Options understood by the built-in adapters: ``layout`` (a ``ModelLayout`` or dict, for plain ONNX files),
+    ``repo`` (a YOLOv5 clone, for YOLOv5 checkpoints).
     """
     p = Path(path)
     adapters = available_adapters()

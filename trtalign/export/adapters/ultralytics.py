@@ -51,6 +51,28 @@ def _builtin_yaml(name: str) -> Path | None:
     return None
 
 
+def check_loaded_file(requested: str | os.PathLike, loaded: str | os.PathLike | None, framework: str) -> None:
+    """Raise ModelError unless ``framework`` loaded the file that was asked for.
+
+    ultralytics rewrites a ``.pt`` path before loading it (``yolov5n.pt`` -> ``yolov5nu.pt``, a different model,
+    found in the working directory or downloaded): the export would then carry the requested file's name and
+    sha256 for another model's weights. Same resolved path, or byte-identical files, pass.
+    """
+    requested = Path(requested)
+    if loaded is None:
+        raise ModelError(f"{framework} did not say which file it loaded for {requested.name}; refusing to export a "
+                         f"model that may not be {requested}")
+    loaded = Path(loaded)
+    if loaded.resolve() == requested.resolve():
+        return
+    if loaded.is_file() and sha256_file(loaded) == sha256_file(requested):
+        return
+    found = sha256_file(loaded)[:12] if loaded.is_file() else "missing"
+    raise ModelError(f"{framework} loaded {loaded} instead of the requested {requested} (sha256 "
+                     f"{sha256_file(requested)[:12]} expected, {found} found): it renames YOLOv5 checkpoint names "
+                     f"(yolov5n.pt -> yolov5nu.pt); rename the file so that its name is not yolov5[nslmx].pt")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
@@ -88,6 +110,9 @@ class UltralyticsAdapter(ModelAdapter):
                 yolo = ultralytics.YOLO(source)
         except Exception as exc:  # any failure inside ultralytics/torch.load: a corrupt or foreign file
             raise ModelError(f"cannot load {self.path} as an ultralytics model ({_first_line(exc)})") from None
+        if self._builtin is None:
+            check_loaded_file(self.path, getattr(yolo, "ckpt_path", None) or getattr(yolo.model, "pt_path", None),
+                              framework="ultralytics")
         task = getattr(yolo, "task", None)
         if task not in SUPPORTED_TASKS:
             raise UnsupportedError(f"{self.path.name}: task {task!r} is not supported; valid tasks: "
