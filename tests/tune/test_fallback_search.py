@@ -197,3 +197,94 @@ def test_validation_split_that_contradicts_the_tuning_split_is_reported():
     ok = search_fallback(rank_units(costs), tune, budget=0.01, evaluate_val=additive(costs))
     assert ok.met_budget_val is True and ok.val_warning() == ""
     assert search_fallback(rank_units(costs), tune, budget=0.01).met_budget_val is None
+
+
+# ------------------------------------------------------------------------------------------- interval decisions
+class BoxNoiseModel:
+    """Detections of a real scored dataset whose boxes get noise from every unit left INT8 (``noise[u]`` pixels);
+    mAP and the paired bootstrap of each plan against the all-fallen-back plan come from ``eval.bootstrap``."""
+
+    def __init__(self, noise: dict, n_images: int, seed: int = 0):
+        import numpy as np
+
+        from tests.eval.test_coco_metrics import make_case
+
+        self.ds, self.dets = make_case(seed, n_images=n_images)
+        rng = np.random.default_rng(seed)
+        self.unit_noise = {u: {k: rng.normal(0, 1, d.boxes.shape) for k, d in self.dets.items()} for u in noise}
+        self.noise = noise
+        self.tables: dict = {}
+
+    def table(self, fallback: frozenset):
+        from trtalign.core.detections import Detections
+        from trtalign.eval.bootstrap import MatchTable
+
+        if fallback not in self.tables:
+            dets = {}
+            for k, d in self.dets.items():
+                boxes = d.boxes.astype(float).copy()
+                for u, s in self.noise.items():
+                    if u not in fallback:
+                        boxes = boxes + s * self.unit_noise[u][k]
+                dets[k] = Detections(boxes, d.scores, d.class_ids)
+            self.tables[fallback] = MatchTable(self.ds, dets)
+        return self.tables[fallback]
+
+    def evaluate(self, fallback: frozenset) -> float:
+        return self.table(frozenset(fallback)).map()[0]
+
+    def compare(self, fallback: frozenset) -> tuple:
+        from trtalign.eval.bootstrap import bootstrap_tables
+
+        ci = bootstrap_tables(self.table(frozenset(fallback)), self.table(frozenset(self.noise)), 300, 0)
+        return ci.delta, ci.low, ci.high
+
+
+NOISY = {"u00": 4.0, "u01": 2.0, "u02": 1.0, "u03": 0.3, "u04": 0.2, "u05": 0.1}
+
+
+def _delta_keys_have_intervals(d: dict) -> None:
+    keys = [k for k in d if k.startswith("delta_map") and not k.endswith("_ci95")]
+    assert keys and all(f"{k}_ci95" in d for k in keys)
+    for e in d["evaluations"]:
+        assert "delta_map" in e and "delta_map_ci95" in e
+
+
+def test_interval_decision_keeps_the_upper_end_of_the_drop_within_budget():
+    model = BoxNoiseModel(NOISY, n_images=120)
+    ranking = list(NOISY)
+    budget = 0.01
+    point = search_fallback(ranking, model.evaluate, budget, decision="point")
+    res = search_fallback(ranking, model.evaluate, budget, compare_tune=model.compare, evaluate_val=model.evaluate,
+                          compare_val=model.compare)
+    assert res.decision == "interval" and res.met_budget
+    delta, low, high = res.final_delta_tune
+    assert low <= delta <= high and -low <= budget  # upper end of the drop within the budget
+    assert delta == pytest.approx(res.final_map_tune - res.fp32_map_tune, abs=1e-12)
+    assert len(res.fallback_units) >= len(point.fallback_units)
+    # the int8 plan's interval on this split is real and excludes no drop
+    assert res.int8_delta_tune[2] < 0
+    d = json.loads(json.dumps(res.to_dict()))
+    _delta_keys_have_intervals(d)
+    assert d["delta_map_tune_ci95"] == [low, high] and d["met_budget_val_ci95"] is not None
+
+
+def test_interval_budget_zero_and_budget_above_the_int8_interval():
+    model = BoxNoiseModel(NOISY, n_images=60)
+    ranking = list(NOISY)
+    zero = search_fallback(ranking, model.evaluate, 0.0, compare_tune=model.compare)
+    assert zero.fallback_units == ranking and zero.status == "zero-budget"
+    upper_int8 = -model.compare(frozenset())[1]
+    big = search_fallback(ranking, model.evaluate, upper_int8 + 0.001, compare_tune=model.compare)
+    assert big.fallback_units == [] and big.status == "nothing-to-do"
+    assert -model.compare(frozenset())[0] < upper_int8 - 0.001  # the point drop is inside the next budget
+    just_below = search_fallback(ranking, model.evaluate, upper_int8 - 0.001, compare_tune=model.compare)
+    assert just_below.fallback_units  # the point drop is inside this budget, its interval is not
+
+
+def test_too_few_images_for_the_budget_is_said():
+    model = BoxNoiseModel(NOISY, n_images=12)
+    res = search_fallback(list(NOISY), model.evaluate, 0.002, compare_tune=model.compare)
+    assert res.noise["ci95_halfwidth_int8"] > 0.002 and "tuning images are needed" in res.noise["message"]
+    with pytest.raises(InputError, match="needs compare_tune"):
+        search_fallback(list(NOISY), model.evaluate, 0.01, decision="interval")

@@ -11,6 +11,12 @@ split, the search
 2. prunes: tries to re-quantize each chosen unit, least sensitive first, keeping it INT8 when the budget still holds;
 3. confirms the final plan once on a separate *validation* split (the split that is reported; never used to choose).
 
+With ``compare_tune`` (a paired bootstrap over images, :mod:`trtalign.eval.bootstrap`) the search decides with the
+interval, not the point value (``decision="interval"``): a prefix passes when the upper end of the 95% interval of its
+drop against the reference is within the budget, so a plan chosen on a small tuning split is not a coin toss on the
+validation split. The interval of plain INT8 on the tuning split measures the noise: when it is wider than the budget
+the result says how many tuning images the budget needs. A budget of 0 keeps every unit in higher precision.
+
 Every evaluation is written to a JSON journal (atomically) keyed by the exact fallback set, so an interrupted search
 that is started again with the same inputs replays finished evaluations instead of re-running them.
 
@@ -35,6 +41,11 @@ from trtalign.core.logging import get_logger
 log = get_logger(__name__)
 
 EvaluateFn = Callable[[frozenset], float]
+#: ``fallback set -> (delta, low, high)``: mAP of that plan minus mAP of the all-fallen-back plan, with the 95%
+#: paired bootstrap interval over images
+CompareFn = Callable[[frozenset], tuple]
+#: how a trial plan is judged against the budget
+DECISIONS = ("interval", "point")
 
 #: prefix search strategies of :func:`search_fallback`
 SEARCHES = ("gallop", "bisect")
@@ -50,10 +61,13 @@ class Evaluation:
     phase: str  # "baseline", "gallop", "bisect", "prune", "final", "confirm"
     seconds: float = 0.0
     replayed: bool = False  # taken from the journal, not re-run
+    delta_map: float | None = None  # against the reference, when an interval was computed
+    delta_map_ci95: list | None = None
 
     def to_dict(self) -> dict:
         return {"fallback": list(self.fallback), "num_fallback": len(self.fallback), "map": self.map,
-                "split": self.split, "phase": self.phase, "seconds": round(self.seconds, 3), "replayed": self.replayed}
+                "split": self.split, "phase": self.phase, "seconds": round(self.seconds, 3), "replayed": self.replayed,
+                "delta_map": self.delta_map, "delta_map_ci95": self.delta_map_ci95}
 
 
 @dataclass
@@ -70,12 +84,19 @@ class FallbackResult:
     int8_map_val: float | None = None
     final_map_val: float | None = None
     met_budget: bool = False
-    status: str = "ok"  # "ok", "nothing-to-do", "unreachable", "max-evals"
+    status: str = "ok"  # "ok", "nothing-to-do", "zero-budget", "unreachable", "max-evals"
     message: str = ""
     evaluations: list = field(default_factory=list)  # [Evaluation]
     curve: list = field(default_factory=list)  # [(num_fallback, map)] from the bisection/prune evaluations on tune
     int8_mac_fraction: float | None = None
     wall_seconds: float = 0.0
+    decision: str = "point"
+    # [delta, low, high] of mAP minus the reference (paired bootstrap 95% interval), when intervals were computed
+    int8_delta_tune: list | None = None
+    final_delta_tune: list | None = None
+    int8_delta_val: list | None = None
+    final_delta_val: list | None = None
+    noise: dict = field(default_factory=dict)  # the tuning split's noise against the budget
 
     @property
     def met_budget_val(self) -> bool | None:
@@ -85,10 +106,20 @@ class FallbackResult:
             return None
         return self.final_map_val >= self.fp32_map_val - self.budget - 1e-12
 
+    @property
+    def met_budget_val_ci95(self) -> bool | None:
+        """Whether the upper end of the validation drop's 95% interval is within the budget (None: no interval)."""
+        if not self.final_delta_val or self.final_delta_val[1] is None:
+            return None
+        return -self.final_delta_val[1] <= self.budget + 1e-12
+
     def val_warning(self) -> str:
         """One line when the validation split contradicts the tuning split, else ''."""
         if self.met_budget_val is False and self.met_budget:
-            return (f"warning: on the validation split the drop is {self.fp32_map_val - self.final_map_val:.4f} "
+            ci = ""
+            if self.final_delta_val and self.final_delta_val[1] is not None:
+                ci = f" (95% interval of the drop {-self.final_delta_val[2]:.4f} .. {-self.final_delta_val[1]:.4f})"
+            return (f"warning: on the validation split the drop is {self.fp32_map_val - self.final_map_val:.4f}{ci} "
                     f"> budget {self.budget:.4f} (tuning split: {self.fp32_map_tune - self.final_map_tune:.4f}); "
                     f"the tuning split is too small to tell these plans apart, use more tuning images")
         return ""
@@ -115,10 +146,22 @@ class FallbackResult:
             "map": {"tune": {"fp32": self.fp32_map_tune, "int8": self.int8_map_tune, "final": self.final_map_tune},
                     "val": {"fp32": self.fp32_map_val, "int8": self.int8_map_val, "final": self.final_map_val}},
             "int8_mac_fraction": self.int8_mac_fraction, "num_evaluations": self.num_evaluations,
+            "decision": self.decision, "met_budget_val_ci95": self.met_budget_val_ci95, "noise": dict(self.noise),
+            **_delta_keys("delta_map_tune_int8", self.int8_delta_tune),
+            **_delta_keys("delta_map_tune", self.final_delta_tune),
+            **_delta_keys("delta_map_val_int8", self.int8_delta_val),
+            **_delta_keys("delta_map_val", self.final_delta_val),
             "evaluations": [e.to_dict() for e in self.evaluations],
             "curve": [{"num_fallback": n, "map": m} for n, m in self.curve],
             "wall_seconds": round(self.wall_seconds, 3),
         }
+
+
+def _delta_keys(key: str, value: list | None) -> dict:
+    """``{key: delta, key_ci95: [low, high]}`` (None when no interval was computed)."""
+    if not value:
+        return {key: None, f"{key}_ci95": None}
+    return {key: value[0], f"{key}_ci95": [value[1], value[2]]}
 
 
 class Journal:
@@ -189,6 +232,9 @@ def search_fallback(
     reference_tune: float | None = None,
     reference_val: float | None = None,
     search: str = "gallop",
+    compare_tune: CompareFn | None = None,
+    compare_val: CompareFn | None = None,
+    decision: str | None = None,
 ) -> FallbackResult:
     """Find the smallest fallback set meeting ``mAP >= mAP(all fallen back) - budget`` on the tuning split.
 
@@ -205,6 +251,13 @@ def search_fallback(
         reference_tune, reference_val: mAP of the FP32 model on each split, when already known. The budget is measured
             from it (``mAP >= reference - budget``); by default the all-fallen-back model is the reference, which is
             the FP32 model when ``target='fp32'``.
+        compare_tune, compare_val: ``fallback set -> (delta, low, high)`` against the all-fallen-back plan (paired
+            bootstrap 95% interval); they put an interval on every reported delta.
+        decision: ``"interval"`` (default with ``compare_tune``): a plan passes when the upper end of its drop's
+            interval is within the budget; ``"point"`` (default without): when the point drop is.
+    Returns:
+        :class:`FallbackResult`. Budget 0: every unit falls back. In ``"interval"`` mode a budget above the upper end
+        of plain INT8's drop interval: nothing falls back.
     """
     if budget is None or not math.isfinite(budget) or budget < 0:
         raise InputError(f"budget must be a non-negative mAP drop (e.g. 0.005 for half a point), got {budget!r}")
@@ -212,6 +265,12 @@ def search_fallback(
         raise InputError(f"max_evals must be >= 1, got {max_evals}")
     if search not in SEARCHES:
         raise InputError(f"search must be one of {', '.join(map(repr, SEARCHES))}, got {search!r}")
+    decision = decision or ("interval" if compare_tune is not None else "point")
+    if decision not in DECISIONS:
+        raise InputError(f"decision must be one of {', '.join(map(repr, DECISIONS))}, got {decision!r}")
+    if decision == "interval" and compare_tune is None:
+        raise InputError("decision='interval' needs compare_tune (a paired bootstrap of each plan against the "
+                         "reference)")
     ranking = list(ranking)
     if len(set(ranking)) != len(ranking):
         raise InputError("ranking lists a unit more than once")
@@ -242,20 +301,51 @@ def search_fallback(
     threshold = reference - budget
     prefix_map: dict[int, float] = {0: int8_map, len(ranking): float_map}
     status, message = "ok", ""
+    intervals: dict[frozenset, list] = {}
+
+    def interval(fn: CompareFn, fallback: frozenset, shift: float) -> list:
+        d, lo, hi = (float(v) for v in fn(fallback))
+        return [d + shift, lo + shift, hi + shift]
+
+    def passes(fallback: frozenset, value: float) -> bool:
+        if decision == "point":
+            return value >= threshold
+        if fallback not in intervals:
+            intervals[fallback] = interval(compare_tune, fallback, float_map - reference)
+            evaluations[-1].delta_map, evaluations[-1].delta_map_ci95 = intervals[fallback][0], intervals[fallback][1:]
+        return -intervals[fallback][1] <= budget + 1e-12  # the upper end of the drop's interval
 
     def prefix(k: int) -> frozenset:
         return frozenset(ranking[:k])
 
-    if int8_map >= threshold:
-        chosen: list = []
-        status = "nothing-to-do"
-        message = (f"INT8 without fallback already meets the budget: drop {reference - int8_map:+.4f} <= {budget:.4f}; "
-                   "no unit needs to fall back")
-    elif float_map < threshold:
+    noise: dict = {}
+    if compare_tune is not None:
+        int8_ci = intervals.setdefault(frozenset(), interval(compare_tune, frozenset(), float_map - reference))
+        evaluations[-1].delta_map, evaluations[-1].delta_map_ci95 = int8_ci[0], int8_ci[1:]
+        half = (int8_ci[2] - int8_ci[1]) / 2
+        noise = {"ci95_halfwidth_int8": half, "budget": budget}
+        if budget > 0 and half > budget:
+            noise["message"] = (f"the tuning split measures the INT8 drop only to +/-{half:.4f} (95%), wider than the "
+                                f"budget {budget:.4f}: about {(half / budget) ** 2:.1f}x as many tuning images are "
+                                f"needed to tell a {budget:.4f} drop from none; the search falls back more units "
+                                f"than a larger split would need")
+            log.warning(noise["message"])
+
+    chosen: list = []
+    if float_map < threshold:
         chosen = list(ranking)
         status = "unreachable"
         message = (f"even with every unit in {target} the mAP is {float_map:.4f} < {threshold:.4f} "
                    f"(reference {reference:.4f} - budget {budget:.4f}); everything falls back")
+    elif budget == 0:
+        chosen = list(ranking)
+        status = "zero-budget"
+        message = f"budget 0: every unit stays in {target}"
+    elif passes(frozenset(), int8_map):
+        status = "nothing-to-do"
+        upper = "" if decision == "point" else f" (upper end of its 95% interval {-intervals[frozenset()][1]:+.4f})"
+        message = (f"INT8 without fallback already meets the budget: drop {reference - int8_map:+.4f}{upper} <= "
+                   f"{budget:.4f}; no unit needs to fall back")
     else:
         lo, hi = 0, len(ranking)  # f(lo) fails, f(hi) passes (the float reference)
         if search == "gallop":
@@ -264,7 +354,7 @@ def search_fallback(
                 used["n"] += 1
                 value = run(evaluate_tune, "tune", prefix(k), "gallop")
                 prefix_map[k] = value
-                if value >= threshold:
+                if passes(prefix(k), value):
                     hi = k
                     break
                 lo, k = k, 2 * k
@@ -273,7 +363,7 @@ def search_fallback(
             used["n"] += 1
             value = run(evaluate_tune, "tune", prefix(mid), "bisect")
             prefix_map[mid] = value
-            if value >= threshold:
+            if passes(prefix(mid), value):
                 hi = mid
             else:
                 lo = mid
@@ -291,19 +381,37 @@ def search_fallback(
                 trial = frozenset(chosen) - {unit}
                 used["n"] += 1
                 value = run(evaluate_tune, "tune", trial, "prune")
-                if value >= threshold:
+                if passes(trial, value):
                     chosen.remove(unit)
     final_tune_map = int8_map if not chosen else run(evaluate_tune, "tune", frozenset(chosen), "final")
+    met = final_tune_map >= threshold if decision == "point" else passes(frozenset(chosen), final_tune_map)
     result = FallbackResult(
         fallback_units=[u for u in ranking if u in set(chosen)], target=target, budget=budget,
         fp32_map_tune=reference, int8_map_tune=int8_map, final_map_tune=final_tune_map,
-        met_budget=final_tune_map >= threshold, status=status, message=message)
+        met_budget=bool(met) or status == "zero-budget", status=status, message=message, decision=decision,
+        noise=noise)
+    if compare_tune is not None:
+        result.int8_delta_tune = intervals[frozenset()]
+        chosen_set = frozenset(chosen)
+        if chosen_set not in intervals:
+            intervals[chosen_set] = interval(compare_tune, chosen_set, float_map - reference)
+        result.final_delta_tune = intervals[chosen_set]
     if evaluate_val is not None:
-        result.fp32_map_val = (run(evaluate_val, "val", all_units, "confirm") if reference_val is None
-                               else float(reference_val))
+        float_val = run(evaluate_val, "val", all_units, "confirm")
+        result.fp32_map_val = float_val if reference_val is None else float(reference_val)
         result.int8_map_val = run(evaluate_val, "val", frozenset(), "confirm")
+        if compare_val is not None:
+            result.int8_delta_val = interval(compare_val, frozenset(), float_val - result.fp32_map_val)
+            evaluations[-1].delta_map, evaluations[-1].delta_map_ci95 = (result.int8_delta_val[0],
+                                                                          result.int8_delta_val[1:])
         result.final_map_val = (result.int8_map_val if not chosen
                                 else run(evaluate_val, "val", frozenset(chosen), "confirm"))
+        if compare_val is not None:
+            result.final_delta_val = (result.int8_delta_val if not chosen else
+                                      interval(compare_val, frozenset(chosen), float_val - result.fp32_map_val))
+            if chosen:
+                evaluations[-1].delta_map, evaluations[-1].delta_map_ci95 = (result.final_delta_val[0],
+                                                                              result.final_delta_val[1:])
     tune_curve = {}
     for e in evaluations:
         if e.split == "tune":
