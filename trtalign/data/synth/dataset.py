@@ -13,7 +13,10 @@ Layout under ``out``::
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,23 +74,46 @@ class SynthResult:
                 "images_per_second": round(self.images_per_second, 1)}
 
 
-def _prepare_out(out: Path) -> None:
+def _check_out(out: Path) -> None:
+    """``out`` must be new, empty, or an earlier complete output (marked by its manifest, written last)."""
     if out.exists() and not out.is_dir():
         raise InputError(f"synth output must be a directory, got the file {out}")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / MANIFEST).is_file():
-            raise InputError(f"synth output directory {out} is not empty and holds no {MANIFEST}: expected an empty "
-                             "or new directory, or one written by 'trtalign data synth'")
-        (out / MANIFEST).unlink()  # written last: its absence marks an incomplete dataset
-        for name in _OWNED_DIRS:
-            if (out / name).is_dir():
-                shutil.rmtree(out / name)
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise InputError(f"synth output directory {out} is not empty and holds no {MANIFEST}: expected an empty "
+                         "or new directory, or one written by 'trtalign data synth'; remove it (rm -r) or choose "
+                         "another --out")
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move the finished dataset from ``staging`` to ``out``. A new or empty ``out`` is one rename; an earlier
+    output is swapped out by two renames, and files in it that synth does not write (the user's own) are kept."""
+    if not out.exists():
+        os.replace(staging, out)
+        return
+    if not any(out.iterdir()):
+        out.rmdir()
+        os.replace(staging, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".synth-old", dir=out.parent))
+    old.rmdir()
+    os.replace(out, old)
+    os.replace(staging, out)
+    for entry in old.iterdir():
+        if entry.name not in _OWNED_DIRS and entry.name not in (MANIFEST, "data.yaml"):
+            os.replace(entry, out / entry.name)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _encoded(job: tuple[SynthParams, int, str, int]) -> tuple[bytes, list[SynthObject]]:
     params, seed, split, index = job
     img, objs = render_split_image(params, seed, split, index)
     return encode_image(img, params), objs
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _encoded_images(params: SynthParams, seed: int, split: str, n: int, workers: int):
@@ -97,7 +123,9 @@ def _encoded_images(params: SynthParams, seed: int, split: str, n: int, workers:
         return
     import multiprocessing
 
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+    # the workers ignore SIGINT: Ctrl-C in a terminal reaches the whole process group, and only this process stops
+    # the run (leaving the pool terminates them)
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_ignore_sigint) as pool:
         yield from pool.imap(_encoded, jobs, chunksize=8)
 
 
@@ -107,7 +135,13 @@ def generate_dataset(out: str | Path, params: SynthParams | None = None, train: 
 
     Same arguments => byte-identical files (on a given OpenCV build), whatever ``workers`` (processes that render;
     images are independent, files are written in order by this process). ``out`` must be new, empty, or an earlier
-    output of this function (whose files are replaced).
+    output of this function (whose files are replaced; other files in it are kept).
+
+    Everything is drawn into a hidden sibling folder that is renamed onto ``out`` at the end: an interrupted run
+    leaves ``out`` as it was (and no staging folder).
+
+    Raises:
+        InputError: bad counts or seed; ``out`` a file, or a non-empty folder that is no earlier synth output.
     """
     params = params or SynthParams()
     if train < 0 or val < 0 or train + val == 0:
@@ -117,7 +151,29 @@ def generate_dataset(out: str | Path, params: SynthParams | None = None, train: 
     if not 0 <= seed < 2**63:
         raise InputError(f"synth seed must be in [0, 2**63), got {seed}")
     out = Path(out)
-    _prepare_out(out)
+    _check_out(out)
+    if out.resolve() == Path.cwd().resolve():
+        raise InputError("synth output must be a named folder, not the current directory (it is replaced by a "
+                         "rename at the end)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".synth-tmp", dir=out.parent))
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        staging.chmod(0o777 & ~mask)  # mkdtemp's 0700 would become the dataset folder's mode
+        result = _generate_into(staging, params, train, val, seed, show_progress, workers)
+        _publish(staging, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staging)
+        raise
+    result.out, result.data_yaml = out, out / "data.yaml"
+    result.coco = {split: out / path.relative_to(staging) for split, path in result.coco.items()}
+    return result
+
+
+def _generate_into(out: Path, params: SynthParams, train: int, val: int, seed: int, show_progress: bool | None,
+                   workers: int) -> SynthResult:
     if params.photo_background_prob > 0 and not sample_photos():
         log.warning("no sample photographs found (matplotlib's sample_data): backgrounds are procedural only")
     ext = params.image_format
