@@ -230,6 +230,13 @@ def _signed(value: Optional[float]) -> str:
     return "0" if abs(value) < 5e-5 else f"{value:+.4f}"
 
 
+def _interval(ci: Any) -> str:
+    """``[low, high]`` as text ("—" when absent)."""
+    if not ci or any(v is None for v in ci):
+        return "—"
+    return f"[{_signed(ci[0])}, {_signed(ci[1])}]"
+
+
 def _delta_class(delta: Optional[float], tol: float) -> str:
     if delta is None or (isinstance(delta, float) and math.isnan(delta)):
         return "muted"
@@ -248,16 +255,19 @@ def eval_report(result: Any, title: str | None = None, tolerance: float = 0.002)
     for r in result.results:
         s = r.metrics.stats
         rows.append([r.runner, r.precision, s["map"], s["map50"], s.get("map75"), _signed(r.delta_map),
-                     _signed(r.delta_map50), _fmt(r.latency.median_ms, 1), r.metrics.num_detections,
-                     "; ".join(r.notes)])
+                     _interval(getattr(r, "delta_map_ci95", None)), _signed(r.delta_map50),
+                     _fmt(r.latency.median_ms, 1), r.metrics.num_detections, "; ".join(r.notes)])
         c = _delta_class(r.delta_map, tolerance) if r.runner != ref else "muted"
-        cls.append(["", "", "", "", "", c, _delta_class(r.delta_map50, tolerance) if r.runner != ref else "muted",
-                    "", "", "note"])
+        cls.append(["", "", "", "", "", c, "muted", _delta_class(r.delta_map50, tolerance) if r.runner != ref
+                    else "muted", "", "", "note"])
     body = Report.table_html(["runner", "precision", "mAP50-95", "mAP50", "mAP75", f"Δ mAP vs {ref}",
-                              f"Δ mAP50 vs {ref}", "ms / image", "detections", "notes"], rows, 4, cls)
+                              "Δ mAP 95% interval", f"Δ mAP50 vs {ref}", "ms / image", "detections", "notes"],
+                             rows, 4, cls)
     metric = "COCO bbox AP (pycocotools' algorithm)" if result.metric == "coco-bbox" else \
         "rotated AP: COCO-style over IoU 0.50:0.95 with exact polygon IoU"
-    body += (f"<p class=\"sub\">Metric: {_esc(metric)}. Deltas in red are drops larger than {tolerance}. "
+    body += (f"<p class=\"sub\">Metric: {_esc(metric)}. Deltas in red are drops larger than {tolerance}; the "
+             f"interval is a paired bootstrap over images (95%): an interval that contains 0 is a difference these "
+             f"images cannot tell from none. "
              f"Latency: median inference time per image on this machine (CPU emulation for ort-*).</p>")
     if result.skipped:
         body += "<p>Not run here:</p><ul>" + "".join(

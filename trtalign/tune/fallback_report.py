@@ -44,6 +44,13 @@ def curve_figure(result: Any) -> Any:
         sel = [(n, m) for n, m, p in pts if p == phase]
         if sel:
             ax.scatter([n for n, _ in sel], [m for _, m in sel], label=phase, color=color, zorder=3, s=28)
+    bars = [(len(e.fallback), e.map, e.delta_map_ci95) for e in result.evaluations
+            if e.split == "tune" and getattr(e, "delta_map_ci95", None) and getattr(e, "delta_map", None) is not None]
+    if bars:  # the paired bootstrap 95% interval of each judged plan (mAP of the plan + the delta's interval ends)
+        ref = result.fp32_map_tune  # the deltas are taken against it
+        ax.errorbar([n for n, _, _ in bars], [m for _, m, _ in bars],
+                    yerr=[[m - (ref + c[0]) for _, m, c in bars], [(ref + c[1]) - m for _, m, c in bars]],
+                    fmt="none", ecolor="#666", elinewidth=1, capsize=3, zorder=2, label="95% interval")
     curve = sorted(result.curve)
     if curve:
         ax.plot([n for n, _ in curve], [m for _, m in curve], color=PALETTE[2], zorder=2, lw=1)
@@ -62,6 +69,10 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _ci(ci: Any) -> str:
+    return "-" if not ci or ci[0] is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
+
+
 def add_fallback_sections(report: Report, result: Any, sensitivity: Any = None, latency_ms: Mapping | None = None,
                           splits: Mapping | None = None) -> Report:
     """Append the fallback result (and sensitivity, latency when given) to ``report``.
@@ -70,20 +81,28 @@ def add_fallback_sections(report: Report, result: Any, sensitivity: Any = None, 
     """
     d = result.to_dict()
     m = d["map"]
-    rows = [["float reference (every unit in " + result.target + ")", m["tune"]["fp32"], m["val"]["fp32"], "0.0000"],
-            ["INT8, no fallback", m["tune"]["int8"], m["val"]["int8"], "1.0000"],
+    rows = [["float reference (every unit in " + result.target + ")", m["tune"]["fp32"], m["val"]["fp32"], "0.0000",
+             None],
+            ["INT8, no fallback", m["tune"]["int8"], m["val"]["int8"], "1.0000", d.get("delta_map_val_int8_ci95")],
             [f"INT8 + fallback of {len(result.fallback_units)} unit(s)", m["tune"]["final"], m["val"]["final"],
-             _fmt(result.int8_mac_fraction)]]
-    body = Report.table_html(["model", "mAP50-95 tune", "mAP50-95 val", "INT8 MAC fraction"],
-                             [[r[0], _fmt(r[1]), _fmt(r[2]), r[3]] for r in rows])
+             _fmt(result.int8_mac_fraction), d.get("delta_map_val_ci95")]]
+    body = Report.table_html(["model", "mAP50-95 tune", "mAP50-95 val", "INT8 MAC fraction",
+                              "Δ mAP val, 95% interval"],
+                             [[r[0], _fmt(r[1]), _fmt(r[2]), r[3], _ci(r[4])] for r in rows])
     status = "met" if result.met_budget else "NOT met"
     body += (f"<p>Budget {result.budget:.4f} mAP ({result.budget * 100:.2f} points) on the tuning split: "
              f"<b>{status}</b> (status {html.escape(result.status)}). {result.num_evaluations} full evaluations, "
              f"{result.wall_seconds:.1f} s. Units were chosen on the tuning split only; the validation split only "
              f"confirms.</p>")
     if result.met_budget_val is not None:
+        ci = d.get("delta_map_val_ci95")
+        conf = "" if not ci or ci[0] is None else (
+            f"; 95% interval of the drop {-ci[1]:.4f} .. {-ci[0]:.4f}: within the budget with 95% confidence: "
+            f"<b>{'yes' if result.met_budget_val_ci95 else 'no'}</b>")
         body += (f"<p>On the validation split: <b>{'met' if result.met_budget_val else 'NOT met'}</b> (drop "
-                 f"{result.fp32_map_val - result.final_map_val:.4f}).</p>")
+                 f"{result.fp32_map_val - result.final_map_val:.4f}{conf}).</p>")
+    if result.noise.get("message"):
+        body += f"<p class=\"sub\">{html.escape(result.noise['message'])}</p>"
     if result.val_warning():
         body += f"<p class=\"sub\">{html.escape(result.val_warning())}</p>"
     if result.message:
