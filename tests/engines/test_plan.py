@@ -16,32 +16,33 @@ UNITS = {"model.0.conv": "int8", "model.1.conv": "fp32"}
 
 # (version, precision, int8_route, onnx) -> expected (route, network flags, builder flags, onnx requirement, pinned)
 # pinned = number of layer-precision constraints: fallback unit model.1.conv -> fp32, and on the implicit routes the
-# decode region found by export.units.analyze_graph (the head's Sigmoid) -> fp32
+# decode region found by export.units.analyze_graph (the head's Sigmoid) -> fp32. The unit plan keeps no unit in
+# fp16, so no INT8 cell sets BuilderFlag.FP16 (the plan decides, not a config default)
 CELLS = {
     ("8.5.2", "fp32", "qdq", "float"): ("fp32", ("EXPLICIT_BATCH",), (), "", 0),
     ("8.5.2", "fp16", "qdq", "float"): ("fp16", ("EXPLICIT_BATCH",), ("FP16",), "", 0),
-    ("8.5.2", "int8", "qdq", "qdq"): ("int8-qdq", ("EXPLICIT_BATCH",), ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"),
+    ("8.5.2", "int8", "qdq", "qdq"): ("int8-qdq", ("EXPLICIT_BATCH",), ("INT8", "OBEY_PRECISION_CONSTRAINTS"),
                                       "qdq", 1),
     ("8.5.2", "int8", "calibrator", "float"): ("int8-calibrator", ("EXPLICIT_BATCH",),
-                                               ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
+                                               ("INT8", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
     ("8.5.2", "int8", "dynamic-range", "float"): ("int8-dynamic-range", ("EXPLICIT_BATCH",),
-                                                  ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
+                                                  ("INT8", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
     ("8.6.1", "fp32", "qdq", "float"): ("fp32", ("EXPLICIT_BATCH",), (), "", 0),
     ("8.6.1", "fp16", "qdq", "float"): ("fp16", ("EXPLICIT_BATCH",), ("FP16",), "", 0),
-    ("8.6.1", "int8", "qdq", "qdq"): ("int8-qdq", ("EXPLICIT_BATCH",), ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"),
+    ("8.6.1", "int8", "qdq", "qdq"): ("int8-qdq", ("EXPLICIT_BATCH",), ("INT8", "OBEY_PRECISION_CONSTRAINTS"),
                                       "qdq", 1),
     ("8.6.1", "int8", "calibrator", "float"): ("int8-calibrator", ("EXPLICIT_BATCH",),
-                                               ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
+                                               ("INT8", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
     ("8.6.1", "int8", "dynamic-range", "float"): ("int8-dynamic-range", ("EXPLICIT_BATCH",),
-                                                  ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
+                                                  ("INT8", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
     # 10.x: EXPLICIT_BATCH is deprecated and ignored, so it is not passed
     ("10.3.0", "fp32", "qdq", "float"): ("fp32", (), (), "", 0),
     ("10.3.0", "fp16", "qdq", "float"): ("fp16", (), ("FP16",), "", 0),
-    ("10.3.0", "int8", "qdq", "qdq"): ("int8-qdq", (), ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "qdq", 1),
-    ("10.3.0", "int8", "calibrator", "float"): ("int8-calibrator", (), ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"),
+    ("10.3.0", "int8", "qdq", "qdq"): ("int8-qdq", (), ("INT8", "OBEY_PRECISION_CONSTRAINTS"), "qdq", 1),
+    ("10.3.0", "int8", "calibrator", "float"): ("int8-calibrator", (), ("INT8", "OBEY_PRECISION_CONSTRAINTS"),
                                                 "", 2),
     ("10.3.0", "int8", "dynamic-range", "float"): ("int8-dynamic-range", (),
-                                                   ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
+                                                   ("INT8", "OBEY_PRECISION_CONSTRAINTS"), "", 2),
     # 11.x: strongly typed, no precision flags: everything comes from the ONNX
     ("11.4.0", "fp32", "qdq", "float"): ("fp32", ("STRONGLY_TYPED",), (), "", 0),
     ("11.4.0", "fp16", "qdq", "fp16"): ("fp16", ("STRONGLY_TYPED",), (), "float16-typed", 0),
@@ -127,6 +128,7 @@ def test_conflicts_and_wrong_onnx(tmp_path, onnx, kwargs, version, precision, wh
 def test_calibrator_spec_and_method_check(tmp_path, onnx):
     cfg = make_config(tmp_path, int8_route="calibrator")
     cfg.calibration.cache_dir = tmp_path / "cache"
+    cfg.calibration.method = "entropy"  # the default is minmax (core.enums.CalibrationMethod.default)
     plan = make_build_plan(cfg, onnx["float"], "8.6.1", "int8")
     c = plan.calibrator
     assert (c.algorithm, c.batch_size, c.input_name, c.input_shape, c.num_images) == ("entropy2", 2, "images",

@@ -77,14 +77,21 @@ def test_search_falls_back_exactly_the_sensitive_unit(session, tmp_path):
     # the validation split only confirms: every choice was made on tuning evaluations
     assert {e.phase for e in result.evaluations if e.split == "val"} == {"confirm"}
     assert all(e.split == "tune" for e in result.evaluations if e.phase in ("bisect", "prune"))
+    # the INT8 plan keeps the head's output convs out of INT8 in every plan (export.units.default_plan)
     macs = session.macs
-    assert result.int8_mac_fraction == pytest.approx(1 - macs[SENSITIVE] / sum(macs.values()))
+    head = [u.name for u in session.units if u.role == "head_output"]
+    assert head and session.plan_for(result).units == {u: ("fp16" if u in head + [SENSITIVE] else "int8")
+                                                       for u in session.unit_names}
+    assert result.int8_mac_fraction == pytest.approx(1 - sum(macs[u] for u in head + [SENSITIVE]) / sum(macs.values()))
 
 
 def test_budget_zero_falls_back_everything_and_huge_budget_nothing(session):
     sens = session.sensitivity("sqnr", "disable-one", subset=8)
     zero = session.fallback(0.0, sensitivity=sens, max_evals=8)
-    assert sorted(zero.fallback_units) == sorted(session.unit_names)
+    # every unit leaves INT8 (the head's output convs are out of INT8 in the base plan already)
+    assert session.plan_for(zero).int8_units() == []
+    assert set(session.unit_names) - set(zero.fallback_units) <= {u.name for u in session.units
+                                                                   if u.role == "head_output"}
     assert zero.int8_mac_fraction == 0.0
     huge = session.fallback(0.99, sensitivity=sens, max_evals=8)
     assert huge.fallback_units == [] and huge.status == "nothing-to-do" and "already meets" in huge.message

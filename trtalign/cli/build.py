@@ -1,7 +1,7 @@
 """``trtalign build CONFIG.yaml``: ONNX -> TensorRT engine(s), one per precision, through a version-aware build plan.
 
-Engines are cached by sha256(ONNX bytes, plan JSON, TensorRT version, GPU compute capability) under
-``<outputs.dir>/engines/`` and copied to ``<outputs.dir>/<model>.<precision>.engine`` with a sidecar JSON; the verbose
+Engines go through the one engine cache (:class:`trtalign.engines.loaders.EngineFromOnnx`: sha256 of ONNX bytes, plan
+JSON, TensorRT version, GPU compute capability and plugin libraries) under ``<outputs.dir>/engines/`` and copied to ``<outputs.dir>/<model>.<precision>.engine`` with a sidecar JSON; the verbose
 TensorRT log goes to ``<outputs.dir>/logs/``; the engine inspector's per-layer JSON is saved next to the engine and
 summarised (INT8 / FP16 / FP32 layer counts). ``--plan-only`` prints the plans without TensorRT (any target version).
 ``--dla-core N`` (or ``trt.dla_core``) builds for a Jetson DLA core; those engines are named
@@ -135,49 +135,45 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build_all(args: argparse.Namespace, cfg, version, plans: list) -> int:
+    """Each plan through :class:`trtalign.engines.loaders.EngineFromOnnx` (the one engine cache), then copied to
+    ``<outputs.dir>/<model>.<precision>.engine`` with its sidecar and layer JSON."""
     from trtalign.core.io import atomic_write_bytes, atomic_write_text
-    from trtalign.engines.builder import build_engine, import_tensorrt
-    from trtalign.engines.cache import EngineCache, cache_key, read_sidecar, sidecar_path, write_engine
+    from trtalign.engines.builder import import_tensorrt
+    from trtalign.engines.cache import sidecar_path
     from trtalign.engines.inspector import summarize_engine_information
+    from trtalign.engines.loaders import EngineFromOnnx
 
     trt = import_tensorrt()
     backend, gpu = _gpu(cfg.trt.cuda)
     out_dir = Path(cfg.outputs.dir)
-    cache = EngineCache(out_dir / "engines")
     engines = []
-    for precision, onnx, plan in plans:
-        onnx_bytes = onnx.read_bytes()
-        key = cache_key(onnx_bytes, plan.to_json(), str(version), gpu["compute_capability"], plan.plugin_libraries)
-        stem = f"{Path(cfg.model).stem}.{precision}" + (f".dla{plan.dla_core}" if plan.dla_core is not None else "")
-        final = out_dir / f"{stem}.engine"
-        layers_path = out_dir / f"{stem}.layers.json"
-        entry = BuiltEngine(precision, plan.route, str(onnx), plan.to_dict(), engine=str(final), cache_key=key)
-        hit = None if args.force else cache.get(key)
-        if hit is not None:
-            entry.cache_hit = True
-            write_engine(final, hit.read_bytes(), read_sidecar(hit))
-            cached_layers = hit.with_suffix(".layers.json")
-            layer_info = cached_layers.read_text(encoding="utf-8") if cached_layers.is_file() else ""
-        else:
-            log_path = out_dir / "logs" / f"{stem}.trt.log"
-            result = build_engine(plan, onnx, trt=trt, log_path=log_path, backend=backend)
+    try:
+        for precision, onnx, plan in plans:
+            stem = f"{Path(cfg.model).stem}.{precision}" + (f".dla{plan.dla_core}" if plan.dla_core is not None else "")
+            final = out_dir / f"{stem}.engine"
             rebuild = f"trtalign build {args.config} --trt-version {version.short} --precision {precision} --force" \
                 + (f" --dla-core {plan.dla_core}" if plan.dla_core is not None else "")
-            stored = cache.put(key, result.engine, trt_version=result.trt_version, gpu_name=gpu["name"],
-                               compute_capability=gpu["compute_capability"], onnx_sha256=plan.onnx_sha256, plan=plan,
-                               build_seconds=result.seconds, rebuild_command=rebuild)
-            layer_info = result.layer_info
-            if layer_info:
-                atomic_write_text(stored.with_suffix(".layers.json"), layer_info)
-            atomic_write_bytes(final, result.engine)
+            loader = EngineFromOnnx(onnx, out_dir / "engines", precision, plan=plan, trt=trt, backend=backend, gpu=gpu,
+                                    force=args.force, log_path=out_dir / "logs" / f"{stem}.trt.log",
+                                    rebuild_command=rebuild)
+            stored = loader()
+            entry = BuiltEngine(precision, plan.route, str(onnx), plan.to_dict(), engine=str(final),
+                                cache_key=loader.key, cache_hit=loader.cache_hit)
+            if loader.build is not None:
+                entry.build_seconds, entry.log = round(loader.build.seconds, 2), str(loader.log_path)
+                entry.applied = loader.build.applied
+            atomic_write_bytes(final, stored.read_bytes())
             atomic_write_bytes(sidecar_path(final), sidecar_path(stored).read_bytes())
-            entry.build_seconds, entry.log, entry.applied = round(result.seconds, 2), str(log_path), result.applied
-        if layer_info:
-            atomic_write_text(layers_path, layer_info)
-            entry.layers_json = str(layers_path)
-            entry.layer_counts = summarize_engine_information(layer_info).counts
-        engines.append(entry)
-    backend.close()
+            cached_layers = stored.with_suffix(".layers.json")
+            if cached_layers.is_file():
+                layers_path = out_dir / f"{stem}.layers.json"
+                layer_info = cached_layers.read_text(encoding="utf-8")
+                atomic_write_text(layers_path, layer_info)
+                entry.layers_json = str(layers_path)
+                entry.layer_counts = summarize_engine_information(layer_info).counts
+            engines.append(entry)
+    finally:
+        backend.close()
     report = BuildReport(str(version), gpu, engines)
     lines = [f"TensorRT {version} on {gpu['name']} (sm {gpu['compute_capability']}):"]
     for e in engines:

@@ -49,14 +49,14 @@ def run(args: argparse.Namespace) -> int:
     from trtalign.core.config import config_from_dict
     from trtalign.core.errors import InputError
     from trtalign.core.io import atomic_write_json
-    from trtalign.eval.evaluate import CalibrationSettings, evaluate
+    from trtalign.eval.evaluate import EVAL_NMS, CalibrationSettings, evaluate
+    from trtalign.export.loaders import OnnxFromModel, RangesFromCalibration
     from trtalign.tune.fallback_report import add_fallback_sections
     from trtalign.eval.report import eval_report
     from trtalign.data.synth.dataset import generate_dataset
     from trtalign.data.synth.params import SynthParams
     from trtalign.data.synth.proxy_models import load_card, proxy_model_path
     from trtalign.tune.tuning import session_from_config, write_fallback_outputs
-    from trtalign.export.onnx_export import export_onnx
 
     t0 = time.perf_counter()
     n_val = args.images if args.images is not None else (32 if args.quick else 200)
@@ -87,23 +87,22 @@ def run(args: argparse.Namespace) -> int:
     generate_dataset(data, params, train=n_calib, val=n_val, seed=args.seed)
     _step(f"dataset in {data} (COCO json, YOLO txt, data.yaml); exporting ONNX", t0)
 
-    onnx_path = out / f"{model.stem}.onnx"
-    exported = export_onnx(model, onnx_path, imgsz=imgsz, nms="auto", score_threshold=0.001, iou_threshold=0.7,
-                           max_det=300)
-    _step(f"exported {onnx_path} (NMS {exported.nms_op}); evaluating torch / fp32 / fp16 / int8", t0)
-
+    # the recipe, each step once: one export, one calibration (shared by the precision runs, the naive placement
+    # and the fallback session)
     workdir = out / "work"
-    # minmax: on the bundled proxy model it kept INT8 within 0.2 mAP points of FP32 where entropy lost 2 points
-    # (benchmarks/calibration_methods.py); entropy stays the config default, as in TensorRT
-    calib = CalibrationSettings(images=data / "images" / "train", num=n_calib, method="minmax")
+    onnx = OnnxFromModel(model, out=out / f"{model.stem}.onnx", imgsz=imgsz, nms=EVAL_NMS)
+    onnx_path = onnx()
+    _step(f"exported {onnx_path}; evaluating torch / fp32 / fp16 / int8", t0)
+    calib = CalibrationSettings(images=data / "images" / "train", num=n_calib)
+    ranges = RangesFromCalibration(onnx, calib.images, calib.method, n_calib, cache_dir=workdir / "calibration_cache")
     precisions = ["torch", "fp32", "fp16", "int8"]
     result = evaluate(model, data, precisions=precisions, backend=args.backend, imgsz=imgsz, workdir=workdir,
-                      calibration=calib, save_detections_dir=out / "detections")
+                      calibration=calib, save_detections_dir=out / "detections", onnx=onnx, ranges=ranges)
     _step("precision results:\n" + result.summary(), t0)
 
     naive = evaluate(onnx_path, data, precisions=["int8"], backend="ort", imgsz=imgsz, workdir=workdir / "naive",
                      calibration=CalibrationSettings(images=calib.images, num=n_calib, method=calib.method,
-                                                     qdq_mode="naive"))
+                                                     qdq_mode="naive"), ranges=ranges)
     naive_map = naive.results[0].map if naive.results else None
     _step(f"naive full-graph INT8 (Q/DQ on every conv input, head included): mAP50-95 "
           f"{naive_map if naive_map is None else round(naive_map, 4)}", t0)
@@ -129,11 +128,11 @@ def run(args: argparse.Namespace) -> int:
             "model": str(onnx_path), "imgsz": imgsz,
             "data": {"val": str(data)},
             "calibration": {"images": str(calib.images), "num": n_calib, "method": calib.method},
-            "fallback": {"budget": budget, "target": "fp16", "metric": "sqnr", "subset": min(16, n_val // 2),
+            "fallback": {"budget": args.budget, "target": "fp16", "metric": "sqnr", "subset": min(16, n_val // 2),
                          "max_evals": 10 if args.quick else 16},
             "outputs": {"dir": str(out)},
         })
-        session = session_from_config(cfg, workdir / "tuning")
+        session = session_from_config(cfg, workdir / "tuning", onnx=onnx_path, ranges=ranges)
         _step(f"sensitivity of {len(session.unit_names)} INT8 units (local SQNR, one FP32 pass) on the tuning split",
               t0)
         sens = session.sensitivity("sqnr", "disable-one", cfg.fallback.subset, "fp16", local=True)

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="pipeline config YAML (model, data.val [data.tune], calibration, fallback)")
     parser.add_argument("--budget", type=float, default=None, metavar="POINTS",
                         help="allowed mAP50-95 drop vs FP32 in mAP POINTS (0.5 = half a point = 0.005 absolute); "
-                             "default: the config's fallback.budget (which is absolute: 0.005)")
+                             "default: the config's fallback.budget (also in points)")
     parser.add_argument("--target", choices=("fp16", "fp32"), default=None,
                         help="precision of the units that fall back (default: the config's fallback.target)")
     parser.add_argument("--max-evals", type=int, default=None,
@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def budget_from_points(points: float) -> float:
+    """A budget in mAP points (CLI and config) -> the absolute drop the search API takes; warns when the value
+    looks like an absolute fraction (0.005 meant as half a point)."""
+    from trtalign.core.config import check_budget_points
     from trtalign.core.errors import InputError
 
     if points is None or not math.isfinite(points) or points < 0:
@@ -58,7 +61,7 @@ def budget_from_points(points: float) -> float:
                          f"got {points}")
     if points > 100:
         raise InputError(f"--budget is in mAP points (0..100), got {points}")
-    return points / 100.0
+    return check_budget_points(points, "--budget") / 100.0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     fb = cfg.fallback
-    budget = fb.budget if args.budget is None else budget_from_points(args.budget)
+    budget = fb.budget_fraction if args.budget is None else budget_from_points(args.budget)
     target = args.target or fb.target
     max_evals = fb.max_evals if args.max_evals is None else args.max_evals
     if max_evals < 1:

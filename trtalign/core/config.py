@@ -10,8 +10,8 @@ Example (every section optional except ``model``)::
     batch: {min: 1, opt: 1, max: 8}
     nms: {kind: efficient, score_threshold: 0.001, iou_threshold: 0.7, max_output_boxes: 300}
     precisions: [fp32, fp16, int8]
-    calibration: {images: calib/, num: 512, method: entropy}
-    fallback: {budget: 0.005, target: fp16}
+    calibration: {images: calib/, num: 512, method: minmax}
+    fallback: {budget: 0.5, target: fp16}   # budget in mAP50-95 points (0.5 = half a point)
     data: {val: data/val, tune: data/tune}
     outputs: {dir: out/}
 """
@@ -24,7 +24,28 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from trtalign.core.enums import (CalibrationMethod, FallbackTarget, NmsKind, Precision, SensitivityMetric,
+                                 SensitivityMode, Task, values)
 from trtalign.core.errors import ConfigError, InputError
+from trtalign.core.logging import get_logger
+
+log = get_logger(__name__)
+
+#: a fallback budget below this many points is most likely an absolute fraction (0.005 meant as half a point)
+BUDGET_FRACTION_HINT = 0.05
+
+
+def one_of(enum_cls: type) -> Any:
+    """``Literal`` of an Enum's values: the config stores plain strings, the Enum in core.enums owns the list."""
+    return Literal[values(enum_cls)]  # type: ignore[valid-type]
+
+
+def check_budget_points(points: float, source: str = "fallback budget") -> float:
+    """A fallback budget in mAP50-95 points (0.5 = half a point): warn when it looks like an absolute fraction."""
+    if 0 < points < BUDGET_FRACTION_HINT:
+        log.warning("%s %g is in mAP points (0.5 = half a point); %g points is %g absolute. If you meant an absolute "
+                    "drop of %g, write %g", source, points, points, points / 100, points, points * 100)
+    return points
 
 
 class _Model(BaseModel):
@@ -52,7 +73,7 @@ class BatchConfig(_Model):
 class NmsConfig(_Model):
     """In-graph NMS, with the attributes of TensorRT's EfficientNMS_TRT (and our EfficientRotatedNMS_TRT)."""
 
-    kind: Literal["auto", "efficient", "rotated", "none"] = "auto"  # auto: efficient for detect, rotated for obb
+    kind: Literal[("auto", *values(NmsKind))] = "auto"  # auto: efficient for detect, rotated for obb
     score_threshold: float = Field(0.001, ge=0.0, le=1.0)
     iou_threshold: float = Field(0.7, gt=0.0, le=1.0)
     max_output_boxes: int = Field(300, ge=1, le=4096)
@@ -68,27 +89,36 @@ class NmsConfig(_Model):
 class CalibrationConfig(_Model):
     images: Optional[Path] = None
     num: int = Field(512, ge=1)
-    method: Literal["minmax", "percentile", "entropy", "mse", "best"] = "entropy"
+    method: one_of(CalibrationMethod) = CalibrationMethod.default().value  # type: ignore[valid-type]
     percentile: float = Field(99.99, gt=0.0, le=100.0)
     cache_dir: Optional[Path] = None
-    seed: int = 0
 
 
 class QuantizeConfig(_Model):
-    exclude: list[str] = Field(default_factory=list)  # unit-name patterns (fnmatch) kept in float
+    exclude: list[str] = Field(default_factory=list)  # unit-name patterns (fnmatch) kept out of INT8 (fallback.target)
     plan: Optional[Path] = None  # a plan file (which units are INT8) overriding exclude
     ranges: Optional[Path] = None
 
 
 class FallbackConfig(_Model):
-    budget: float = Field(0.005, ge=0.0, le=1.0)  # allowed mAP50-95 drop vs FP32 (absolute, 0.005 = 0.5 points)
-    target: Literal["fp16", "fp32"] = "fp16"
-    metric: Literal["map", "mse", "cosine", "sqnr", "det"] = "sqnr"
-    mode: Literal["disable-one", "enable-one"] = "disable-one"
+    budget: float = Field(0.5, ge=0.0, le=100.0)  # allowed mAP50-95 drop vs FP32 in POINTS (0.5 = 0.005 absolute)
+    target: one_of(FallbackTarget) = "fp16"  # type: ignore[valid-type]
+    metric: one_of(SensitivityMetric) = "sqnr"  # type: ignore[valid-type]
+    mode: one_of(SensitivityMode) = "disable-one"  # type: ignore[valid-type]
     max_evals: int = Field(16, ge=1)
     subset: int = Field(64, ge=1)  # images used for per-unit sensitivity
     latency_aware: bool = False
-    search: Literal["gallop", "bisect"] = "gallop"  # prefix search of eval.fallback.search_fallback
+    search: Literal["gallop", "bisect"] = "gallop"  # prefix search of tune.fallback.search_fallback
+
+    @field_validator("budget")
+    @classmethod
+    def _points(cls, v: float) -> float:
+        return check_budget_points(v, "fallback.budget")
+
+    @property
+    def budget_fraction(self) -> float:
+        """The budget as an absolute mAP drop (what the search API takes)."""
+        return self.budget / 100.0
 
 
 class TrtConfig(_Model):
@@ -106,7 +136,6 @@ class TrtConfig(_Model):
 class DataConfig(_Model):
     val: Optional[Path] = None  # images folder, or a dataset folder/json readable by trtalign.data.datasets
     tune: Optional[Path] = None  # split used to choose fallback units (never the reported one)
-    annotations: Optional[Path] = None
 
 
 class OutputsConfig(_Model):
@@ -116,7 +145,7 @@ class OutputsConfig(_Model):
 class ModelLayout(_Model):
     """Raw-output layout of a bring-your-own ONNX model."""
 
-    task: Literal["detect", "obb"] = "detect"
+    task: one_of(Task) = "detect"  # type: ignore[valid-type]
     output: Optional[str] = None  # output tensor name; default: the first output
     format: Literal["yolo-channels-first", "yolo-channels-last"] = "yolo-channels-first"  # [B,4+C(+1),N] or [B,N,...]
     num_classes: int = Field(..., ge=1)
@@ -126,12 +155,13 @@ class ModelLayout(_Model):
 
 class PipelineConfig(_Model):
     model: Path
-    task: Literal["auto", "detect", "obb"] = "auto"
+    task: Literal[("auto", *values(Task))] = "auto"  # checked against the model's own task (export metadata)
     imgsz: int = Field(640, ge=32, le=4096)
     opset: int = Field(17, ge=13, le=21)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     nms: NmsConfig = Field(default_factory=NmsConfig)
-    precisions: list[Literal["torch", "fp32", "fp16", "int8"]] = Field(default_factory=lambda: ["fp32", "fp16", "int8"])
+    precisions: list[one_of(Precision)] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["fp32", "fp16", "int8"])
     layout: Optional[ModelLayout] = None
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)

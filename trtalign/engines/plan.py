@@ -54,6 +54,52 @@ DLA_PRECISIONS = ("fp16", "int8")
 
 
 @dataclass(frozen=True)
+class BuildSettings:
+    """Everything a build plan takes besides the ONNX, the TensorRT version and the precision, each field explicit.
+
+    ``trtalign build`` makes one from its pipeline config (:meth:`from_config`); the recipe's engine loader
+    (:class:`trtalign.engines.loaders.EngineFromOnnx`) makes one from what it knows (the batch the ONNX was exported
+    for, the unit plan of the Q/DQ ONNX), so no default of an unrelated config leaks into an engine.
+
+    Args:
+        imgsz: input size used where the ONNX input height / width is dynamic.
+        batch: the optimisation profile for a dynamic batch dimension (``BatchConfig`` or an int N = 1..N).
+        trt: ``TrtConfig`` (route, strongly typed, workspace, timing cache, opt level, plugins, DLA core).
+        calibration: ``CalibrationConfig`` (only the ``int8-calibrator`` route reads it).
+        unit_plan: unit -> precision (plan.json path, ``Plan.to_dict()`` or a mapping); None: every Q/DQ unit INT8.
+        ranges: ranges.json or ``{tensor: amax}`` (``int8-dynamic-range`` route).
+        float_precision: what layers out of INT8 run in when there is no unit plan (``fp16`` sets BuilderFlag.FP16
+            next to INT8, ``fp32`` does not); with a unit plan the plan decides.
+    """
+
+    imgsz: int = 640
+    batch: Any = None
+    trt: Any = None
+    calibration: Any = None
+    unit_plan: Any = None
+    ranges: Any = None
+    float_precision: str = "fp16"
+
+    def __post_init__(self) -> None:
+        from trtalign.core.config import BatchConfig, CalibrationConfig, TrtConfig
+
+        for name, make in {"batch": BatchConfig, "trt": TrtConfig, "calibration": CalibrationConfig}.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, make())
+        if isinstance(self.batch, int):
+            object.__setattr__(self, "batch", BatchConfig(min=1, opt=self.batch, max=self.batch))
+        if self.float_precision not in ("fp16", "fp32"):
+            raise ConfigError(f"invalid float precision {self.float_precision!r}; valid choices: 'fp16', 'fp32'")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "BuildSettings":
+        """The settings of a :class:`trtalign.core.config.PipelineConfig` (``quantize.plan`` / ``quantize.ranges``,
+        ``fallback.target`` for layers out of INT8)."""
+        return cls(imgsz=cfg.imgsz, batch=cfg.batch, trt=cfg.trt, calibration=cfg.calibration,
+                   unit_plan=cfg.quantize.plan, ranges=cfg.quantize.ranges, float_precision=cfg.fallback.target)
+
+
+@dataclass(frozen=True)
 class OnnxFacts:
     """What the plan needs to know about an ONNX file (read without TensorRT)."""
 
@@ -228,14 +274,18 @@ def check_dla(precision: str, version: "str | TrtVersion", core: int) -> None:
                                f"TensorRT with DLA")
 
 
+def _mapping_from(source: "str | os.PathLike | Mapping | None", what: str) -> Any:
+    """None, a mapping as is, or the JSON of a file (unreadable: ConfigError naming ``what``)."""
+    if source is None or isinstance(source, Mapping):
+        return source
+    return read_json_file(source, what, unreadable=ConfigError)
+
+
 def load_unit_plan(source: "str | os.PathLike | Mapping | None") -> dict[str, str]:
     """plan.json (``{"format": "trtalign-plan", "units": {...}}``) or a plain mapping -> {unit: precision}."""
-    if source is None:
+    data = _mapping_from(source, "unit plan")
+    if data is None:
         return {}
-    if isinstance(source, Mapping):
-        data: Any = source
-    else:
-        data = read_json_file(source, "unit plan", unreadable=ConfigError)
     units = data.get("units", data) if isinstance(data, Mapping) else None
     if not isinstance(units, Mapping):
         raise ConfigError("unit plan must map unit name -> 'int8' | 'fp16' | 'fp32'")
@@ -248,12 +298,9 @@ def load_unit_plan(source: "str | os.PathLike | Mapping | None") -> dict[str, st
 def load_ranges(source: "str | os.PathLike | Mapping | None") -> dict[str, float]:
     """ranges.json -> {tensor: amax > 0}. Reads trtalign's format (``{"format": "trtalign-ranges", "tensors":
     {name: {"amax": ...}}}``, see :mod:`trtalign.export.ranges`) and plain ``{tensor: amax}`` mappings."""
-    if source is None:
+    data = _mapping_from(source, "ranges file")
+    if data is None:
         return {}
-    if isinstance(source, Mapping):
-        data: Any = source
-    else:
-        data = read_json_file(source, "ranges file", unreadable=ConfigError)
     ranges = (data.get("tensors") or data.get("ranges") or data) if isinstance(data, Mapping) else None
     if isinstance(ranges, Mapping):
         ranges = {k: v for k, v in ranges.items() if k not in ("format", "version", "method", "params", "model", "data")}
@@ -304,19 +351,36 @@ def _fallback_layers(unit_plan: Mapping[str, str], unit_nodes: Mapping[str, list
     return tuple(out)
 
 
-def make_build_plan(config, onnx_path: str | os.PathLike, trt_version: "str | TrtVersion", precision: str = "fp32",
-                    *, unit_plan: "str | os.PathLike | Mapping | None" = None,
+def make_build_plan(config: "BuildSettings | Any", onnx_path: str | os.PathLike, trt_version: "str | TrtVersion",
+                    precision: str = "fp32", *, unit_plan: "str | os.PathLike | Mapping | None" = None,
                     unit_nodes: Mapping[str, list] | None = None, protect_nodes: list | None = None,
                     ranges: "str | os.PathLike | Mapping | None" = None, facts: OnnxFacts | None = None,
                     calibration_cache: "str | os.PathLike | None" = None) -> BuildPlan:
-    """Decide how to build ``onnx_path`` at ``precision`` for ``trt_version`` from a PipelineConfig.
+    """Decide how to build ``onnx_path`` at ``precision`` for ``trt_version``.
 
-    ``unit_plan`` defaults to ``config.quantize.plan``, ``ranges`` to ``config.quantize.ranges``. ``unit_nodes`` maps
-    unit -> ONNX node names (= TensorRT layer names) and ``protect_nodes`` lists nodes kept in FP32 on the implicit
-    INT8 routes; when needed and None, both come from :func:`trtalign.export.units.analyze_graph` (the units and the
-    head's decode region + DFL). Raises UnsupportedError for a route the version lacks, ConfigError for conflicting
-    options or an ONNX that does not fit the route.
+    Args:
+        config: :class:`BuildSettings`, or a ``PipelineConfig`` (read through :meth:`BuildSettings.from_config`).
+        onnx_path: the ONNX to build (float for fp32 / fp16, Q/DQ for the ``int8-qdq`` route).
+        trt_version: target TensorRT (``"10.3"``, a :class:`TrtVersion`); need not be installed.
+        precision: ``fp32`` | ``fp16`` | ``int8``.
+        unit_plan, ranges: override the settings' ``unit_plan`` / ``ranges``.
+        unit_nodes: unit -> ONNX node names (= TensorRT layer names); protect_nodes: nodes kept in FP32 on the
+            implicit INT8 routes. When needed and None, both come from :func:`trtalign.export.units.analyze_graph`.
+
+    Returns:
+        :class:`BuildPlan` (pure data; its JSON is part of the engine cache key).
+
+    Raises:
+        UnsupportedError: a route or feature the version lacks. ConfigError: conflicting options, or an ONNX that does
+        not fit the route. InputError / ModelError: a missing or unreadable ONNX.
+
+    Example::
+
+        plan = make_build_plan(BuildSettings(batch=4), "model.onnx", "10.3", "fp16")
+        plan.builder_flags  # ('FP16',); plan.profile.max[0] == 4 for an ONNX with a dynamic batch
     """
+    if not isinstance(config, BuildSettings):
+        config = BuildSettings.from_config(config)
     version = TrtVersion.parse(trt_version)
     caps = capabilities(version)
     trt = config.trt
@@ -351,10 +415,9 @@ def make_build_plan(config, onnx_path: str | os.PathLike, trt_version: "str | Tr
         raise ConfigError(f"an fp32 engine on a strongly typed network needs a float32 ONNX, but {name} has "
                           f"{facts.float16_tensors} float16 tensors; pass the ONNX from `trtalign export`")
 
-    units = load_unit_plan(unit_plan if unit_plan is not None else config.quantize.plan)
+    units = load_unit_plan(unit_plan if unit_plan is not None else config.unit_plan)
     if route == "int8-qdq" and units and not any(p == "int8" for p in units.values()):
         notes.append("the unit plan puts no unit in INT8")
-    fallback_target = config.fallback.target
     builder_flags: list[str] = []
     requirement: list[str] = []
     layer_precisions: tuple = ()
@@ -367,7 +430,8 @@ def make_build_plan(config, onnx_path: str | os.PathLike, trt_version: "str | Tr
         else:
             builder_flags.append("FP16")
     elif route.startswith("int8"):
-        uses_fp16 = fallback_target == "fp16" or any(p == "fp16" for p in units.values())
+        # with a unit plan the plan says which layers leave INT8 and in what; without one, the settings do
+        uses_fp16 = any(p == "fp16" for p in units.values()) if units else config.float_precision == "fp16"
         if route == "int8-qdq":
             requirement.append("qdq")
             if typed_by_onnx and uses_fp16 and any(p == "fp16" for p in units.values()):
@@ -392,7 +456,7 @@ def make_build_plan(config, onnx_path: str | os.PathLike, trt_version: "str | Tr
         if route == "int8-calibrator":
             calibrator = _calibrator_spec(config, facts, version, calibration_cache)
         elif route == "int8-dynamic-range":
-            dyn = load_ranges(ranges if ranges is not None else config.quantize.ranges)
+            dyn = load_ranges(ranges if ranges is not None else config.ranges)
             if not dyn:
                 raise ConfigError("trt.int8_route: dynamic-range needs ranges (tensor -> amax): set quantize.ranges "
                                   "to the ranges.json written by `trtalign calibrate`")

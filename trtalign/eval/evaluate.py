@@ -34,6 +34,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from trtalign.core.detections import Detections
+from trtalign.core.enums import CalibrationMethod, Precision, RunnerName, values
 from trtalign.core.errors import ConfigError, InputError, TrtalignError, choices_text
 from trtalign.core.io import atomic_write_json
 from trtalign.core.logging import get_logger, progress
@@ -43,12 +44,14 @@ from trtalign.eval.rotated_metrics import RotatedMetrics, RotatedResult, rotated
 
 log = get_logger(__name__)
 
-PRECISIONS = ("torch", "fp32", "fp16", "int8")
-ORT_RUNNERS = {"fp32": "ort-fp32", "fp16": "ort-fp16sim", "int8": "ort-int8sim"}
-TRT_RUNNERS = {"fp32": "trt-fp32", "fp16": "trt-fp16", "int8": "trt-int8"}
-RUNNER_NAMES = ("torch", *ORT_RUNNERS.values(), *TRT_RUNNERS.values())
+PRECISIONS = values(Precision)
+RUNNER_NAMES = values(RunnerName)
+ORT_RUNNERS = {p: RunnerName.for_precision(p, "ort").value for p in PRECISIONS[1:]}
+TRT_RUNNERS = {p: RunnerName.for_precision(p, "trt").value for p in PRECISIONS[1:]}
 BACKENDS = ("auto", "ort", "trt")
 TORCH_NMS = ("ultralytics", "aligned")
+#: NMS of an evaluation export when nothing else is asked (ultralytics' val defaults)
+EVAL_NMS = {"score_threshold": 0.001, "iou_threshold": 0.7, "max_det": 300, "class_agnostic": False}
 
 
 def parse_precisions(text: str | Sequence[str]) -> list[str]:
@@ -69,19 +72,44 @@ def parse_precisions(text: str | Sequence[str]) -> list[str]:
 
 @dataclass
 class NmsSettings:
-    """NMS used for evaluation (ultralytics' val defaults). ``torch_nms``: ``ultralytics`` (its own NMS, the
-    reference as users see it) or ``aligned`` (the exported EfficientNMS reference on the torch head, which removes
-    NMS differences from the torch-vs-ONNX comparison)."""
+    """NMS used for evaluation. ``None`` thresholds mean: ultralytics' val defaults (0.001 / 0.7 / 300) for a model
+    exported here, the file's own NMS attributes for an exported ONNX (:meth:`applied_to` resolves them).
+    ``torch_nms``: ``ultralytics`` (its own NMS, the reference as users see it) or ``aligned`` (the exported
+    EfficientNMS reference on the torch head, which removes NMS differences from the torch-vs-ONNX comparison)."""
 
-    score_threshold: float = 0.001
-    iou_threshold: float = 0.7
-    max_det: int = 300
-    class_agnostic: bool = False
+    score_threshold: Optional[float] = None
+    iou_threshold: Optional[float] = None
+    max_det: Optional[int] = None
+    class_agnostic: Optional[bool] = None
     torch_nms: str = "ultralytics"
 
     def __post_init__(self) -> None:
         if self.torch_nms not in TORCH_NMS:
             raise ConfigError(f"invalid torch NMS mode {self.torch_nms!r}; valid choices: {choices_text(TORCH_NMS)}")
+
+    def export_kwargs(self) -> dict:
+        """The ``export_onnx`` NMS arguments (defaults filled in)."""
+        given = {"score_threshold": self.score_threshold, "iou_threshold": self.iou_threshold,
+                 "max_det": self.max_det, "class_agnostic": self.class_agnostic}
+        return {k: (EVAL_NMS[k] if v is None else v) for k, v in given.items()}
+
+    def applied_to(self, onnx_nms: dict, exported_here: bool) -> "NmsSettings":
+        """The settings that actually apply to an ONNX whose NMS node has ``onnx_nms``: for a file given by the user,
+        its attributes (a different value asked for is a ConfigError: NMS is baked into the file)."""
+        if exported_here:
+            return NmsSettings(**self.export_kwargs(), torch_nms=self.torch_nms)
+        have = {"score_threshold": float(onnx_nms.get("score_threshold", EVAL_NMS["score_threshold"])),
+                "iou_threshold": float(onnx_nms.get("iou_threshold", EVAL_NMS["iou_threshold"])),
+                "max_det": int(onnx_nms.get("max_output_boxes", EVAL_NMS["max_det"])),
+                "class_agnostic": bool(onnx_nms.get("class_agnostic", 0))}
+        flags = {"score_threshold": "--conf", "iou_threshold": "--iou", "max_det": "--max-det",
+                 "class_agnostic": "--class-agnostic"}
+        clash = [f"{flags[k]} {getattr(self, k)} (the file has {v})" for k, v in have.items()
+                 if getattr(self, k) is not None and not np.isclose(float(getattr(self, k)), float(v))]
+        if clash:
+            raise ConfigError(f"the ONNX has its NMS baked in, so {', '.join(clash)} cannot be applied: drop the "
+                              f"option, or re-export with `trtalign export` and the NMS settings you want")
+        return NmsSettings(**have, torch_nms=self.torch_nms)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -306,12 +334,60 @@ def save_detections(dataset: Dataset, detections: dict, path: str | os.PathLike)
 
 # ------------------------------------------------------------------------------------------------ preparing runners
 @dataclass
+class CalibrationSettings:
+    """Images and method for INT8 calibration. ``images`` None: a ``train`` folder next to the data when it has
+    images, else the evaluated images themselves (noted in the result: that flatters INT8 a little). ``exclude``:
+    unit patterns kept out of INT8 (config ``quantize.exclude``), on top of the INT8 plan's head."""
+
+    images: Optional[Path] = None
+    num: int = 64
+    method: str = CalibrationMethod.default().value
+    qdq_mode: str = "trt"  # trtalign.export.qdq mode: "trt" (the INT8 plan, decode untouched) or "naive"
+    exclude: tuple = ()
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def _train_folder(dataset: Dataset) -> Optional[Path]:
+    folders = sorted({Path(im.path).parent for im in dataset.images})
+    root = Path(dataset.root) if getattr(dataset, "root", None) else None
+    cands = [folders[0].parent / "train"] if folders and folders[0].name == "val" else []
+    cands += [root / "images" / "train", root.parent / "images" / "train", root.parent / "train"] if root else []
+    return next((c for c in cands if c.is_dir() and any(c.iterdir())), None)
+
+
+def calibration_images(dataset: Dataset, images: str | os.PathLike | None = None,
+                       link_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """(calibration folder, note): ``images`` when given, else a train folder next to the data, else ``link_dir``
+    filled with links to ``dataset``'s images (the tuning split: never the validation images), else the folder of
+    the evaluated images (which flatters INT8 slightly, said in the note)."""
+    if images is not None:
+        return Path(images), f"calibrated on {images}"
+    train = _train_folder(dataset)
+    if train is not None:
+        return train, f"calibrated on the train split {train}"
+    if link_dir is not None:
+        folder = Path(link_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for im in dataset.images:
+            link = folder / Path(im.path).name
+            if not link.exists():
+                os.symlink(Path(im.path).resolve(), link)
+        log.warning("no calibration images configured: calibrating on the tuning split's %d images", len(dataset))
+        return folder, f"calibrated on the {len(dataset)} images of the tuning split"
+    folder = sorted({Path(im.path).parent for im in dataset.images})[0]
+    return folder, (f"calibrated on the evaluated images themselves ({folder}): no separate calibration set was "
+                    f"given (--calib DIR), which flatters INT8 slightly")
+
+
+@dataclass
 class ModelSource:
-    """The model under evaluation: an FP32 ONNX with NMS (exported here when needed) and, for .pt / .yaml, the
-    PyTorch model. ``names``/``task``/``imgsz`` come from the ONNX metadata."""
+    """The model under evaluation: the FP32 ONNX loader (``export.loaders.OnnxFromModel``) and, for .pt / .yaml,
+    the PyTorch model. ``names``/``task``/``imgsz``/``nms`` come from the ONNX metadata."""
 
     path: Path
-    onnx: Path
+    onnx: Any  # loader
     names: list
     task: str
     imgsz: tuple
@@ -319,129 +395,95 @@ class ModelSource:
     nms: dict = field(default_factory=dict)
 
 
-def prepare_model(model: str | os.PathLike, workdir: Path, imgsz: int | None, batch: int,
-                  nms: NmsSettings) -> ModelSource:
+def prepare_model(model: str | os.PathLike, workdir: Path, imgsz: int | None, batch: int, nms: NmsSettings,
+                  onnx: Any = None) -> ModelSource:
+    """``model`` -> :class:`ModelSource` through :class:`trtalign.export.loaders.OnnxFromModel` (``onnx``: a
+    loader or path of the model's ONNX, to share one export)."""
+    from trtalign.export.loaders import OnnxFromModel, resolve
     from trtalign.export.metadata import read_metadata
-    from trtalign.export.onnx_export import export_onnx
 
     path = Path(model)
-    if path.suffix.lower() == ".onnx":
-        if not path.is_file():
-            raise InputError(f"model not found: {path}")
-        onnx_path, torch_ok = path, False
-    else:
-        onnx_path, torch_ok = workdir / f"{path.stem}_fp32.onnx", True
-        export_onnx(path, onnx_path, imgsz=imgsz, dynamic_batch=batch if batch > 1 else None,
-                    score_threshold=nms.score_threshold, iou_threshold=nms.iou_threshold, max_det=nms.max_det,
-                    class_agnostic=nms.class_agnostic)
+    is_onnx = path.suffix.lower() == ".onnx"
+    if onnx is None:
+        onnx = OnnxFromModel(path, workdir, imgsz=imgsz, batch=batch, nms=nms.export_kwargs())
+    onnx_path = resolve(onnx)
     meta = read_metadata(str(onnx_path)) or {}
     if not meta.get("names") or not meta.get("imgsz") or not meta.get("nms"):
         raise InputError(f"{onnx_path}: not an ONNX exported by `trtalign export` with NMS (metadata "
                          f"'trtalign' with names, imgsz and nms is missing); export it with `trtalign export`")
     hw = tuple(int(v) for v in meta["imgsz"])
-    if imgsz is not None and path.suffix.lower() == ".onnx" and tuple(hw) != (imgsz, imgsz):
+    if imgsz is not None and is_onnx and tuple(hw) != (imgsz, imgsz):
         raise InputError(f"--imgsz {imgsz} does not match the ONNX input size {hw[0]}x{hw[1]}; re-export the model "
                          f"or drop --imgsz")
-    return ModelSource(path, onnx_path, list(meta["names"]), meta.get("task", "detect"), hw, torch_ok,
+    return ModelSource(path, onnx, list(meta["names"]), meta.get("task", "detect"), hw, not is_onnx,
                        dict(meta["nms"]))
 
 
-@dataclass
-class CalibrationSettings:
-    """Images and method for the INT8 emulation's calibration. ``images`` None: the dataset's ``train`` split when
-    it has images, else the evaluated images themselves (noted in the result: that flatters INT8 a little)."""
+class _Recipe:
+    """The loaders of one evaluation: FP32 ONNX -> ranges (calibrated once) -> Q/DQ ONNX -> engines."""
 
-    images: Optional[Path] = None
-    num: int = 64
-    method: str = "entropy"
-    qdq_mode: str = "trt"  # trtalign.export.qdq mode: "trt" (every unit INT8, decode untouched) or "naive"
+    def __init__(self, src: ModelSource, workdir: Path, dataset: Dataset, calib: CalibrationSettings, batch: int,
+                 ranges: Any = None, plugins: Sequence[str] = ()):
+        from trtalign.export.loaders import QdqOnnxFromPlan, RangesFromCalibration
 
-    def to_dict(self) -> dict:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+        self.src, self.workdir, self.batch, self.plugins = src, workdir, batch, list(plugins)
+        self.calib_note = ""
+        if ranges is None:
+            images, self.calib_note = calibration_images(dataset, calib.images)
+            ranges = RangesFromCalibration(src.onnx, images, calib.method, calib.num, imgsz=src.imgsz,
+                                           cache_dir=workdir / "calibration_cache")
+        self.ranges = ranges
+        self.qdq = QdqOnnxFromPlan(src.onnx, ranges, workdir, mode=calib.qdq_mode, exclude=calib.exclude)
+        self.int8_note = (f"{self.calib_note + '; ' if self.calib_note else ''}"
+                          f"{getattr(ranges, 'describe', lambda: 'given ranges')()}, Q/DQ mode {calib.qdq_mode}, "
+                          + ("the INT8 plan (head output convs in FP16" + (", " + ", ".join(calib.exclude) +
+                                                                           " excluded" if calib.exclude else "")
+                             + "), no fallback" if calib.qdq_mode == "trt" else "head included"))
 
+    def runner(self, precision: str, backend: str) -> tuple[Any, str, str]:
+        """(runner, file run, note) for one precision."""
+        from trtalign.export.loaders import resolve
+        from trtalign.runtime.ort_runner import OrtRunner
 
-def _calibration_images(dataset: Dataset, calib: CalibrationSettings) -> tuple[Path, str]:
-    if calib.images is not None:
-        return Path(calib.images), f"calibrated on {calib.images}"
-    folders = sorted({im.path.parent for im in dataset.images})
-    if folders and folders[0].name == "val" and (folders[0].parent / "train").is_dir() and \
-            any((folders[0].parent / "train").iterdir()):
-        train = folders[0].parent / "train"
-        return train, f"calibrated on the train split {train}"
-    return folders[0], (f"calibrated on the evaluated images themselves ({folders[0]}): no separate calibration "
-                        f"set was given (--calib DIR), which flatters INT8 slightly")
+        src = self.src
+        name = RunnerName.for_precision(precision, backend).value
+        if precision == "torch":
+            from trtalign.runtime.torch_runner import TorchRunner
 
+            if not src.torch_ok:
+                raise TrtalignError("the torch runner needs the .pt/.yaml model, not an ONNX file")
+            return TorchRunner(src.path, imgsz=src.imgsz, name=name), str(src.path), ""
+        if backend == "trt":
+            return self._trt(precision, name)
+        if precision == "fp32":
+            return OrtRunner(src.onnx, name=name), str(resolve(src.onnx)), ""
+        if precision == "fp16":
+            from trtalign.export.fp16sim import write_fp16sim_onnx
 
-def _int8_model(src: ModelSource, workdir: Path, dataset: Dataset, calib: CalibrationSettings) -> tuple[Path, str]:
-    """The full-network Q/DQ ONNX (every unit INT8, no fallback) of :mod:`trtalign.export.qdq`, calibrated with
-    :mod:`trtalign.export.calibrate`; returns (path, note)."""
-    try:
-        from trtalign.export.calibrate import calibrate
-        from trtalign.export.qdq import save_qdq
-    except ImportError as exc:
-        raise TrtalignError(f"no INT8 Q/DQ export in this build ({exc})") from None
-    images, note = _calibration_images(dataset, calib)
-    ranges = calibrate(src.onnx, images, method=calib.method, num=calib.num, imgsz=src.imgsz,
-                       cache_dir=workdir / "calibration_cache")
-    out = workdir / f"{src.onnx.stem}_int8sim.onnx"
-    save_qdq(str(src.onnx), ranges, out, plan=None, mode=calib.qdq_mode)
-    return out, f"{note}; {calib.method} ranges, {calib.num} images max, Q/DQ mode {calib.qdq_mode}, no fallback"
+            onnx = Path(resolve(src.onnx))
+            out = self.workdir / f"{onnx.stem}_fp16sim.onnx"
+            info = write_fp16sim_onnx(onnx, out)
+            return OrtRunner(out, name=name), str(out), (
+                f"FP16 emulation: {info.tensors_rounded} tensors and {info.weights_rounded} weights rounded to "
+                f"float16 up to {info.boundary!r}; decode and NMS in FP32")
+        return OrtRunner(self.qdq, name=name), str(self.qdq()), self.int8_note
 
+    def _trt(self, precision: str, name: str) -> tuple[Any, str, str]:
+        """A TensorRT engine through the engine cache (INT8 from the same Q/DQ ONNX the emulation runs)."""
+        from trtalign.core.config import TrtConfig
+        from trtalign.engines.loaders import EngineFromOnnx
+        from trtalign.engines.plan import BuildSettings
+        from trtalign.runtime.trt_runner import TrtRunner
 
-def _make_runner(precision: str, backend: str, src: ModelSource, workdir: Path, dataset: Dataset,
-                 calib: CalibrationSettings) -> tuple[Any, str, str]:
-    """(runner, file run, note) for one precision."""
-    from trtalign.runtime.ort_runner import OrtRunner
-
-    if precision == "torch":
-        from trtalign.runtime.torch_runner import TorchRunner
-
-        if not src.torch_ok:
-            raise TrtalignError("the torch runner needs the .pt/.yaml model, not an ONNX file")
-        return TorchRunner(src.path, imgsz=src.imgsz, name="torch"), str(src.path), ""
-    if backend == "trt":
-        return _trt_runner(precision, src, workdir, dataset, calib)
-    if precision == "fp32":
-        return OrtRunner(src.onnx, name="ort-fp32"), str(src.onnx), ""
-    if precision == "fp16":
-        from trtalign.export.fp16sim import write_fp16sim_onnx
-
-        out = workdir / f"{src.onnx.stem}_fp16sim.onnx"
-        info = write_fp16sim_onnx(src.onnx, out)
-        return OrtRunner(out, name="ort-fp16sim"), str(out), (
-            f"FP16 emulation: {info.tensors_rounded} tensors and {info.weights_rounded} weights rounded to float16 "
-            f"up to {info.boundary!r}; decode and NMS in FP32")
-    out, note = _int8_model(src, workdir, dataset, calib)
-    return OrtRunner(out, name="ort-int8sim"), str(out), note
-
-
-def _trt_runner(precision: str, src: ModelSource, workdir: Path, dataset: Dataset,
-                calib: CalibrationSettings) -> tuple[Any, str, str]:
-    """Build a TensorRT engine for ``precision`` (INT8 from the same Q/DQ ONNX the emulation runs) and wrap it in a
-    TrtRunner. Needs TensorRT and a GPU; the engine is written next to the ONNX files in ``workdir``."""
-    import onnx
-
-    from trtalign.core.config import PipelineConfig
-    from trtalign.core.io import atomic_write_bytes
-    from trtalign.engines.builder import build_engine, import_tensorrt
-    from trtalign.engines.plan import make_build_plan
-    from trtalign.export.graph_nms import set_nms_domain
-    from trtalign.runtime.trt_runner import TrtRunner
-
-    trt = import_tensorrt()
-    note = ""
-    source = src.onnx
-    if precision == "int8":
-        source, note = _int8_model(src, workdir, dataset, calib)
-    trt_onnx = workdir / f"{source.stem}_trt.onnx"
-    atomic_write_bytes(trt_onnx, set_nms_domain(onnx.load(str(source)), "").SerializeToString())
-    config = PipelineConfig(model=src.path, imgsz=int(src.imgsz[0]))
-    plan = make_build_plan(config, trt_onnx, trt.__version__, precision=precision)
-    built = build_engine(plan, trt_onnx, trt=trt)
-    engine = workdir / f"{source.stem}_{precision}.engine"
-    atomic_write_bytes(engine, built.engine)
-    name = TRT_RUNNERS[precision]
-    return TrtRunner(engine, name=name, check_sidecar=False), str(engine), note
+        source, note, unit_plan = self.src.onnx, "", None
+        if precision == "int8":
+            source, note = self.qdq, self.int8_note
+            self.qdq()
+            unit_plan = self.qdq.plan.to_dict() if self.qdq.plan is not None else None
+        settings = BuildSettings(imgsz=int(self.src.imgsz[0]), batch=self.batch, unit_plan=unit_plan,
+                                 trt=TrtConfig(plugins=self.plugins))
+        engine = EngineFromOnnx(source, self.workdir / "engines", precision, settings=settings)
+        return TrtRunner(engine, plugins=self.plugins, name=name), str(engine()), note
 
 
 def resolve_backend(backend: str) -> str:
@@ -463,9 +505,35 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
              workdir: str | os.PathLike | None = None, save_detections_dir: str | os.PathLike | None = None,
              nms: NmsSettings | None = None, coco_backend: str = "auto",
              calibration: CalibrationSettings | None = None,
-             split: str = "val", data_format: str = "auto") -> EvalResult:
-    """Evaluate ``model`` (.pt / .yaml / exported .onnx) on ``data`` at each precision. A precision that cannot run
-    here (no TensorRT, no Q/DQ export, torch for an ONNX model) is listed in ``skipped`` with the reason."""
+             split: str = "val", data_format: str = "auto", onnx: Any = None, ranges: Any = None,
+             plugins: Sequence[str] = ()) -> EvalResult:
+    """Evaluate ``model`` on ``data`` at each precision.
+
+    Args:
+        model: ``.pt`` / ultralytics ``.yaml`` (exported here, torch runs too) or an ONNX from ``trtalign export``.
+        data: a dataset path (COCO json / folder, data.yaml, DOTA folder) or a loaded ``Dataset``.
+        precisions: ``torch``, ``fp32``, ``fp16``, ``int8`` (runner names such as ``ort-int8sim`` also accepted).
+        backend: ``ort`` (ONNX Runtime emulation), ``trt`` (TensorRT engines through the engine cache) or ``auto``.
+        imgsz: input size of an export (None: the model's own); must match an ONNX's size.
+        batch: images per inference (an export gets a dynamic batch up to it; engines a profile up to it).
+        nms: evaluation NMS (:class:`NmsSettings`); on an exported ONNX only its own settings can apply.
+        calibration: :class:`CalibrationSettings` of the INT8 runner (the INT8 plan is export.units.default_plan).
+        onnx / ranges: loaders (or values) to share the export / calibration with other steps
+            (``trtalign.export.loaders``). plugins: TensorRT plugin libraries.
+
+    Returns:
+        :class:`EvalResult`. A precision that cannot run here (no TensorRT, torch for an ONNX model, ...) is listed
+        in ``skipped`` with the reason.
+
+    Raises:
+        InputError (missing data / model, task mismatch), ConfigError (bad precision, NMS options an exported ONNX
+        cannot apply).
+
+    Example::
+
+        result = evaluate("yolov8n.pt", "coco/val2017.json", ["torch", "fp32", "int8"], backend="ort")
+        result.result("ort-int8sim").delta_map
+    """
     nms = nms or NmsSettings()
     calibration = calibration or CalibrationSettings()
     precisions = parse_precisions(precisions)
@@ -479,7 +547,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        src = prepare_model(model, workdir, imgsz, batch, nms)
+        src = prepare_model(model, workdir, imgsz, batch, nms, onnx)
+        nms = nms.applied_to(src.nms, exported_here=src.torch_ok or getattr(src.onnx, "exported", False))
         dataset = data if isinstance(data, Dataset) else load_dataset(data, split=split, fmt=data_format,
                                                                       task=src.task)
         if dataset.task.value != src.task:
@@ -488,10 +557,11 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
         cmap = category_map(src.names, dataset)
         result = EvalResult(src.task, "rotated" if dataset.rotated else "coco-bbox", str(src.path), list(src.imgsz),
                             batch, dataset.summary(), {**nms.to_dict(), "onnx": src.nms})
+        recipe = _Recipe(src, workdir, dataset, calibration, batch, ranges, plugins)
         for precision in precisions:
-            label = "torch" if precision == "torch" else (TRT_RUNNERS if backend == "trt" else ORT_RUNNERS)[precision]
+            label = RunnerName.for_precision(precision, backend).value
             try:
-                runner, model_file, note = _make_runner(precision, backend, src, workdir, dataset, calibration)
+                runner, model_file, note = recipe.runner(precision, backend)
             except TrtalignError as exc:
                 log.warning("skipping %s: %s", label, exc)
                 result.skipped[label] = str(exc)
@@ -520,5 +590,6 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
 
 
 __all__ = ["evaluate", "EvalResult", "PrecisionResult", "LatencyStats", "NmsSettings", "CalibrationSettings",
+           "calibration_images", "prepare_model",
            "run_runner", "score_detections", "save_detections", "parse_precisions", "PRECISIONS", "CocoResult",
            "RotatedResult"]

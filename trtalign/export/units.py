@@ -589,7 +589,11 @@ def plan_key(units: Mapping[str, str]) -> str:
     return sha256_bytes(json.dumps(dict(sorted(units.items())), sort_keys=True).encode())[:16]
 
 
-def make_plan(unit_names: Sequence[str], fallback: Sequence[str] = (), target: str = "fp16"):
-    """Every unit INT8 except ``fallback`` (in ``target``)."""
+def make_plan(units: "Sequence[QuantUnit] | Sequence[str]", fallback: Sequence[str] = (), target: str = "fp16"):
+    """The INT8 plan (:func:`default_plan` with the head's output convs in ``target``) with ``fallback`` units also
+    in ``target``. Given only unit names (no roles) the base is every unit INT8."""
     fb = set(fallback)
-    return Plan(units={u: (target if u in fb else "int8") for u in unit_names})
+    units = list(units)
+    base = default_plan(units, head_output=target) if units and isinstance(units[0], QuantUnit) else \
+        Plan(units={u: "int8" for u in units})
+    return Plan(units={u: (target if u in fb else p) for u, p in base.units.items()})

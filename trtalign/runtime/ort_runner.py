@@ -80,7 +80,20 @@ def ort_threads() -> int | None:
 
 
 class OrtRunner(Runner):
-    """Runs an ONNX model with ONNX Runtime on the CPU (``name`` e.g. ``ort-fp32``, ``ort-int8sim``)."""
+    """Runs an ONNX model with ONNX Runtime on the CPU (``name`` e.g. ``ort-fp32``, ``ort-int8sim``).
+
+    Args:
+        model: a path, serialized bytes, an ``onnx.ModelProto``, or a loader returning one of those (e.g.
+            :class:`trtalign.export.loaders.QdqOnnxFromPlan`), called on :meth:`activate`.
+        name: the runner name in results. providers / session_options: passed to ONNX Runtime.
+
+    Raises (on activate): ModelError for a missing / unreadable model or one ONNX Runtime refuses.
+
+    Example::
+
+        with OrtRunner("model.onnx") as runner:
+            outputs = runner.infer({"images": x})  # {"num_detections": ..., "detection_boxes": ..., ...}
+    """
 
     name = "ort-fp32"
 
@@ -96,7 +109,9 @@ class OrtRunner(Runner):
     def activate_impl(self) -> None:
         ort = require("onnxruntime", purpose="ONNX Runtime inference")
         threads = ort_threads()  # a bad value fails before any work
-        model, custom = prepare_for_ort(load_model_proto(self.source))
+        from trtalign.export.loaders import resolve
+
+        model, custom = prepare_for_ort(load_model_proto(resolve(self.source)))
         options = self.session_options
         if custom:
             ort_ops = require("trtalign.plugins.ort_ops")

@@ -31,7 +31,23 @@ TRT_TO_NUMPY = {"FLOAT": np.float32, "HALF": np.float16, "INT32": np.int32, "INT
 
 
 class TrtRunner(Runner):
-    """``TrtRunner("model.engine", plugins=[...], cuda="auto", cuda_graph=False)``; use as a context manager."""
+    """Runs a TensorRT engine; use it as a context manager.
+
+    Args:
+        engine: an engine file (with its sidecar), serialized bytes, or a loader returning a file (e.g.
+            :class:`trtalign.engines.loaders.EngineFromOnnx`), called on :meth:`activate`.
+        plugins: plugin libraries loaded before deserialisation. cuda: ``auto`` | ``pycuda`` | ``cuda-python``.
+        cuda_graph: capture one CUDA graph per input-shape set. check_sidecar: refuse an engine whose sidecar names
+            another TensorRT version or GPU architecture (a missing sidecar only warns).
+
+    Raises (on activate): InputError (missing file), EngineError (built elsewhere, cannot deserialise),
+    DependencyError (no TensorRT / CUDA bindings).
+
+    Example::
+
+        with TrtRunner("out/model.int8.engine") as runner:
+            outputs = runner.infer({"images": x})
+    """
 
     def __init__(self, engine: str | os.PathLike | bytes, plugins: Sequence[str | os.PathLike] = (),
                  cuda: str = "auto", cuda_graph: bool = False, name: str = "trt", check_sidecar: bool = True,
@@ -118,6 +134,9 @@ class TrtRunner(Runner):
         return str(self.engine_source) if not isinstance(self.engine_source, (bytes, bytearray)) else "the engine"
 
     def _engine_bytes(self, trt: Any, backend: Any) -> bytes:
+        from trtalign.export.loaders import resolve
+
+        self.engine_source = resolve(self.engine_source)
         if isinstance(self.engine_source, (bytes, bytearray)):
             return bytes(self.engine_source)
         path = Path(self.engine_source)

@@ -24,12 +24,12 @@ import numpy as np
 from trtalign.core.errors import ConfigError, InputError
 from trtalign.core.logging import get_logger
 from trtalign.tune.fallback import FallbackResult, order_by_cost, search_fallback
+from trtalign.export.units import apply_excludes, int8_mac_fraction
 from trtalign.tune.sensitivity import (QdqPlanModels, SensitivityResult, SensitivityScorer, check_choice,
                                        local_sensitivity, make_plan, plan_key, LOCAL_METRICS, METRICS, MODES, TARGETS)
 
 log = get_logger(__name__)
 
-EVAL_NMS = {"score_threshold": 0.001, "iou_threshold": 0.7, "max_det": 300}  # mAP evaluation NMS (ultralytics val)
 
 
 # --------------------------------------------------------------------------------------------------- splits
@@ -93,7 +93,7 @@ class TuningSession:
 
     def __init__(self, onnx_path: str | os.PathLike, tune: Any, val: Any, ranges: Any, workdir: str | os.PathLike,
                  runner_factory: Callable[[Any], Any] | None = None, backend: str = "ort-int8sim",
-                 split_source: str = ""):
+                 split_source: str = "", exclude: Sequence[str] = ()):
         from trtalign.data.datasets import category_map
         from trtalign.export.metadata import read_metadata
 
@@ -112,6 +112,9 @@ class TuningSession:
         self.units = self.models.units
         self.unit_names = self.models.unit_names
         self.macs = {u.name: int(u.macs) for u in self.units}
+        # config quantize.exclude: units kept out of INT8 in every plan, on top of the INT8 plan's head
+        self.excluded = frozenset(apply_excludes(make_plan(self.units), exclude, self.units)[1]) if exclude \
+            else frozenset()
         self.runner_factory = runner_factory or self.models.runner
         # output metrics only need output0: without decode and NMS the trial models are smaller and faster
         self.raw_models = QdqPlanModels(self.onnx_path, ranges, self.workdir / "plans", only=("output0",))
@@ -149,7 +152,11 @@ class TuningSession:
 
     def evaluator(self, split: str, target: str = "fp16") -> Callable[[frozenset], float]:
         """``fallback set -> mAP`` on ``split`` (the callable ``search_fallback`` wants)."""
-        return lambda fallback: self.evaluate_plan(make_plan(self.unit_names, fallback, target), split)
+        return lambda fallback: self.evaluate_plan(self.plan(fallback, target), split)
+
+    def plan(self, fallback: Sequence[str] = (), target: str = "fp16") -> Any:
+        """The INT8 plan (``export.units.make_plan``) with ``fallback`` and the excluded units in ``target``."""
+        return make_plan(self.units, set(fallback) | self.excluded, target)
 
     # ------------------------------------------------------------------ sensitivity
     def inputs(self, subset: int) -> list[np.ndarray]:
@@ -208,11 +215,14 @@ class TuningSession:
             ranking = (order_by_cost({u: max(s, 0.0) for u, s in scores.items()}, costs or self.macs)
                        if latency_aware else sensitivity.ranking())
         ranking = list(ranking)
-        return search_fallback(ranking, self.evaluator("tune", target), budget, evaluate_val=self.evaluator("val",
+        result = search_fallback(ranking, self.evaluator("tune", target), budget, evaluate_val=self.evaluator("val",
                                target), target=target, max_evals=max_evals, prune=prune, journal=journal,
                                fingerprint_extra={"model": self.models._salt, "tune": self.splits.tune_files,
                                                   "val": self.splits.val_files, "backend": self.backend},
                                macs=self.macs, search=search)
+        # the INT8 MAC share of the plan that will be built (the head's output convs are out of INT8 in every plan)
+        result.int8_mac_fraction = int8_mac_fraction(self.units, self.plan_for(result))
+        return result
 
     def use_tensorrt(self, plugins: Sequence[str] = ()) -> "TuningSession":
         """Score and search on TensorRT INT8 engines (one per plan) instead of the ONNX Runtime emulation."""
@@ -226,12 +236,12 @@ class TuningSession:
         if not self.backend.startswith("trt"):
             return None
         plans = {"fp32": self.unit_names, "int8": [], "final": result.fallback_units}
-        out = {k: self.latency_ms.get(plan_key(make_plan(self.unit_names, fb, result.target).units))
+        out = {k: self.latency_ms.get(plan_key(self.plan(fb, result.target).units))
                for k, fb in plans.items()}
         return {k: v for k, v in out.items() if v is not None} or None
 
     def plan_for(self, result: FallbackResult, notes: dict | None = None) -> Any:
-        plan = make_plan(self.unit_names, result.fallback_units, result.target)
+        plan = self.plan(result.fallback_units, result.target)
         plan.notes = dict(notes or {})
         return plan
 
@@ -240,82 +250,61 @@ class TuningSession:
 def trt_runner_factory(models: QdqPlanModels, workdir: str | os.PathLike, imgsz: int,
                        plugins: Sequence[str] = ()) -> Callable[[Any], Any]:
     """``Plan -> TrtRunner`` (``trt-int8``): the plan's Q/DQ ONNX (from ``models``) built into an engine with the
-    installed TensorRT (explicit-quantization route), one engine file per plan hash in ``workdir``. Needs TensorRT
-    and a GPU; pass it as ``runner_factory`` to :class:`TuningSession` to score and search on real engines."""
-    import onnx
-
-    from trtalign.core.config import PipelineConfig
-    from trtalign.core.io import atomic_write_bytes
-    from trtalign.engines.builder import build_engine, import_tensorrt
-    from trtalign.engines.plan import make_build_plan
-    from trtalign.export.graph_nms import set_nms_domain
+    installed TensorRT (explicit-quantization route) through :class:`trtalign.engines.loaders.EngineFromOnnx`, so the
+    engine cache in ``workdir`` is keyed by the Q/DQ ONNX bytes (model, ranges and plan), the build plan, the TensorRT
+    version, the GPU and the plugins, and every runner checks the engine's sidecar. Needs TensorRT and a GPU; pass it
+    as ``runner_factory`` to :class:`TuningSession` to score and search on real engines."""
+    from trtalign.core.config import TrtConfig
+    from trtalign.engines.builder import import_tensorrt
+    from trtalign.engines.loaders import EngineFromOnnx
+    from trtalign.engines.plan import BuildSettings
     from trtalign.runtime.trt_runner import TrtRunner
 
     trt = import_tensorrt()
-    workdir = Path(workdir)
+    plugins = [str(p) for p in plugins]
 
     def factory(plan: Any) -> Any:
-        engine = workdir / f"plan-{plan_key(plan.units)}.engine"
-        if not engine.is_file():
-            src = models.path_for(plan)
-            trt_onnx = workdir / f"{src.stem}_trt.onnx"
-            atomic_write_bytes(trt_onnx, set_nms_domain(onnx.load(str(src)), "").SerializeToString())
-            config = PipelineConfig(model=trt_onnx, imgsz=int(imgsz))
-            build = make_build_plan(config, trt_onnx, trt.__version__, precision="int8", unit_plan=plan.to_dict())
-            atomic_write_bytes(engine, build_engine(build, trt_onnx, trt=trt).engine)
-        return TrtRunner(engine, plugins=list(plugins), name="trt-int8", check_sidecar=False)
+        settings = BuildSettings(imgsz=int(imgsz), batch=1, unit_plan=plan.to_dict(), trt=TrtConfig(plugins=plugins))
+        engine = EngineFromOnnx(lambda: models.path_for(plan), workdir, "int8", settings=settings, trt=trt)
+        return TrtRunner(engine, plugins=plugins, name="trt-int8", trt=trt)
 
     return factory
 
 
 # ------------------------------------------------------------------------------------------ from a config
-def _fp32_onnx(cfg: Any, workdir: Path) -> Path:
-    """The config's model as an FP32 ONNX with NMS + metadata: reused when it is one, else exported (once per
-    model file hash) with evaluation NMS settings."""
-    from trtalign.core.io import sha256_file
-    from trtalign.export.metadata import read_metadata
-    from trtalign.export.onnx_export import export_onnx
+def onnx_from_config(cfg: Any, workdir: Path) -> Any:
+    """The config's FP32 ONNX loader (``export.loaders.OnnxFromModel``): the model as it is when it is an exported
+    ONNX, else exported once per model bytes and settings, at the model's own size unless the config sets imgsz."""
+    from trtalign.eval.evaluate import EVAL_NMS
+    from trtalign.export.loaders import OnnxFromModel
 
-    model = Path(cfg.model)
-    if not model.is_file():
-        raise InputError(f"model not found: {model}")
-    if model.suffix.lower() == ".onnx":
-        meta = read_metadata(str(model)) or {}
-        if meta.get("nms") and meta.get("names"):
-            return model
-    out = workdir / f"{model.stem}-{sha256_file(model)[:12]}-{cfg.imgsz}_fp32.onnx"
-    if not out.is_file():
-        export_onnx(model, out, imgsz=cfg.imgsz, layout=cfg.layout, **EVAL_NMS)
-    return out
+    imgsz = cfg.imgsz if "imgsz" in cfg.model_fields_set else None
+    return OnnxFromModel(cfg.model, workdir, imgsz=imgsz, nms=EVAL_NMS, layout=cfg.layout, task=cfg.task)
 
 
-def _calibration_images(cfg: Any, tune: Any, workdir: Path) -> Path:
-    """config calibration.images, else the dataset's train images, else links to the tuning split's images (so the
-    validation images are never calibrated on)."""
-    if cfg.calibration.images is not None:
-        return Path(cfg.calibration.images)
-    root = Path(tune.root) if tune.root else None
-    for cand in ([root / "images" / "train", root.parent / "images" / "train", root.parent / "train"]
-                 if root else []):
-        if cand.is_dir() and any(cand.iterdir()):
-            return cand
-    folder = workdir / "calib_tune"
-    folder.mkdir(parents=True, exist_ok=True)
-    for im in tune.images:
-        link = folder / Path(im.path).name
-        if not link.exists():
-            os.symlink(Path(im.path).resolve(), link)
-    log.warning("no calibration images configured: calibrating on the tuning split's %d images", len(tune.images))
-    return folder
+def ranges_from_config(cfg: Any, onnx: Any, workdir: Path, tune: Any) -> Any:
+    """``quantize.ranges``, else ``export.loaders.RangesFromCalibration`` on calibration.images, a train folder next
+    to the data, or the tuning split's images (never the validation images)."""
+    from trtalign.eval.evaluate import calibration_images
+    from trtalign.export.loaders import RangesFromCalibration
+    from trtalign.export.ranges import load_ranges
+
+    if cfg.quantize.ranges is not None:
+        return load_ranges(cfg.quantize.ranges)
+    images, _ = calibration_images(tune, cfg.calibration.images, link_dir=workdir / "calib_tune")
+    return RangesFromCalibration(onnx, images, cfg.calibration.method, cfg.calibration.num,
+                                 cfg.calibration.percentile,
+                                 cache_dir=cfg.calibration.cache_dir or workdir / "calibration_cache")
 
 
 def session_from_config(cfg: Any, workdir: str | os.PathLike | None = None, tune_fraction: float = 0.5,
-                        split_seed: int = 0, backend: str = "ort") -> TuningSession:
-    """PipelineConfig -> TuningSession (export or reuse the FP32 ONNX, load + split data, calibrate)."""
+                        split_seed: int = 0, backend: str = "ort", onnx: Any = None,
+                        ranges: Any = None) -> TuningSession:
+    """PipelineConfig -> TuningSession (export or reuse the FP32 ONNX, load + split data, calibrate). ``onnx`` /
+    ``ranges``: loaders or values to share an export or a calibration already done (the demo does each once)."""
     from trtalign.data.datasets import load_dataset
-    from trtalign.export.calibrate import calibrate
+    from trtalign.export.loaders import resolve
     from trtalign.export.metadata import read_metadata
-    from trtalign.export.ranges import load_ranges
 
     check_choice(backend, ("ort", "trt"), "backend")
     workdir = Path(workdir or Path(cfg.outputs.dir) / "tuning")
@@ -323,7 +312,7 @@ def session_from_config(cfg: Any, workdir: str | os.PathLike | None = None, tune
     if cfg.data.val is None:
         raise ConfigError("sensitivity / fallback need labelled data: set data.val (and optionally data.tune) in the "
                           "config")
-    onnx_path = _fp32_onnx(cfg, workdir)
+    onnx_path = resolve(onnx if onnx is not None else onnx_from_config(cfg, workdir))
     task = (read_metadata(str(onnx_path)) or {}).get("task", "detect")
     val = load_dataset(cfg.data.val, split="val", task=task)
     if cfg.data.tune is not None:
@@ -333,14 +322,9 @@ def session_from_config(cfg: Any, workdir: str | os.PathLike | None = None, tune
     else:
         tune, val = split_dataset(val, tune_fraction, split_seed)
         source = f"hash split of data.val (seed {split_seed}, tune fraction {tune_fraction})"
-    if cfg.quantize.ranges is not None:
-        ranges = load_ranges(cfg.quantize.ranges)
-    else:
-        images = _calibration_images(cfg, tune, workdir)
-        ranges = calibrate(onnx_path, images, method=cfg.calibration.method, num=cfg.calibration.num,
-                           percentile=cfg.calibration.percentile,
-                           cache_dir=cfg.calibration.cache_dir or workdir / "calibration_cache")
-    session = TuningSession(onnx_path, tune, val, ranges, workdir, split_source=source)
+    ranges = resolve(ranges if ranges is not None else ranges_from_config(cfg, onnx_path, workdir, tune))
+    session = TuningSession(onnx_path, tune, val, ranges, workdir, split_source=source,
+                            exclude=cfg.quantize.exclude)
     return session.use_tensorrt([str(p) for p in cfg.trt.plugins]) if backend == "trt" else session
 
 
