@@ -209,3 +209,126 @@ def test_blocked_greedy_equals_plain_greedy_on_clustered_boxes(class_agnostic, i
     capped = greedy_nms_blocked(boxes, classes, iou_threshold, 5, class_agnostic, rotated_iou_paired,
                                 rotated_bounds(boxes), areas)
     assert capped == plain[:5]
+
+
+# ------------------------------------------------------------------ the vectorised ops against the literal oracle
+@pytest.mark.parametrize("case", GOLDEN_CASES, ids=lambda c: c.name)
+def test_literal_oracle_matches_golden_case(case):
+    from trtalign.plugins.reference import LITERAL_OPS
+
+    out = LITERAL_OPS[case.op](case.boxes, case.scores, topk=case.topk, **case.attributes)
+    result = check_outputs(case, out)
+    assert result, result.mismatches
+
+
+def _random_set(rng, rotated, n, c, ties, zero_area, fp16):
+    """Clustered boxes (many overlaps) with exact duplicates, optional heavy score ties, zero-area boxes and float16
+    inputs; returns boxes [1, N, 4|5], scores [1, N, C] and the box_coding they are written in."""
+    centres = rng.uniform(0, 320, (max(n // 8, 1), 2))
+    xy = centres[rng.integers(0, len(centres), n)] + rng.normal(0, 5, (n, 2))
+    wh = rng.uniform(2, 60, (n, 2))
+    coding = 1 if rotated else int(rng.random() < 0.5)
+    if rotated:
+        boxes = np.column_stack([xy, wh, rng.uniform(-4, 4, n)])
+    elif coding:
+        boxes = np.column_stack([xy, wh])
+    else:
+        boxes = np.column_stack([xy - wh / 2, xy + wh / 2])
+        flip = rng.random(n) < 0.1  # some corners given in reverse order
+        boxes[flip] = boxes[flip][:, [2, 3, 0, 1]]
+    if zero_area:
+        z = rng.random(n) < 0.08
+        boxes[z, 2] = boxes[z, 0] if not (rotated or coding) else 0.0  # x2 = x1, or w = 0
+    dup = rng.integers(0, n, n // 10)
+    boxes[rng.integers(0, n, len(dup))] = boxes[dup]  # exact duplicates
+    scores = rng.uniform(0, 1, (n, c))
+    if ties:
+        scores = np.round(scores * 8) / 8  # a few distinct values: ties everywhere
+    dtype = np.float16 if fp16 else np.float32
+    return boxes[None].astype(dtype), scores[None].astype(dtype), coding
+
+
+@pytest.mark.parametrize("rotated", [False, True], ids=["axis", "rotated"])
+@pytest.mark.parametrize("seed", range(6))
+def test_vectorised_ops_equal_literal_oracle_on_random_sets(rotated, seed):
+    from trtalign.plugins.reference import efficient_nms_literal, efficient_rotated_nms_literal
+
+    rng = np.random.default_rng(1000 + seed)
+    fast, literal = ((efficient_rotated_nms, efficient_rotated_nms_literal) if rotated
+                     else (efficient_nms, efficient_nms_literal))
+    total = 0
+    for trial in range(4):
+        n, c = int(rng.integers(1, 400)), int(rng.integers(1, 6))
+        boxes, scores, coding = _random_set(rng, rotated, n, c, ties=trial % 2 == 0, zero_area=trial % 3 == 0,
+                                            fp16=trial == 3)
+        attrs = dict(score_threshold=float(rng.choice([0.0, 0.05, 0.3, 0.45])),
+                     iou_threshold=float(rng.choice([0.1, 0.45, 0.5, 0.7, 1.0])),
+                     max_output_boxes=int(rng.choice([1, 7, 100, 1000])),
+                     class_agnostic=int(rng.integers(0, 2)), score_activation=int(rng.random() < 0.25),
+                     background_class=int(rng.choice([-1, 0])), topk=int(rng.choice([TOPK, 50, 300])),
+                     box_coding=coding)
+        want = literal(boxes, scores, **attrs)
+        got = fast(boxes, scores, **attrs)
+        for name, a, b in zip(want._fields, want, got):
+            np.testing.assert_array_equal(b, a, err_msg=f"{name} trial {trial} {attrs}")
+        total += int(want.num_detections.sum())
+    assert total > 0
+
+
+def test_vectorised_ops_equal_literal_at_5000_candidates():
+    """The production-sized case: 2100 anchors x 80 classes at threshold 0.001 fill the top-k window of 5000."""
+    from trtalign.plugins.reference import efficient_nms_literal, efficient_rotated_nms_literal
+
+    rng = np.random.default_rng(5)
+    n, c = 2100, 80
+    xy, wh = rng.uniform(0, 320, (n, 2)), rng.uniform(4, 80, (n, 2))
+    scores = rng.uniform(0, 1, (1, n, c)).astype(np.float32)
+    axis = np.column_stack([xy - wh / 2, xy + wh / 2])[None].astype(np.float32)
+    rot = np.column_stack([xy, wh, rng.uniform(-3, 3, n)])[None].astype(np.float32)
+    for agnostic in (0, 1):
+        attrs = dict(score_threshold=0.001, iou_threshold=0.7, max_output_boxes=300, class_agnostic=agnostic)
+        for fast, literal, boxes in ((efficient_nms, efficient_nms_literal, axis),
+                                     (efficient_rotated_nms, efficient_rotated_nms_literal, rot)):
+            if literal is efficient_rotated_nms_literal and agnostic:
+                continue  # the literal rotated agnostic loop takes seconds; covered on smaller sets above
+            want, got = literal(boxes, scores, **attrs), fast(boxes, scores, **attrs)
+            assert want.num_detections[0, 0] == 300
+            for a, b in zip(want, got):
+                np.testing.assert_array_equal(b, a)
+
+
+def test_partial_sort_selection_equals_full_stable_sort():
+    from trtalign.plugins.reference.nms import select_candidates
+
+    rng = np.random.default_rng(9)
+    for _ in range(20):
+        scores = (np.round(rng.uniform(0, 1, (int(rng.integers(1, 300)), 4)) * 16) / 16).astype(np.float32)
+        topk = int(rng.integers(1, 400))
+        thr = np.float32(rng.choice([0.0, 0.25]))
+        np.testing.assert_array_equal(select_candidates(scores, thr, -1, topk),
+                                      select_candidates(scores, thr, -1, topk, literal=True))
+
+
+# ------------------------------------------------------------------ FP16 score threshold (TensorRT's (T) cast)
+@pytest.mark.parametrize("rotated", [False, True], ids=["axis", "rotated"])
+def test_fp16_scores_compare_with_threshold_rounded_to_fp16(rotated):
+    """efficientNMSInference.cu compares ``gte_mp(score, (T) param.scoreThreshold)``: with FP16 scores the threshold
+    0.45 becomes float16(0.45) = 0.449951171875, so that score passes; as float32 inputs it does not."""
+    assert float(np.float16(0.45)) == 0.449951171875 < 0.45
+    fn = efficient_rotated_nms if rotated else efficient_nms
+    boxes = np.array([[[0, 0, 10, 10, 0], [50, 50, 10, 10, 0]]]) if rotated else np.array([[[0, 0, 10, 10],
+                                                                                           [50, 50, 60, 60]]])
+    scores = np.array([[[0.449951171875], [0.2]]])
+    attrs = dict(score_threshold=0.45, iou_threshold=0.5, max_output_boxes=4)
+    half = fn(boxes.astype(np.float16), scores.astype(np.float16), **attrs)
+    assert half.num_detections[0, 0] == 1 and half.detection_scores[0, 0] == np.float32(0.449951171875)
+    assert fn(boxes.astype(np.float32), scores.astype(np.float32), **attrs).num_detections[0, 0] == 0
+    # just below float16(0.45) still fails in FP16
+    below = np.array([[[np.nextafter(np.float16(0.45), np.float16(0))], [0.2]]], np.float16)
+    assert fn(boxes.astype(np.float16), below, **attrs).num_detections[0, 0] == 0
+    # score_activation: the logit threshold is taken in float32, then rounded to float16
+    from trtalign.plugins.reference.nms import candidate_threshold
+    logit = candidate_threshold(0.45, 1)
+    assert candidate_threshold(0.45, 1, half=True) == np.float32(np.float16(logit))
+    raw = np.array([[[np.float16(logit)], [-5.0]]], np.float16)
+    assert fn(boxes.astype(np.float16), raw, score_activation=1, **attrs).num_detections[0, 0] == 1

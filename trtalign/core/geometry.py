@@ -185,7 +185,10 @@ def rotated_intersection_paired(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.
     nidx = np.where(idx[None, :] + 1 < count[:, None], idx[None, :] + 1, 0)
     nxt = np.take_along_axis(poly, nidx[..., None], axis=1)
     terms = np.where(valid, poly[..., 0] * nxt[..., 1] - nxt[..., 0] * poly[..., 1], 0.0)
-    area = np.abs(terms.sum(axis=1)) * 0.5
+    twice = np.zeros(len(rows), dtype=np.float64)
+    for k in range(v):  # sequential, like the scalar loop: a row's value does not depend on the other rows
+        twice = twice + terms[:, k]
+    area = np.abs(twice) * 0.5
     out[rows] = np.where(count >= 3, area, 0.0)
     return out
 
@@ -212,8 +215,8 @@ def rotated_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """IoU matrix ``[N, M]`` float64 between rotated boxes ``[N, 5]`` and ``[M, 5]``.
 
     Only pairs whose enclosing axis-aligned boxes overlap are intersected (the others have IoU 0), in chunks of
-    :data:`_CHUNK` pairs through :func:`rotated_iou_paired` (the same arithmetic as the paired and scalar forms, up
-    to the order of the shoelace sum: within 1e-12).
+    :data:`_CHUNK` pairs through :func:`rotated_iou_paired`, so every entry is bit-identical to the paired and scalar
+    forms (the shoelace sum runs in vertex order everywhere).
     """
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 5)
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 5)
@@ -241,19 +244,13 @@ def xywh_to_xyxy(boxes: np.ndarray, dtype=np.float32) -> np.ndarray:
     return np.stack([cx - w * half, cy - h * half, cx + w * half, cy + h * half], axis=1).astype(dtype)
 
 
-def axis_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, dtype=np.float64) -> np.ndarray:
-    """IoU ``[N, M]`` between corner boxes ``[N, 4]`` and ``[M, 4]`` (x1, y1, x2, y2), computed in ``dtype``.
-
-    Each box is reordered (x1 <= x2, y1 <= y2); a side <= 0 gives area 0; ``inter <= 0`` or ``union <= 0`` gives 0.
-    ``dtype=np.float32`` gives TensorRT EfficientNMS's numbers.
-    """
-    a = np.asarray(boxes_a, dtype=dtype).reshape(-1, 4)
-    b = np.asarray(boxes_b, dtype=dtype).reshape(-1, 4)
+def _axis_iou(a: np.ndarray, b: np.ndarray, dtype) -> np.ndarray:
+    """IoU of broadcastable corner boxes ``a [..., 4]`` and ``b [..., 4]`` (already in ``dtype``), elementwise."""
     zero = dtype(0)
-    ax1, ax2 = np.minimum(a[:, 0], a[:, 2])[:, None], np.maximum(a[:, 0], a[:, 2])[:, None]
-    ay1, ay2 = np.minimum(a[:, 1], a[:, 3])[:, None], np.maximum(a[:, 1], a[:, 3])[:, None]
-    bx1, bx2 = np.minimum(b[:, 0], b[:, 2])[None, :], np.maximum(b[:, 0], b[:, 2])[None, :]
-    by1, by2 = np.minimum(b[:, 1], b[:, 3])[None, :], np.maximum(b[:, 1], b[:, 3])[None, :]
+    ax1, ax2 = np.minimum(a[..., 0], a[..., 2]), np.maximum(a[..., 0], a[..., 2])
+    ay1, ay2 = np.minimum(a[..., 1], a[..., 3]), np.maximum(a[..., 1], a[..., 3])
+    bx1, bx2 = np.minimum(b[..., 0], b[..., 2]), np.maximum(b[..., 0], b[..., 2])
+    by1, by2 = np.minimum(b[..., 1], b[..., 3]), np.maximum(b[..., 1], b[..., 3])
 
     def area(x1, y1, x2, y2):
         w, h = (x2 - x1).astype(dtype), (y2 - y1).astype(dtype)
@@ -263,3 +260,22 @@ def axis_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, dtype=np.float64) 
     union = (area(ax1, ay1, ax2, ay2) + area(bx1, by1, bx2, by2) - inter).astype(dtype)
     ok = (inter > 0) & (union > 0)
     return np.where(ok, inter / np.where(ok, union, dtype(1)), zero).astype(dtype)
+
+
+def axis_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """IoU ``[N, M]`` between corner boxes ``[N, 4]`` and ``[M, 4]`` (x1, y1, x2, y2), computed in ``dtype``.
+
+    Each box is reordered (x1 <= x2, y1 <= y2); a side <= 0 gives area 0; ``inter <= 0`` or ``union <= 0`` gives 0.
+    ``dtype=np.float32`` gives TensorRT EfficientNMS's numbers.
+    """
+    a = np.asarray(boxes_a, dtype=dtype).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=dtype).reshape(-1, 4)
+    return _axis_iou(a[:, None, :], b[None, :, :], dtype)
+
+
+def axis_iou_paired(boxes_a: np.ndarray, boxes_b: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """IoU ``[M]`` of ``boxes_a[i]`` with ``boxes_b[i]`` (corner boxes), the same arithmetic as
+    :func:`axis_iou_matrix` element by element."""
+    a = np.asarray(boxes_a, dtype=dtype).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=dtype).reshape(-1, 4)
+    return _axis_iou(a, b, dtype)

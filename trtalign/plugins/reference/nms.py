@@ -55,7 +55,14 @@ from typing import NamedTuple
 import numpy as np
 
 from trtalign.core.errors import InputError, expect
-from trtalign.core.geometry import axis_iou_matrix, rotated_bounds, rotated_iou_paired, xywh_to_xyxy
+from trtalign.core.geometry import (
+    axis_iou_matrix,
+    axis_iou_paired,
+    rotated_bounds,
+    rotated_iou_one_to_many,
+    rotated_iou_paired,
+    xywh_to_xyxy,
+)
 
 #: candidates entering NMS per image (TensorRT's numSelectedBoxes after EfficientNMSPlugin::initialize())
 TOPK = 5000
@@ -81,14 +88,22 @@ def check_attributes(score_threshold: float, iou_threshold: float, max_output_bo
         expect(int(value) in (0, 1), f"{name} must be 0 or 1, got {value}")
 
 
-def candidate_threshold(score_threshold: float, score_activation: int) -> np.float32:
-    """The threshold the raw scores are compared with (logit space when score_activation)."""
+def candidate_threshold(score_threshold: float, score_activation: int, half: bool = False) -> np.float32:
+    """The threshold the raw scores are compared with (logit space when score_activation).
+
+    ``half``: the scores are float16, and TensorRT compares them with the threshold cast to the scores' type
+    (``gte_mp(score, (T) param.scoreThreshold)`` in ``EfficientNMSFilter`` / ``lt_mp`` in ``EfficientNMSDenseIndex``,
+    the logit taken in float32 first): the float32 threshold rounded to the nearest float16. With threshold 0.45 a
+    float16 score of 0.449951171875 (= float16(0.45)) passes.
+    """
     t = np.float32(score_threshold)
     if not score_activation:
-        return t
-    if t <= 0:
-        return _LOGIT_FLOOR
-    return np.float32(np.log(np.float32(t / (np.float32(1) - t))))
+        thr = t
+    elif t <= 0:
+        thr = _LOGIT_FLOOR
+    else:
+        thr = np.float32(np.log(np.float32(t / (np.float32(1) - t))))
+    return np.float32(np.float16(thr)) if half else thr
 
 
 def sigmoid32(x: np.ndarray) -> np.ndarray:
@@ -97,14 +112,27 @@ def sigmoid32(x: np.ndarray) -> np.ndarray:
         return (np.float32(1) / (np.float32(1) + np.exp(-x))).astype(np.float32)
 
 
-def select_candidates(scores: np.ndarray, threshold: np.float32, background_class: int, topk: int) -> np.ndarray:
-    """Element indices ``box * C + class`` of one image's candidates, sorted by score (stable), cut to ``topk``."""
+def select_candidates(scores: np.ndarray, threshold: np.float32, background_class: int, topk: int,
+                      literal: bool = False) -> np.ndarray:
+    """Element indices ``box * C + class`` of one image's candidates, sorted by score (stable), cut to ``topk``.
+
+    ``literal``: sort every candidate, then cut. Otherwise the same result from a partial sort: every candidate
+    scoring above the ``topk``-th score, then those equal to it in element order until ``topk`` are taken (exactly
+    the ones a stable sort puts first), and only those are sorted.
+    """
     flat = np.asarray(scores, dtype=np.float32).reshape(-1)
     num_classes = scores.shape[1] if scores.ndim == 2 else 1
     element = np.arange(flat.size)
     keep = (flat >= threshold) & (element % max(num_classes, 1) != background_class)
     cand = element[keep]
-    order = np.argsort(-flat[cand], kind="stable")
+    vals = flat[cand]
+    if not literal and topk < len(cand):
+        kth = np.partition(vals, len(vals) - topk)[len(vals) - topk]  # the topk-th largest score
+        above = np.flatnonzero(vals > kth)
+        ties = np.flatnonzero(vals == kth)[:topk - len(above)]
+        chosen = np.sort(np.concatenate([above, ties]))
+        cand, vals = cand[chosen], vals[chosen]
+    order = np.argsort(-vals, kind="stable")
     return cand[order][:topk]
 
 
@@ -151,7 +179,8 @@ def greedy_nms(candidates_boxes: np.ndarray, classes: np.ndarray, iou_threshold:
 
 
 def _candidate_pairs(rows: np.ndarray, cols: np.ndarray, classes: np.ndarray, class_agnostic: int,
-                     bounds: np.ndarray, areas: np.ndarray, iou_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+                     bounds: np.ndarray, areas: np.ndarray, iou_threshold: float,
+                     margin: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (rows[a], cols[b]) with rows[a] < cols[b] that may reach the threshold (row-major order).
 
     A pair is dropped only when IoU < threshold is certain: different classes (per-class mode), extents that do not
@@ -159,30 +188,40 @@ def _candidate_pairs(rows: np.ndarray, cols: np.ndarray, classes: np.ndarray, cl
     below the threshold.
     """
     ok = cols[None, :] > rows[:, None]
-    if not class_agnostic:
+    if class_agnostic:  # dense extents first: most pairs fail them
+        br, bc = bounds[rows], bounds[cols]
+        ix = np.minimum(br[:, None, 2], bc[None, :, 2]) - np.maximum(br[:, None, 0], bc[None, :, 0])
+        iy = np.minimum(br[:, None, 3], bc[None, :, 3]) - np.maximum(br[:, None, 1], bc[None, :, 1])
+        ok &= (ix > 0) & (iy > 0)
+        r, c = np.nonzero(ok)
+        pi, pj, ix, iy = rows[r], cols[c], ix[r, c], iy[r, c]
+    else:  # per class: the class test first leaves few pairs
         ok &= classes[cols][None, :] == classes[rows][:, None]
-    br, bc = bounds[rows], bounds[cols]
-    ix = np.minimum(br[:, None, 2], bc[None, :, 2]) - np.maximum(br[:, None, 0], bc[None, :, 0])
-    iy = np.minimum(br[:, None, 3], bc[None, :, 3]) - np.maximum(br[:, None, 1], bc[None, :, 1])
-    ok &= (ix > 0) & (iy > 0)
-    r, c = np.nonzero(ok)
-    pi, pj = rows[r], cols[c]
-    upper = np.minimum(np.minimum(areas[pi], areas[pj]), ix[r, c] * iy[r, c])
+        r, c = np.nonzero(ok)
+        pi, pj = rows[r], cols[c]
+        bi, bj = bounds[pi], bounds[pj]
+        ix = np.minimum(bi[:, 2], bj[:, 2]) - np.maximum(bi[:, 0], bj[:, 0])
+        iy = np.minimum(bi[:, 3], bj[:, 3]) - np.maximum(bi[:, 1], bj[:, 1])
+        touch = (ix > 0) & (iy > 0)
+        pi, pj, ix, iy = pi[touch], pj[touch], ix[touch], iy[touch]
+    upper = np.minimum(np.minimum(areas[pi], areas[pj]), ix * iy)
     denom = areas[pi] + areas[pj] - upper
     bound = np.where(denom > 0, upper / np.where(denom > 0, denom, 1.0), 0.0)
-    maybe = bound >= iou_threshold - 1e-9
+    maybe = bound >= iou_threshold - margin
     return pi[maybe], pj[maybe]
 
 
 def greedy_nms_blocked(candidates_boxes: np.ndarray, classes: np.ndarray, iou_threshold: float,
                        max_output_boxes: int, class_agnostic: int, paired_iou_fn, bounds: np.ndarray,
-                       areas: np.ndarray, block: int = 32) -> list[int]:
+                       areas: np.ndarray, block: int = 32, margin: float = 1e-9) -> list[int]:
     """The same greedy NMS as :func:`greedy_nms`, with IoUs computed a block of candidates at a time.
 
     Take the next ``block`` candidates still alive. (1) IoUs among them, in one ``paired_iou_fn(boxes_i, boxes_j)``
     call, decide which of them are kept, walking them in order exactly like the plain loop. (2) IoUs of the kept ones
     against every later alive candidate, in one call, suppress those. Pairs that cannot reach the threshold are skipped
-    (see :func:`_candidate_pairs`); the decisions equal the plain loop's (a test checks it).
+    (see :func:`_candidate_pairs`; ``margin`` covers the rounding of ``paired_iou_fn`` against the float64 bound);
+    the IoU of a pair does not depend on the other pairs of the call, so the decisions equal the plain loop's (the
+    tests check it on the golden cases and on random sets).
     """
     n = len(candidates_boxes)
     alive = np.ones(n, dtype=bool)
@@ -193,7 +232,7 @@ def greedy_nms_blocked(candidates_boxes: np.ndarray, classes: np.ndarray, iou_th
         members = np.flatnonzero(alive[pos:])[:block] + pos
         if len(members) == 0:
             break
-        pi, pj = _candidate_pairs(members, members, classes, class_agnostic, bounds, areas, thr)
+        pi, pj = _candidate_pairs(members, members, classes, class_agnostic, bounds, areas, thr, margin)
         iou = paired_iou_fn(candidates_boxes[pi], candidates_boxes[pj]) if len(pi) else np.zeros(0)
         starts, ends = np.searchsorted(pi, members, side="left"), np.searchsorted(pi, members, side="right")
         survivors = []
@@ -207,7 +246,8 @@ def greedy_nms_blocked(candidates_boxes: np.ndarray, classes: np.ndarray, iou_th
             alive[pj[a:b][iou[a:b] >= thr]] = False
         later = np.flatnonzero(alive[members[-1] + 1:]) + members[-1] + 1
         if survivors and len(later) and len(kept) < max_output_boxes:
-            pi, pj = _candidate_pairs(np.asarray(survivors), later, classes, class_agnostic, bounds, areas, thr)
+            pi, pj = _candidate_pairs(np.asarray(survivors), later, classes, class_agnostic, bounds, areas, thr,
+                                      margin)
             if len(pi):
                 iou = paired_iou_fn(candidates_boxes[pi], candidates_boxes[pj])
                 alive[pj[iou >= thr]] = False
@@ -215,9 +255,67 @@ def greedy_nms_blocked(candidates_boxes: np.ndarray, classes: np.ndarray, iou_th
     return kept
 
 
+def greedy_nms_dense_blocks(candidates_boxes: np.ndarray, classes: np.ndarray, iou_threshold: float,
+                            max_output_boxes: int, class_agnostic: int, matrix_iou_fn, paired_iou_fn,
+                            block: int = 64) -> list[int]:
+    """The same greedy NMS as :func:`greedy_nms` for a cheap IoU: dense IoU blocks, no pair pruning.
+
+    Take the next ``block`` candidates still alive; ``matrix_iou_fn(boxes_i, boxes_j)`` among them decides, walking
+    them in order, which are kept; one more call, kept ones against every later alive candidate (the IoU matrix when
+    ``class_agnostic``, else ``paired_iou_fn`` on the same-class pairs only), suppresses those. Both must compute
+    each IoU independently of the others (elementwise arithmetic), so the decisions equal the plain loop's.
+    """
+    n = len(candidates_boxes)
+    alive = np.ones(n, dtype=bool)
+    kept: list[int] = []
+    pos = 0
+    while pos < n and len(kept) < max_output_boxes:
+        members = np.flatnonzero(alive[pos:])[:block] + pos
+        if len(members) == 0:
+            break
+        hit = matrix_iou_fn(candidates_boxes[members], candidates_boxes[members]) >= iou_threshold
+        if not class_agnostic:
+            hit &= classes[members][:, None] == classes[members][None, :]
+        hit &= np.triu(np.ones((len(members), len(members)), dtype=bool), 1)
+        local = np.ones(len(members), dtype=bool)
+        survivors = []
+        for row in range(len(members)):
+            if not local[row]:
+                continue
+            if len(kept) >= max_output_boxes:
+                break
+            kept.append(int(members[row]))
+            survivors.append(members[row])
+            local &= ~hit[row]
+        alive[members] = local
+        end = members[-1] + 1
+        later = np.flatnonzero(alive[end:]) + end
+        if survivors and len(later) and len(kept) < max_output_boxes:
+            surv = np.asarray(survivors)
+            if class_agnostic:
+                hit = matrix_iou_fn(candidates_boxes[surv], candidates_boxes[later]) >= iou_threshold
+                alive[later[hit.any(axis=0)]] = False
+            else:  # only same-class pairs, as a list
+                r, c = np.nonzero(classes[surv][:, None] == classes[later][None, :])
+                if len(r):
+                    hit = paired_iou_fn(candidates_boxes[surv[r]], candidates_boxes[later[c]]) >= iou_threshold
+                    alive[later[c[hit]]] = False
+        pos = end
+    return kept
+
+
+def _axis_iou_matrix32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return axis_iou_matrix(a, b, np.float32)
+
+
+def _axis_iou_paired32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return axis_iou_paired(a, b, np.float32)
+
+
 def _run(boxes: np.ndarray, scores: np.ndarray, box_dim: int, rotated: bool, score_threshold: float,
          iou_threshold: float, max_output_boxes: int, background_class: int, score_activation: int,
-         class_agnostic: int, box_coding: int, topk: int) -> NmsOutputs:
+         class_agnostic: int, box_coding: int, topk: int, literal: bool = False) -> NmsOutputs:
+    half = np.asarray(scores).dtype == np.float16  # TensorRT then compares in FP16 (candidate_threshold)
     boxes = np.asarray(boxes, dtype=np.float32)
     scores = np.asarray(scores, dtype=np.float32)
     if boxes.ndim != 3 or boxes.shape[-1] != box_dim:
@@ -230,23 +328,31 @@ def _run(boxes: np.ndarray, scores: np.ndarray, box_dim: int, rotated: bool, sco
     num_classes = scores.shape[2]
     out = NmsOutputs(np.zeros((batch, 1), np.int32), np.zeros((batch, k, box_dim), np.float32),
                      np.zeros((batch, k), np.float32), np.zeros((batch, k), np.int32))
-    threshold = candidate_threshold(score_threshold, score_activation)
+    threshold = candidate_threshold(score_threshold, score_activation, half)
     iou_thr = np.float32(iou_threshold)
     for b in range(batch):
         if scores.shape[1] == 0 or num_classes == 0:
             continue
-        cand = select_candidates(scores[b], threshold, background_class, topk)
+        cand = select_candidates(scores[b], threshold, background_class, topk, literal)
         anchor, cls = cand // num_classes, cand % num_classes
         cand_scores = scores[b].reshape(-1)[cand]
         if rotated:
             cand_boxes = boxes[b][anchor].astype(np.float64)
-            areas = np.where((cand_boxes[:, 2] > 0) & (cand_boxes[:, 3] > 0), cand_boxes[:, 2] * cand_boxes[:, 3], 0.0)
-            kept = greedy_nms_blocked(cand_boxes, cls, float(iou_thr), k, class_agnostic, rotated_iou_paired,
-                                      rotated_bounds(cand_boxes), areas)
+            if literal:
+                kept = greedy_nms(cand_boxes, cls, float(iou_thr), k, class_agnostic, rotated_iou_one_to_many)
+            else:
+                areas = np.where((cand_boxes[:, 2] > 0) & (cand_boxes[:, 3] > 0),
+                                 cand_boxes[:, 2] * cand_boxes[:, 3], 0.0)
+                kept = greedy_nms_blocked(cand_boxes, cls, float(iou_thr), k, class_agnostic, rotated_iou_paired,
+                                          rotated_bounds(cand_boxes), areas)
             out_boxes = boxes[b][anchor]
         else:
             cand_boxes = corners_from_boxes(boxes[b], box_coding)[anchor]
-            kept = greedy_nms(cand_boxes, cls, iou_thr, k, class_agnostic, corner_iou_one_to_many)
+            if literal:
+                kept = greedy_nms(cand_boxes, cls, iou_thr, k, class_agnostic, corner_iou_one_to_many)
+            else:
+                kept = greedy_nms_dense_blocks(cand_boxes, cls, iou_thr, k, class_agnostic, _axis_iou_matrix32,
+                                               _axis_iou_paired32)
             out_boxes = cand_boxes
         n = len(kept)
         out.num_detections[b, 0] = n
@@ -262,7 +368,13 @@ def efficient_nms(boxes: np.ndarray, scores: np.ndarray, *, score_threshold: flo
                   class_agnostic: int = 0, box_coding: int = 0, topk: int = TOPK, **_ignored) -> NmsOutputs:
     """``EfficientNMS_TRT``: boxes ``[B, N, 4]``, scores ``[B, N, C]`` -> :class:`NmsOutputs` (boxes as corners).
 
-    Extra keyword arguments (``plugin_version``) are accepted and ignored, so a node's attributes can be passed as is.
+    The vectorised implementation (:func:`greedy_nms_blocked`), what every production path runs (ONNX Runtime custom
+    op, ``--torch-nms aligned``); :func:`efficient_nms_literal` is the loop-by-loop oracle it is tested against.
+    float16 ``scores`` are compared with the threshold rounded to float16, as TensorRT does. Extra keyword arguments
+    (``plugin_version``) are accepted and ignored, so a node's attributes can be passed as is.
+
+    Raises:
+        InputError: wrong shapes or an attribute the plugin creator rejects.
     """
     return _run(boxes, scores, 4, False, score_threshold, iou_threshold, max_output_boxes, background_class,
                 score_activation, class_agnostic, box_coding, topk)
@@ -272,10 +384,30 @@ def efficient_rotated_nms(boxes: np.ndarray, scores: np.ndarray, *, score_thresh
                           max_output_boxes: int, background_class: int = -1, score_activation: int = 0,
                           class_agnostic: int = 0, box_coding: int = 1, topk: int = TOPK,
                           **_ignored) -> NmsOutputs:
-    """``EfficientRotatedNMS_TRT``: boxes ``[B, N, 5]`` (cx, cy, w, h, angle), scores ``[B, N, C]``."""
+    """``EfficientRotatedNMS_TRT``: boxes ``[B, N, 5]`` (cx, cy, w, h, angle), scores ``[B, N, C]`` (vectorised;
+    :func:`efficient_rotated_nms_literal` is its oracle)."""
     return _run(boxes, scores, 5, True, score_threshold, iou_threshold, max_output_boxes, background_class,
                 score_activation, class_agnostic, box_coding, topk)
 
 
+def efficient_nms_literal(boxes: np.ndarray, scores: np.ndarray, *, score_threshold: float, iou_threshold: float,
+                          max_output_boxes: int, background_class: int = -1, score_activation: int = 0,
+                          class_agnostic: int = 0, box_coding: int = 0, topk: int = TOPK, **_ignored) -> NmsOutputs:
+    """:func:`efficient_nms` with the loop-by-loop greedy NMS (:func:`greedy_nms`): the oracle, slow."""
+    return _run(boxes, scores, 4, False, score_threshold, iou_threshold, max_output_boxes, background_class,
+                score_activation, class_agnostic, box_coding, topk, literal=True)
+
+
+def efficient_rotated_nms_literal(boxes: np.ndarray, scores: np.ndarray, *, score_threshold: float,
+                                  iou_threshold: float, max_output_boxes: int, background_class: int = -1,
+                                  score_activation: int = 0, class_agnostic: int = 0, box_coding: int = 1,
+                                  topk: int = TOPK, **_ignored) -> NmsOutputs:
+    """:func:`efficient_rotated_nms` with the loop-by-loop greedy NMS: the oracle, slow."""
+    return _run(boxes, scores, 5, True, score_threshold, iou_threshold, max_output_boxes, background_class,
+                score_activation, class_agnostic, box_coding, topk, literal=True)
+
+
 #: op_type -> reference function
 REFERENCE_OPS = {"EfficientNMS_TRT": efficient_nms, "EfficientRotatedNMS_TRT": efficient_rotated_nms}
+#: op_type -> loop-by-loop oracle
+LITERAL_OPS = {"EfficientNMS_TRT": efficient_nms_literal, "EfficientRotatedNMS_TRT": efficient_rotated_nms_literal}
