@@ -114,3 +114,41 @@ def test_config_without_data_is_a_clear_error(tmp_path):
     cfg = PipelineConfig(model=tmp_path / "m.onnx")
     with pytest.raises(ConfigError, match="data.val"):
         session_from_config(cfg, tmp_path / "w")
+
+
+def test_fallback_reports_every_delta_with_its_bootstrap_interval(session):
+    import json
+
+    from trtalign.eval.bootstrap import paired_bootstrap
+
+    sens = session.sensitivity("sqnr", "disable-one", subset=8)
+    result = session.fallback(0.05, sensitivity=sens, max_evals=8)
+    assert result.decision == "interval"
+    d = json.loads(json.dumps(result.to_dict()))
+    for key in [k for k in d if k.startswith("delta_map") and not k.endswith("_ci95")]:
+        low, high = d[f"{key}_ci95"]
+        assert low <= d[key] <= high
+    # the session's interval is the paired bootstrap of the two plans' detections on the validation split
+    assert d["delta_map_val_int8"] == pytest.approx(result.int8_map_val - result.fp32_map_val, abs=1e-9)
+    compare = session.comparer("val")
+    same = compare(frozenset(session.unit_names))
+    assert same == (0.0, 0.0, 0.0)  # the reference plan against itself
+    # an independent check: the same interval from the plans' detections through eval.bootstrap directly
+    from types import SimpleNamespace
+
+    from trtalign.eval.evaluate import ort_postprocess, run_runner
+
+    dets = {}
+    for name, fb in (("int8", frozenset()), ("float", frozenset(session.unit_names))):
+        plan = session.plan_for(SimpleNamespace(fallback_units=list(fb), target="fp16"))  # the session's plans
+        with session.runner_factory(plan) as runner:
+            dets[name], _ = run_runner(runner, session.val, session.imgsz, ort_postprocess(False), 1,
+                                       session.class_map)
+    ci = paired_bootstrap(session.val, dets["int8"], dets["float"], session.resamples, session.bootstrap_seed)
+    assert [ci.delta, ci.low, ci.high] == pytest.approx(list(compare(frozenset())), abs=1e-12)
+    # the report draws the intervals
+    from trtalign.tune.fallback_report import fallback_report
+
+    page = fallback_report(result).render()
+    low, high = d["delta_map_val_int8_ci95"]
+    assert "95% interval" in page and f"[{low:+.4f}, {high:+.4f}]" in page

@@ -122,6 +122,10 @@ class TuningSession:
         self.backend = backend
         self.class_map = category_map(self.names, tune)
         self._maps: dict[tuple[str, str], float] = {}
+        self._tables: dict[tuple[str, str], Any] = {}  # per-image matches of each evaluated plan (bootstrap)
+        self._last_key: tuple[str, str] | None = None
+        self.resamples = 1000  # paired bootstrap resamples of each interval (0: no intervals)
+        self.bootstrap_seed = 0
         self.latency_ms: dict[str, float] = {}  # plan hash -> median ms / image (meaningful on TensorRT engines)
         self.evaluations = 0  # full evaluations run (cache hits excluded), any split
         self.eval_seconds = 0.0
@@ -146,9 +150,31 @@ class TuningSession:
                                            desc=f"eval {key[1]}")
             self.latency_ms.setdefault(key[0], latency.median_ms)
             self._maps[key] = float(score_detections(ds, dets).map)
+            if dataset is None and self.resamples > 0:
+                from trtalign.eval.bootstrap import MatchTable
+
+                self._tables[key] = MatchTable(ds, dets)
             self.evaluations += 1
             self.eval_seconds += time.perf_counter() - t0
+        self._last_key = key
         return self._maps[key]
+
+    def comparer(self, split: str, target: str = "fp16") -> Callable[[frozenset], tuple]:
+        """``fallback set -> (delta, low, high)``: mAP of that plan minus the all-fallen-back plan on ``split``, with
+        the paired bootstrap 95% interval over the split's images (``self.resamples`` draws, seeded); evaluates
+        either plan when it has not run yet."""
+        from trtalign.eval.bootstrap import bootstrap_tables
+
+        evaluate = self.evaluator(split, target)
+
+        def compare(fallback: frozenset) -> tuple:
+            evaluate(frozenset(self.unit_names))
+            ref = self._tables[self._last_key]
+            evaluate(frozenset(fallback))
+            ci = bootstrap_tables(self._tables[self._last_key], ref, self.resamples, self.bootstrap_seed)
+            return ci.delta, ci.low, ci.high
+
+        return compare
 
     def evaluator(self, split: str, target: str = "fp16") -> Callable[[frozenset], float]:
         """``fallback set -> mAP`` on ``split`` (the callable ``search_fallback`` wants)."""
@@ -198,9 +224,11 @@ class TuningSession:
                  sensitivity: SensitivityResult | None = None, target: str = "fp16", max_evals: int = 16,
                  latency_aware: bool = False,
                  costs: dict | None = None, journal: str | os.PathLike | None = None,
-                 prune: bool = True, search: str = "gallop") -> FallbackResult:
+                 prune: bool = True, search: str = "gallop", decision: str = "interval") -> FallbackResult:
         """Run :func:`search_fallback` on the tuning split, confirmed on validation. The ranking comes from
-        ``ranking``, else ``sensitivity``; ``latency_aware`` re-orders by score per unit of cost (MACs by default)."""
+        ``ranking``, else ``sensitivity``; ``latency_aware`` re-orders by score per unit of cost (MACs by default).
+        ``decision``: "interval" (a plan passes when the upper end of its drop's 95% interval is within the budget)
+        or "point"; either way every delta is reported with its interval (unless ``self.resamples`` is 0)."""
         check_choice(target, TARGETS, "fallback target")
         if ranking is None and sensitivity is None:
             raise ConfigError("the fallback search needs a ranking or a sensitivity result")
@@ -219,7 +247,9 @@ class TuningSession:
                                target), target=target, max_evals=max_evals, prune=prune, journal=journal,
                                fingerprint_extra={"model": self.models._salt, "tune": self.splits.tune_files,
                                                   "val": self.splits.val_files, "backend": self.backend},
-                               macs=self.macs, search=search)
+                               macs=self.macs, search=search, decision=decision if self.resamples > 0 else "point",
+                               compare_tune=self.comparer("tune", target) if self.resamples > 0 else None,
+                               compare_val=self.comparer("val", target) if self.resamples > 0 else None)
         # the INT8 MAC share of the plan that will be built (the head's output convs are out of INT8 in every plan)
         result.int8_mac_fraction = int8_mac_fraction(self.units, self.plan_for(result))
         return result
