@@ -190,11 +190,29 @@ def test_host_nms_fp16_path_matches_reference_on_fp16_values(host_api):
     for attrs in NMS_SETTINGS[:3]:
         got = host_api.nms(boxes, scores, **attrs)
         assert got.detection_boxes.dtype == np.float16 and got.detection_scores.dtype == np.float16
-        ref = efficient_rotated_nms(boxes.astype(np.float32), scores.astype(np.float32), **attrs)
+        ref = efficient_rotated_nms(boxes, scores, **attrs)  # float16 in: the reference compares in FP16 too
         np.testing.assert_array_equal(got.num_detections, ref.num_detections)
         np.testing.assert_array_equal(got.detection_classes, ref.detection_classes)
         np.testing.assert_array_equal(got.detection_boxes, ref.detection_boxes.astype(np.float16))
         np.testing.assert_array_equal(got.detection_scores, ref.detection_scores.astype(np.float16))
+
+
+@pytest.mark.parametrize("score_activation", [0, 1])
+def test_host_nms_fp16_threshold_is_rounded_to_fp16(host_api, score_activation):
+    """TensorRT compares FP16 scores with ``(T) scoreThreshold``: threshold 0.45, FP16 score 0.449951171875 passes
+    (FP16 path), the same value as FP32 input does not; the reference agrees on both."""
+    thr16 = np.float16(0.45) if not score_activation else np.float16(np.log(np.float32(0.45) / np.float32(0.55)))
+    boxes = np.array([[[0, 0, 10, 10, 0], [50, 50, 10, 10, 0.5]]])
+    scores = np.array([[[thr16], [-6.0 if score_activation else 0.1]]])
+    below = np.array([[[np.nextafter(thr16, np.float16(-1))], [scores[0, 1, 0]]]])
+    attrs = dict(score_threshold=0.45, iou_threshold=0.5, max_output_boxes=3, score_activation=score_activation)
+    for dtype, s, passes in ((np.float16, scores, 1), (np.float16, below, 0)):
+        got = host_api.nms(boxes.astype(dtype), s.astype(dtype), **attrs)
+        ref = efficient_rotated_nms(boxes.astype(dtype), s.astype(dtype), **attrs)
+        assert got.num_detections[0, 0] == ref.num_detections[0, 0] == passes
+    if not score_activation:  # as FP32 inputs 0.449951171875 < 0.45
+        f32 = host_api.nms(boxes.astype(np.float32), scores.astype(np.float32), **attrs)
+        assert f32.num_detections[0, 0] == 0
 
 
 @pytest.mark.parametrize("bad,needle", [

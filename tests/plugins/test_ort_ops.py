@@ -156,3 +156,76 @@ def test_ort_equals_reference_on_random_batches_with_dynamic_shapes(op):
             assert g.dtype == w.dtype and np.array_equal(g, w)
         if n:
             assert got[0].min() > 0
+
+
+# ------------------------------------------------------------------ foreign files: attributes TensorRT requires
+@pytest.mark.parametrize("op", ["EfficientNMS_TRT", "EfficientRotatedNMS_TRT"])
+@pytest.mark.parametrize("missing", ["background_class", "score_activation", "box_coding"])
+def test_prepare_warns_when_tensorrt_required_attribute_is_missing(caplog, op, missing):
+    attrs = dict(score_threshold=0.2, iou_threshold=0.5, max_output_boxes=2, background_class=-1,
+                 score_activation=0, box_coding=0 if op == "EfficientNMS_TRT" else 1)
+    del attrs[missing]
+    with caplog.at_level("WARNING", logger="trtalign"):
+        prepared = ort_ops.prepare_model_for_ort(nms_model(op, attrs))
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and repr(missing) in warnings[0] and "TensorRT will reject" in warnings[0]
+    assert missing in {a.name for a in prepared.graph.node[0].attribute}  # ORT still runs it with the default
+
+
+def test_prepare_is_silent_for_complete_nodes(caplog):
+    case = CASES_BY_NAME["overlap_suppressed"]
+    with caplog.at_level("WARNING", logger="trtalign"):
+        ort_ops.prepare_model_for_ort(nms_model(case.op, case.attributes))
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+# ------------------------------------------------------------------ float16 inputs: TensorRT's FP16 threshold test
+def _fp16_model(op: str, attributes: dict, cast_inside: bool) -> onnx.ModelProto:
+    """NMS on float16 boxes / scores: graph inputs in float16, or float32 inputs cast to float16 inside."""
+    dim = 4 if op == "EfficientNMS_TRT" else 5
+    k = attributes["max_output_boxes"]
+    in_type = TensorProto.FLOAT if cast_inside else TensorProto.FLOAT16
+    nodes = []
+    names = ["boxes", "scores"]
+    if cast_inside:
+        nodes = [helper.make_node("Cast", [n], [f"{n}16"], to=TensorProto.FLOAT16) for n in names]
+        names = [f"{n}16" for n in names]
+    nodes.append(helper.make_node(op, names, OUTPUTS, name="nms", domain="TRT", **attributes))
+    graph = helper.make_graph(
+        nodes, "nms_fp16",
+        [helper.make_tensor_value_info("boxes", in_type, ["batch", "N", dim]),
+         helper.make_tensor_value_info("scores", in_type, ["batch", "N", "C"])],
+        [helper.make_tensor_value_info("num_detections", TensorProto.INT32, ["batch", 1]),
+         helper.make_tensor_value_info("detection_boxes", TensorProto.FLOAT16, ["batch", k, dim]),
+         helper.make_tensor_value_info("detection_scores", TensorProto.FLOAT16, ["batch", k]),
+         helper.make_tensor_value_info("detection_classes", TensorProto.INT32, ["batch", k])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("TRT", 1)],
+                             ir_version=8)
+
+
+@pytest.mark.parametrize("op", ["EfficientNMS_TRT", "EfficientRotatedNMS_TRT"])
+@pytest.mark.parametrize("cast_inside", [False, True], ids=["fp16-inputs", "cast-in-graph"])
+def test_fp16_nms_compares_threshold_rounded_to_fp16(op, cast_inside):
+    """threshold 0.45, FP16 score 0.449951171875 (= float16(0.45)): kept, as by TensorRT's ``(T)`` cast."""
+    rotated = op == "EfficientRotatedNMS_TRT"
+    attrs = dict(score_threshold=0.45, iou_threshold=0.5, max_output_boxes=3, background_class=-1,
+                 score_activation=0, class_agnostic=0, box_coding=1 if rotated else 0, plugin_version="1")
+    boxes = np.array([[[0, 0, 10, 10, 0.3], [50, 50, 10, 10, 0], [0.5, 0, 10, 10, 0.3]]]) if rotated else \
+        np.array([[[0, 0, 10, 10], [50, 50, 60, 60], [0.5, 0, 10.5, 10]]])
+    dtype = np.float32 if cast_inside else np.float16
+    run = session_for(_fp16_model(op, attrs, cast_inside)).run
+    # box 2 (0.7) overlaps box 0 and suppresses it; box 1 (0.2) is below the threshold
+    out = run(None, {"boxes": boxes.astype(dtype), "scores": np.array([[[0.449951171875], [0.2], [0.7]]], dtype)})
+    assert [o.dtype for o in out] == [np.int32, np.float16, np.float16, np.int32]
+    assert out[0].tolist() == [[1]] and out[2][0, 0] == np.float16(0.7)
+    # without box 2, box 0's FP16 score 0.449951171875 passes the threshold 0.45 rounded to FP16
+    scores = np.array([[[0.449951171875], [0.2], [0.0]]])
+    out = run(None, {"boxes": boxes.astype(dtype), "scores": scores.astype(dtype)})
+    assert out[0].tolist() == [[1]] and out[2][0, 0] == np.float16(0.449951171875)
+    ref = REFERENCE_OPS[op](boxes.astype(np.float16), scores.astype(np.float16), **attrs)
+    np.testing.assert_array_equal(out[1], ref.detection_boxes.astype(np.float16))
+    np.testing.assert_array_equal(out[3], ref.detection_classes)
+    # the same values in a float32 graph: 0.449951171875 < 0.45, nothing passes
+    f32 = session_for(nms_model(op, attrs)).run(None, {"boxes": boxes.astype(np.float32),
+                                                       "scores": scores.astype(np.float32)})
+    assert f32[0].tolist() == [[0]]

@@ -180,8 +180,10 @@ TRTALIGN_HD bool scorePasses(float raw, RotatedNmsParams const& p)
     return raw >= p.candidateThreshold;
 }
 
-//! Compute the derived fields (candidateThreshold) from the attributes; call after setting them.
-inline void finalizeRotatedNmsParams(RotatedNmsParams& p)
+//! Compute the derived fields (candidateThreshold) from the attributes; call after setting them. With FP16 scores the
+//! threshold (the logit taken in FP32 first when scoreActivation) is rounded to FP16, as TensorRT's EfficientNMS
+//! compares ``gte_mp(score, (T) param.scoreThreshold)``: with threshold 0.45 an FP16 score of 0.449951171875 passes.
+inline void finalizeRotatedNmsParams(RotatedNmsParams& p, NmsDataType type)
 {
     float const t = p.scoreThreshold;
     if (!p.scoreActivation)
@@ -195,6 +197,10 @@ inline void finalizeRotatedNmsParams(RotatedNmsParams& p)
     else
     {
         p.candidateThreshold = logf(t / (1.0F - t));
+    }
+    if (type == NmsDataType::kFLOAT16)
+    {
+        p.candidateThreshold = halfBitsToFloat(floatToHalfBits(p.candidateThreshold));
     }
 }
 

@@ -45,7 +45,7 @@ int rotatedNmsHost(RotatedNmsParams const& attrs, NmsDataType type, void const* 
         return -1;
     }
     RotatedNmsParams p = attrs;
-    finalizeRotatedNmsParams(p);
+    finalizeRotatedNmsParams(p, type);
     int64_t const K = p.maxOutputBoxes;
     std::vector<Candidate> cands;
     std::vector<RotatedBox<float>> candBoxes;

@@ -210,7 +210,7 @@ cudaError_t rotatedNmsLaunch(RotatedNmsParams const& attrs, NmsDataType type, vo
         return cudaErrorInvalidValue;
     }
     RotatedNmsParams p = attrs;
-    finalizeRotatedNmsParams(p);
+    finalizeRotatedNmsParams(p, type);
     size_t const elem = type == NmsDataType::kFLOAT16 ? 2 : 4;
     size_t const K = (size_t) p.maxOutputBoxes;
     size_t const B = (size_t) p.batchSize;
