@@ -200,6 +200,36 @@ def add_nms(graph: Any, boxes: Any, scores: Any, op_type: str, attrs: NmsAttribu
     return outs
 
 
+#: tensor names the decode / NMS subgraph writes; a raw graph that already uses one (YOLOv5's exports name an inner
+#: tensor ``output0``) gets it renamed (:func:`rename_reserved`), else graphsurgeon sees a cycle
+RESERVED_NAMES = (RAW_OUTPUT, BOXES, SCORES, *NMS_OUTPUTS, "images")
+RESERVED_PREFIX = "decode_"
+
+
+def reserved_rename(name: str) -> str:
+    """The name :func:`rename_reserved` gives a tensor called ``name`` (unchanged when not reserved)."""
+    return f"{name}_src" if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIX) else name
+
+
+def rename_reserved(graph: Any, keep: set | frozenset = frozenset()) -> list:
+    """Rename (in place) the graphsurgeon tensors whose names the decode / NMS subgraph uses, but those in ``keep``
+    (``output0`` -> ``output0_src``, or ``output0_src2`` ... when taken); returns {old name: new name}."""
+    tensors = graph.tensors()
+    taken = set(tensors)
+    renamed = {}
+    for name, tensor in list(tensors.items()):
+        new = reserved_rename(name)
+        if new == name or name in keep:
+            continue
+        k = 2
+        while new in taken:
+            new, k = f"{reserved_rename(name)}{k}", k + 1
+        tensor.name = new
+        taken.add(new)
+        renamed[name] = new
+    return renamed
+
+
 def append_decode_and_nms(model: Any, num_classes: int, angle: bool, op_type: str | None,
                           attrs: NmsAttributes) -> Any:
     """Raw ONNX (``images`` -> ``output0``) -> ONNX with decode (+ NMS node); a new ModelProto.
@@ -212,6 +242,7 @@ def append_decode_and_nms(model: Any, num_classes: int, angle: bool, op_type: st
     graph = gs.import_onnx(model)
     if RAW_OUTPUT not in graph.tensors():
         raise ModelError(f"raw ONNX has no tensor {RAW_OUTPUT!r}; outputs are {[o.name for o in graph.outputs]}")
+    rename_reserved(graph, keep={RAW_OUTPUT, graph.inputs[0].name})
     raw_shape = graph.tensors()[RAW_OUTPUT].shape or [None, None, None]
     batch = graph.inputs[0].shape[0] if graph.inputs[0].shape else "batch"
     num_anchors = raw_shape[2] if len(raw_shape) == 3 and raw_shape[2] is not None else "anchors"

@@ -305,6 +305,19 @@ def weight_axis(op_type: str, trans_b: int = 0) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------ analysis
+def _integer_tensors(inferred, nodes) -> set[str]:
+    """Tensors typed as non-float by shape inference, plus everything computed only from Shape outputs."""
+    import onnx
+
+    out = {vi.name for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
+           if vi.type.tensor_type.elem_type not in (0, onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
+                                                     onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)}
+    for n in nodes:  # in graph order: Shape outputs and ops whose inputs are all integer
+        if n.op_type == "Shape" or (n.op_type not in ("Cast", "ConstantOfShape") and n.input and all(t in out for t in n.input if t)):
+            out.update(o for o in n.output if o)
+    return out
+
+
 def analyze_graph(model) -> GraphAnalysis:
     """Find units, the decode region, DFL and scale-tie groups of an ONNX detector (path or ModelProto)."""
     model = fold_constant_identities(load_model(model))
@@ -319,9 +332,12 @@ def analyze_graph(model) -> GraphAnalysis:
                 consumers.setdefault(t, []).append(i)
     constants = _constant_names(graph)
     shapes, inferred = _shapes(model)
+    # integer tensors (an unsimplified export's Shape -> Gather/Slice -> Concat -> Resize sizes) are never
+    # quantization sites: neither Concat units nor scale ties
+    integers = _integer_tensors(inferred, nodes)
 
     def is_activation(t: str) -> bool:
-        return bool(t) and t not in constants
+        return bool(t) and t not in constants and t not in integers
 
     def is_dfl(i: int) -> bool:
         n = nodes[i]
