@@ -151,6 +151,13 @@ class ModelLayout(_Model):
     num_classes: int = Field(..., ge=1)
     names: Optional[list[str]] = None
     stride: int = Field(32, ge=1)
+    # head layouts of other exporters (trtalign.export.adapters.onnx_model.HeadLayout; a preset fills them)
+    preset: Optional[str] = None  # yolov5, yolov6, yolov7, yolox, yolov8, ultralytics, rtmdet
+    box: Optional[Literal["cxcywh", "xyxy"]] = None
+    objectness: Optional[int] = Field(None, ge=4)  # channel of an objectness score (score = objectness x class)
+    scores: Optional[Literal["activated", "logits"]] = None
+    angle: Optional[int] = None  # channel of an OBB angle (default for obb: the last)
+    angle_unit: Optional[Literal["radians", "degrees"]] = None
 
 
 class PipelineConfig(_Model):
