@@ -159,3 +159,99 @@ def make_setup(folder: Path, count: int = 24) -> dict:
         f"fallback:\n  subset: 8\n  max_evals: 8\n"
         f"outputs:\n  dir: {folder / 'out'}\n")
     return {"raw": raw, "onnx": nms, "data": data, "config": config}
+
+
+# ------------------------------------------------------------------------------------ two branches: score and box
+SCORE_SENSITIVE = "model.cls_mid"
+BOX_SENSITIVE = "model.box_mid"
+
+
+def build_two_branch_raw_onnx(path: Path, seed: int = 1) -> Path:
+    """A detector with separate class-score and box branches, each with one INT8-sensitive unit (imgsz 32, 2 classes,
+    64 anchors)::
+
+        images -> conv0 (3->8, s2) -> conv1 (8->8, s2) -+-> cls_pre -> Relu -> cls_mid -> Relu -> cls_head
+                                                         +-> box_pre -> Relu -> box_mid -> Relu -> box_head
+        box_head [4, 64] -> xy, wh (pixels) ; cls_head [2, 64] -> sigmoid -> Concat -> output0 [1, 6, 64]
+
+    ``cls_pre`` and ``box_pre`` output a constant ~200 on channel 0 that ``cls_mid`` / ``box_mid`` ignore: per-tensor
+    INT8 on their input wipes out the O(1) channels, so ``model.cls_mid`` damages only the class scores and
+    ``model.box_mid`` only the boxes. Boxes are in pixels (tens) and scores in [0, 1], so whole-tensor SQNR hears the
+    box branch and hardly the score branch."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+
+    def he(shape, gain=1.0):
+        return (gain * rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)).astype(np.float32)
+
+    w = {"w0": he((8, 3, 3, 3)), "w1": he((8, 8, 3, 3))}
+    for br in ("cls", "box"):
+        pre = he((8, 8, 3, 3))
+        pre[0] = 0.0
+        mid = he((8, 8, 3, 3))
+        mid[:, 0] = 0.0
+        w[f"{br}_pre"], w[f"{br}_mid"] = pre, mid
+        bpre = rng.normal(0, 0.1, 8).astype(np.float32)
+        bpre[0] = 200.0
+        w[f"{br}_pre_b"] = bpre
+    w["cls_head"] = he((2, 8, 1, 1), 6.0)
+    w["box_head"] = he((4, 8, 1, 1), 3.0)
+    gy, gx = np.meshgrid(np.arange(8, dtype=np.float32), np.arange(8, dtype=np.float32), indexing="ij")
+    consts = {"shape_box": np.array([1, 4, 64], np.int64), "shape_cls": np.array([1, 2, 64], np.int64),
+              "grid": np.stack([gx.ravel(), gy.ravel()])[None], "two": np.array(2.0, np.float32),
+              "half": np.array(0.5, np.float32), "four": np.array(4.0, np.float32),
+              "twelve": np.array(12.0, np.float32), "splits": np.array([2, 2], np.int64),
+              "zeros8": np.zeros(8, np.float32), "cls_b": np.array([-1.0, -1.0], np.float32),
+              "box_b": np.zeros(4, np.float32)}
+    inits = [numpy_helper.from_array(a, n) for n, a in {**w, **consts}.items()]
+    conv = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    nodes = [
+        helper.make_node("Conv", ["images", "w0", "zeros8"], ["c0"], "/model.0/conv/Conv", strides=[2, 2], **conv),
+        helper.make_node("Relu", ["c0"], ["r0"], "/model.0/act/Relu"),
+        helper.make_node("Conv", ["r0", "w1", "zeros8"], ["c1"], "/model/conv1/Conv", strides=[2, 2], **conv),
+        helper.make_node("Relu", ["c1"], ["r1"], "/model/act1/Relu"),
+    ]
+    for br in ("cls", "box"):
+        nodes += [
+            helper.make_node("Conv", ["r1", f"{br}_pre", f"{br}_pre_b"], [f"{br}_c0"], f"/model/{br}_pre/Conv",
+                             **conv),
+            helper.make_node("Relu", [f"{br}_c0"], [f"{br}_r0"], f"/model/{br}_pre/Relu"),
+            helper.make_node("Conv", [f"{br}_r0", f"{br}_mid", "zeros8"], [f"{br}_c1"], f"/model/{br}_mid/Conv",
+                             **conv),
+            helper.make_node("Relu", [f"{br}_c1"], [f"{br}_r1"], f"/model/{br}_mid/Relu"),
+            helper.make_node("Conv", [f"{br}_r1", f"{br}_head", f"{br}_b"], [f"{br}_h"], f"/model/{br}_head/Conv",
+                             kernel_shape=[1, 1]),
+            helper.make_node("Reshape", [f"{br}_h", f"shape_{br}"], [f"{br}_hr"], f"/model/{br}_head/Reshape"),
+        ]
+    nodes += [
+        helper.make_node("Split", ["box_hr", "splits"], ["txy", "twh"], "/model/head/Split", axis=1),
+        helper.make_node("Sigmoid", ["txy"], ["sxy"], "/model/head/Sigmoid_xy"),
+        helper.make_node("Mul", ["sxy", "two"], ["sxy2"], "/model/head/Mul_xy"),
+        helper.make_node("Sub", ["sxy2", "half"], ["sxy3"], "/model/head/Sub_xy"),
+        helper.make_node("Add", ["sxy3", "grid"], ["gxy"], "/model/head/Add_grid"),
+        helper.make_node("Mul", ["gxy", "four"], ["xy"], "/model/head/Mul_stride"),
+        helper.make_node("Sigmoid", ["twh"], ["swh"], "/model/head/Sigmoid_wh"),
+        helper.make_node("Mul", ["swh", "twelve"], ["swh2"], "/model/head/Mul_wh"),
+        helper.make_node("Add", ["swh2", "four"], ["wh_"], "/model/head/Add_wh"),
+        helper.make_node("Sigmoid", ["cls_hr"], ["cls_prob"], "/model/head/Sigmoid_cls"),
+        helper.make_node("Concat", ["xy", "wh_", "cls_prob"], ["output0"], "/model/head/Concat_out", axis=1),
+    ]
+    graph = helper.make_graph(nodes, "two_branch", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
+                                                                                  [1, 3, IMGSZ, IMGSZ])],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 64])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def make_two_branch_setup(folder: Path, count: int = 24) -> dict:
+    """Like :func:`make_setup` for the two-branch model."""
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = build_two_branch_raw_onnx(folder / "two_raw.onnx")
+    nms = export_with_nms(raw, folder / "two.onnx")
+    data = make_dataset(folder / "data", nms, count, threshold=0.5)
+    return {"raw": raw, "onnx": nms, "data": data}

@@ -7,12 +7,13 @@ import json
 
 import numpy as np
 import pytest
-from sensitive_model import SENSITIVE, make_setup
+from sensitive_model import BOX_SENSITIVE, SCORE_SENSITIVE, SENSITIVE, make_setup, make_two_branch_setup
 
 from trtalign.core.errors import ConfigError, InputError
 from trtalign.tune.sensitivity import (LOCAL_METRICS, MODES, QdqPlanModels, SensitivityResult, SensitivityScorer,
                                        build_local_probe, det_error, fake_quant, load_sensitivity,
-                                       local_sensitivity, make_plan, output_error, save_sensitivity)
+                                       local_sensitivity, make_plan, output_error, save_sensitivity,
+                                       scorebox_error)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def setup(tmp_path_factory):
     return s
 
 
-@pytest.mark.parametrize("metric", ["mse", "cosine", "sqnr", "det"])
+@pytest.mark.parametrize("metric", ["mse", "cosine", "sqnr", "det", "scorebox"])
 @pytest.mark.parametrize("mode", MODES)
 def test_every_output_metric_ranks_the_outlier_unit_first(setup, metric, mode):
     result = setup["scorer"].score(metric, mode)
@@ -190,3 +191,53 @@ def test_gated_model_runs_any_plan_like_its_own_qdq_model(setup):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
     scorer = SensitivityScorer(gated.units, gated.runner, setup["inputs"], num_classes=2)
     assert scorer.score("sqnr", "disable-one").ranking()[0] == SENSITIVE
+
+
+# ------------------------------------------------------------------------------------- score-aware, box-aware
+@pytest.fixture(scope="module")
+def two_branch(tmp_path_factory):
+    from trtalign.core.preprocess import letterbox, list_images, read_image
+    from trtalign.export.calibrate import calibrate
+
+    s = make_two_branch_setup(tmp_path_factory.mktemp("two"))
+    ranges = calibrate(s["onnx"], s["data"] / "images" / "train", method="minmax", num=16)
+    models = QdqPlanModels(s["onnx"], ranges, s["data"].parent / "plans")
+    inputs = [letterbox(read_image(p), 32)[0] for p in list_images(s["data"] / "images" / "val")[:8]]
+    s["scorer"] = SensitivityScorer(models.units, models.runner, inputs, num_classes=2)
+    return s
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_scorebox_ranks_the_score_unit_and_the_box_unit_first(two_branch, mode):
+    result = two_branch["scorer"].score("scorebox", mode)
+    assert set(result.ranking()[:2]) == {SCORE_SENSITIVE, BOX_SENSITIVE}
+    by = {u.name: u for u in result.units}
+    rest = max(v for k, v in result.scores().items() if k not in (SCORE_SENSITIVE, BOX_SENSITIVE))
+    assert min(by[SCORE_SENSITIVE].score, by[BOX_SENSITIVE].score) > 10 * max(rest, 1e-12)
+    sd, bd = by[SCORE_SENSITIVE].details, by[BOX_SENSITIVE].details  # the errors of each unit's trial plan
+    if mode == "enable-one":  # quantizing one unit alone: its damage is in its own branch only
+        assert sd["score_nsr"] > 100 * max(sd["box_nsr"], 1e-12)
+        assert bd["box_nsr"] > 100 * max(bd["score_nsr"], 1e-12)
+        assert by[SCORE_SENSITIVE].score == pytest.approx(sd["score_nsr"] + sd["box_nsr"])
+    else:  # restoring one unit removes its branch's error; the other branch's error is left
+        assert sd["score_nsr"] < 0.01 * bd["score_nsr"] and bd["box_nsr"] < 0.01 * sd["box_nsr"]
+
+
+def test_scorebox_sees_silenced_scores_that_whole_tensor_sqnr_misses():
+    rng = np.random.default_rng(0)
+    n, nc = 400, 3
+    boxes = np.stack([rng.uniform(0, 640, n), rng.uniform(0, 640, n), rng.uniform(8, 200, n),
+                      rng.uniform(8, 200, n)])
+    scores = rng.uniform(0, 0.05, (nc, n))
+    scores[rng.integers(0, nc, 40), rng.choice(n, 40, replace=False)] = rng.uniform(0.5, 0.95, 40)
+    ref = np.concatenate([boxes, scores])[None].astype(np.float32)
+    silenced = ref.copy()
+    silenced[0, 4:] = 0.0  # every class score zero: no detection survives
+    _, sqnr_db = output_error("sqnr", [ref], [silenced])
+    assert sqnr_db > 30  # whole-tensor SQNR: the pixel boxes hold the energy, the model looks fine
+    score, box = scorebox_error([ref[0]], [silenced[0]], nc, rotated=False)
+    assert score == pytest.approx(1.0) and box == 0.0  # the scores lost all their signal
+    shifted = ref.copy()
+    shifted[0, 0] += 0.1 * ref[0, 2]  # every box moved by a tenth of its width
+    score, box = scorebox_error([ref[0]], [shifted[0]], nc, rotated=False)
+    assert score == 0.0 and box == pytest.approx(0.01 / 4, rel=1e-5)

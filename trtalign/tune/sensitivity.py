@@ -8,6 +8,12 @@ Metrics (``METRICS``):
 - ``mse`` / ``cosine`` / ``sqnr``: of the raw head tensor ``output0`` against the cached FP32 reference outputs;
   damage = MSE, ``1 - cosine``, or the noise-to-signal power ratio (``10 ** (-SQNR_dB / 10)``; the dB value is in
   ``value``).
+- ``scorebox``: score-aware and box-aware: the noise-to-signal ratio of the class scores (``score_nsr``, the score
+  rows of ``output0`` only, so pixel-valued boxes cannot drown them) plus the box error relative to box size
+  (``box_nsr``: mean squared ``(dx/w, dy/h, dw/w, dh/h)`` over the anchors FP32 is confident about, plus the angle
+  error for OBB); both dimensionless, damage = ``score_nsr + box_nsr``, each in ``details`` with its SQNR in dB.
+  Whole-tensor ``sqnr`` is box SQNR in disguise (box rows in pixels hold ~all of the energy): a unit that silences
+  the class scores looks harmless to it.
 - ``det``: detection-aware, computed separately for the class scores and the box regression of ``output0`` on the
   ``hard`` images where the full-INT8 model errs most: ``cls`` = score change weighted by score, ``box`` =
   ``1 - IoU`` of the boxes of anchors that the FP32 model is confident about (plus the angle error for OBB);
@@ -48,7 +54,7 @@ from trtalign.runtime.plan_runners import GatedQdqModel, QdqPlanModels  # noqa: 
 
 log = get_logger(__name__)
 
-METRICS = ("map", "mse", "cosine", "sqnr", "det")
+METRICS = ("map", "mse", "cosine", "sqnr", "det", "scorebox")
 MODES = ("disable-one", "enable-one")
 TARGETS = ("fp16", "fp32")
 LOCAL_METRICS = ("mse", "cosine", "sqnr")
@@ -137,6 +143,46 @@ def det_error(ref: np.ndarray, out: np.ndarray, num_classes: int, rotated: bool,
         d = out[4 + num_classes, keep] - ref[4 + num_classes, keep]
         box += float(np.abs(np.arctan2(np.sin(d), np.cos(d))).mean() / (math.pi / 2))
     return cls, box
+
+
+def scorebox_error(ref: Sequence[np.ndarray], out: Sequence[np.ndarray], num_classes: int, rotated: bool,
+                   conf: float = 0.25, min_boxes: int = 10) -> tuple[float, float]:
+    """(score noise-to-signal ratio, box error relative to box size) of ``output0`` images ``[4 + C (+1), N]``.
+
+    score: ``sum (s - s_ref)^2 / sum s_ref^2`` over the class-score rows of every anchor.
+    box: mean over the anchors whose FP32 best score >= ``conf`` (at least the ``min_boxes`` best per image) of
+    ``((dx / w)^2 + (dy / h)^2 + (dw / w)^2 + (dh / h)^2) / 4`` with the FP32 ``w, h``; for OBB plus the squared
+    wrapped angle error in units of pi/2.
+    """
+    sig = noise = 0.0
+    box_terms = []
+    for a, b in zip(ref, out):
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        sa, sb = a64[4:4 + num_classes], b64[4:4 + num_classes]
+        sig += float((sa * sa).sum())
+        noise += float(((sb - sa) ** 2).sum())
+        best = sa.max(axis=0)
+        keep = np.flatnonzero(best >= conf)
+        if len(keep) < min_boxes:
+            keep = np.argsort(-best, kind="stable")[:min_boxes]
+        if not len(keep):
+            continue
+        w = np.maximum(np.abs(a64[2, keep]), 1e-6)
+        h = np.maximum(np.abs(a64[3, keep]), 1e-6)
+        d = b64[:4, keep] - a64[:4, keep]
+        rel = (d[0] / w) ** 2 + (d[1] / h) ** 2 + (d[2] / w) ** 2 + (d[3] / h) ** 2
+        term = rel / 4
+        if rotated:
+            da = b64[4 + num_classes, keep] - a64[4 + num_classes, keep]
+            term = term + (np.arctan2(np.sin(da), np.cos(da)) / (math.pi / 2)) ** 2
+        box_terms.append(term)
+    score = noise / sig if sig > 0 else 0.0
+    box = float(np.concatenate(box_terms).mean()) if box_terms else 0.0
+    return score, box
+
+
+def _db(ratio: float) -> float:
+    return math.inf if ratio <= 0 else -10.0 * math.log10(ratio)
 
 
 def _images_of(batches: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -299,6 +345,10 @@ class SensitivityScorer:
             cls = float(np.mean([p[0] for p in pairs]))
             box = float(np.mean([p[1] for p in pairs]))
             return cls + box, cls + box, {"cls": cls, "box": box}
+        if metric == "scorebox":
+            score, box = scorebox_error(_images_of(ref), _images_of(out), self._num_classes(ref[0]), self.rotated)
+            return score + box, _db(score + box), {"score_nsr": score, "box_nsr": box, "score_sqnr_db": _db(score),
+                                                   "box_sqnr_db": _db(box)}
         err, value = output_error(metric, ref, out)
         return err, value, {}
 
@@ -474,4 +524,4 @@ def local_sensitivity(model: Any, ranges: Any, inputs: Sequence[np.ndarray], met
 
 __all__ = ["METRICS", "MODES", "LOCAL_METRICS", "TARGETS", "SensitivityScorer", "SensitivityResult",
            "UnitSensitivity", "QdqPlanModels", "GatedQdqModel", "local_sensitivity", "load_sensitivity", "save_sensitivity",
-           "make_plan", "plan_key", "det_error", "output_error", "fake_quant"]
+           "make_plan", "plan_key", "det_error", "output_error", "fake_quant", "scorebox_error"]
