@@ -10,7 +10,7 @@ from trtalign.cli.output import add_json_argument, emit
 
 NAME = "sensitivity"
 HELP = "score how much quantizing each INT8 unit hurts (mAP, output MSE / cosine / SQNR, detection-aware)"
-METRICS = ("map", "mse", "cosine", "sqnr", "det")
+METRICS = ("map", "mse", "cosine", "sqnr", "det", "scorebox")
 MODES = ("disable-one", "enable-one")
 
 
@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metric", choices=METRICS, default=None,
                         help="map: mAP on the subset; mse / cosine / sqnr: of the raw head output0 vs FP32; det: "
                              "class-score and box errors on the images where full INT8 errs most "
-                             "(default: the config's fallback.metric)")
+                             "(default: the config's fallback.metric); scorebox: class-score noise ratio + box "
+                             "error relative to box size, neither drowned by the other's units")
     parser.add_argument("--mode", choices=MODES, default=None,
                         help="disable-one: start fully INT8 and restore one unit; enable-one: start float and "
                              "quantize one unit (default: the config's fallback.mode)")

@@ -126,6 +126,7 @@ class SensitivityMetric(ParseableEnum):
     COSINE = "cosine"
     SQNR = "sqnr"
     DET = "det"
+    SCOREBOX = "scorebox"  # class-score noise ratio + box error relative to box size (tune.sensitivity)
 
 
 class SensitivityMode(ParseableEnum):
