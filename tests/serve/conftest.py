@@ -36,15 +36,16 @@ def detect_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(detect_onnx: Path):
-    """A real server on 127.0.0.1 (free port), ONNX Runtime backend, 2 MiB upload limit, max batch 8."""
+    """A real server on 127.0.0.1 (free port), ONNX Runtime backend, 2 MiB upload limit, max batch 8, and no
+    serve-time filter (score >= 0, up to the model's 50): responses hold the model's whole NMS output."""
     from trtalign.serve.batching import BatchingConfig
     from trtalign.serve.decode import DecodeLimits
-    from trtalign.serve.predictor import Predictor
+    from trtalign.serve.predictor import OutputFilter, Predictor
     from trtalign.serve.server import DetectionServer, ServerConfig
 
     predictor = Predictor.load(detect_onnx, backend="ort", max_batch=8)
     config = ServerConfig(host="127.0.0.1", port=0, batching=BatchingConfig(8, 20.0, 512),
-                          limits=DecodeLimits(max_bytes=2 * 1024 * 1024))
+                          limits=DecodeLimits(max_bytes=2 * 1024 * 1024), output_filter=OutputFilter(0.0, 300))
     srv = DetectionServer(predictor, config).start()
     yield srv
     srv.shutdown(10)

@@ -166,12 +166,12 @@ def test_200_concurrent_requests_all_answered_and_batched(server):
 
 def _start_server(detect_onnx, max_batch=8, max_wait_ms=5.0, max_queue=256):
     from trtalign.serve.batching import BatchingConfig
-    from trtalign.serve.predictor import Predictor
+    from trtalign.serve.predictor import OutputFilter, Predictor
     from trtalign.serve.server import DetectionServer, ServerConfig
 
     predictor = Predictor.load(detect_onnx, backend="ort", max_batch=max_batch)
-    return DetectionServer(predictor, ServerConfig(port=0, batching=BatchingConfig(max_batch, max_wait_ms,
-                                                                                    max_queue))).start()
+    return DetectionServer(predictor, ServerConfig(port=0, batching=BatchingConfig(max_batch, max_wait_ms, max_queue),
+                                                   output_filter=OutputFilter(0.0, 300))).start()
 
 
 def test_overload_answers_503_and_recovers(detect_onnx):
@@ -220,7 +220,8 @@ def test_graceful_shutdown_finishes_in_flight_requests(detect_onnx):
 
 def test_cli_serve_answers_then_stops_on_sigterm(detect_onnx):
     proc = subprocess.Popen([sys.executable, "-m", "trtalign", "serve", str(detect_onnx), "--port", "0",
-                             "--backend", "ort", "--max-batch", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             "--backend", "ort", "--max-batch", "4", "--score-threshold", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
         line = proc.stdout.readline()
@@ -243,7 +244,7 @@ def test_rotated_detections_have_xywhr_and_corners(tmp_path):
     from trtalign.export.onnx_export import export_onnx
     from trtalign.runtime.ort_runner import OrtRunner
     from trtalign.runtime.postprocess import nms_outputs_to_detections
-    from trtalign.serve.predictor import Predictor
+    from trtalign.serve.predictor import OutputFilter, Predictor
     from trtalign.serve.server import DetectionServer, ServerConfig
 
     onnx_path = tmp_path / "obb.onnx"
@@ -252,7 +253,8 @@ def test_rotated_detections_have_xywhr_and_corners(tmp_path):
     with OrtRunner(str(onnx_path)) as runner:
         tensor, meta = letterbox(img, 128)
         expected = nms_outputs_to_detections(runner.infer({"images": tensor}), [meta])[0]
-    srv = DetectionServer(Predictor.load(onnx_path, backend="ort", max_batch=4), ServerConfig(port=0)).start()
+    srv = DetectionServer(Predictor.load(onnx_path, backend="ort", max_batch=4),
+                          ServerConfig(port=0, output_filter=OutputFilter(0.0, 300))).start()  # the raw NMS output
     try:
         status, payload = post_image(srv.url, png_bytes(img))
     finally:

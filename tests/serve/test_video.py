@@ -11,6 +11,7 @@ import pytest
 
 from serve_helpers import make_image
 from trtalign.core.errors import InputError, UnsupportedError
+from trtalign.serve.predictor import OutputFilter
 from trtalign.serve.video import run_video, source_kind
 
 
@@ -48,7 +49,7 @@ def _frames(path):
 
 def test_jsonl_and_annotated_video(predictor, video_file, tmp_path):
     jsonl, out = tmp_path / "dets.jsonl", tmp_path / "annotated.mp4"
-    result = run_video(predictor, str(video_file), jsonl=jsonl, out=out)
+    result = run_video(predictor, str(video_file), jsonl=jsonl, out=out, output_filter=OutputFilter(0.0, 300))
     frames = _frames(video_file)
     assert result.frames == len(frames) == 6 and not result.stopped_early
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
@@ -63,6 +64,12 @@ def test_jsonl_and_annotated_video(predictor, video_file, tmp_path):
     assert len(annotated) == 6 and annotated[0].shape == (96, 128, 3)
     assert np.abs(annotated[0].astype(int) - frames[0].astype(int)).mean() > 0.5  # boxes were drawn
     assert sorted(p.name for p in tmp_path.iterdir()) == ["annotated.mp4", "dets.jsonl"]  # no temp files left
+    # the default filter (score >= 0.25, at most 300): only what a client wants, and the record says so
+    run_video(predictor, str(video_file), jsonl=tmp_path / "default.jsonl")
+    records = [json.loads(line) for line in (tmp_path / "default.jsonl").read_text().splitlines()]
+    for rec, det in zip(records, expected):
+        assert rec["count"] == int((det.scores >= 0.25).sum()) < len(det)
+        assert rec["filter"]["score_threshold"] == 0.25 and rec["filter"]["max_det"] == 300
 
 
 def test_stop_event_and_max_frames(predictor, video_file, tmp_path):

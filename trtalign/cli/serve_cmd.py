@@ -8,6 +8,10 @@ import threading
 
 from trtalign.cli.output import add_json_argument, emit
 
+# the serve defaults, repeated here so that `trtalign serve --help` needs no import of the serve package
+DEFAULT_SCORE_THRESHOLD = 0.25
+DEFAULT_MAX_DET = 300
+
 NAME = "serve"
 HELP = "serve detections over HTTP (POST /v1/detect) with dynamic batching, or run on a video/stream with --source"
 
@@ -22,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TensorRT plugin library the engine needs (repeatable; from `trtalign plugins build`)")
     parser.add_argument("--onnx", default=None,
                         help="for an engine: the ONNX it was built from (class names, task, input size)")
+    parser.add_argument("--score-threshold", type=float, default=DEFAULT_SCORE_THRESHOLD, metavar="S",
+                        help=f"return detections with score >= S (default {DEFAULT_SCORE_THRESHOLD}; a request may "
+                             f"set ?score_threshold=); the model's own NMS threshold is the floor")
+    parser.add_argument("--max-det", type=int, default=DEFAULT_MAX_DET, metavar="N",
+                        help=f"return at most N detections per image, best first (default {DEFAULT_MAX_DET}; a "
+                             f"request may set ?max_det=); the model's max_output_boxes is the cap")
     parser.add_argument("--max-batch", type=int, default=8, help="largest inference batch (default 8)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0,
                         help="longest a request waits for others to fill a batch (default 5)")
@@ -43,17 +53,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_json_argument(parser)
 
 
+def _output_filter(args: argparse.Namespace):
+    from trtalign.core.errors import ConfigError
+    from trtalign.serve.predictor import OutputFilter
+
+    try:
+        return OutputFilter(args.score_threshold, args.max_det)
+    except ConfigError as exc:
+        raise ConfigError(f"--score-threshold / --max-det: {exc}") from None
+
+
 def _run_video(args: argparse.Namespace) -> int:
     from trtalign.serve.predictor import Predictor
     from trtalign.serve.video import run_video
 
+    output_filter = _output_filter(args)
     predictor = Predictor.load(args.model, backend=args.backend, max_batch=args.max_batch, plugins=args.plugin,
                                onnx=args.onnx)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         result = run_video(predictor, args.source, jsonl=args.jsonl, out=args.out, max_frames=args.max_frames,
-                           stop=stop)
+                           stop=stop, output_filter=output_filter)
     finally:
         signal.signal(signal.SIGTERM, previous)
         predictor.close()
@@ -79,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-body-mb must be > 0, got {args.max_body_mb}")
     if args.workers < 0:
         raise ConfigError(f"--workers must be >= 0 (0 = auto), got {args.workers}")
+    output_filter = _output_filter(args)
     metrics = ServerMetrics()
     predictor = Predictor.load(args.model, backend=args.backend, max_batch=args.max_batch, metrics=metrics,
                                plugins=args.plugin, onnx=args.onnx)
@@ -87,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         config = ServerConfig(host=args.host, port=args.port,
                               batching=BatchingConfig(args.max_batch, args.max_wait_ms, args.max_queue, workers),
                               limits=DecodeLimits(max_bytes=int(args.max_body_mb * 1024 * 1024),
-                                                  max_pixels=args.max_pixels))
+                                                  max_pixels=args.max_pixels),
+                              output_filter=output_filter)
     except BaseException:
         predictor.close()
         raise
@@ -101,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         info = predictor.info
         print(f"serving {info.path} ({info.runner}, {info.input_shape[0]}x{info.input_shape[1]}, "
-              f"max batch {info.max_batch}, {workers} worker{'s' if workers > 1 else ''}) on {server.url}  (POST /v1/detect, GET /healthz /v1/model /metrics)",
+              f"max batch {info.max_batch}, {workers} worker{'s' if workers > 1 else ''}, score >= "
+              f"{output_filter.score_threshold}, max {output_filter.max_det} per image) on {server.url}  "
+              f"(POST /v1/detect, GET /healthz /v1/model /metrics)",
               flush=True)
     try:
         while not stop.wait(0.5):

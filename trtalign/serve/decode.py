@@ -1,6 +1,7 @@
 """Request bodies -> decoded images, safely.
 
-Order of checks, cheapest first: the Content-Type header (415), the body size (413), the body's magic bytes (400 for a
+Order of checks, cheapest first: the Content-Type header (415; ``application/octet-stream`` is accepted and the format
+sniffed like for every declared image type), the body size (413), the body's magic bytes (400 for a
 non-image), the image dimensions read from the header *before* decoding (413 for a decompression bomb such as a
 20000x20000 PNG whose compressed body is a few kilobytes), then OpenCV's decoder (400 for corrupt data).
 Supported formats: PNG, JPEG, BMP, WebP, GIF (first frame).
@@ -20,6 +21,9 @@ from trtalign.serve.errors import RequestError
 #: MIME types accepted for a raw image body (image/* types whose format we can sniff and decode)
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/jpg", "image/pjpeg", "image/bmp", "image/x-ms-bmp", "image/webp",
                "image/gif")
+#: untyped raw bytes, what most HTTP clients send for a file body: the format is sniffed from the magic bytes, exactly as
+#: for the image/* types (whose declared format is not trusted either)
+OCTET_STREAM_TYPE = "application/octet-stream"
 MULTIPART_TYPE = "multipart/form-data"
 FORMATS = ("png", "jpeg", "bmp", "webp", "gif")
 
@@ -51,11 +55,12 @@ def media_type(content_type: str | None) -> str:
 def check_content_type(content_type: str | None) -> str:
     """Return the media type if the server accepts it, else raise a 415 listing the accepted types."""
     mt = media_type(content_type)
-    if mt in IMAGE_TYPES or mt == MULTIPART_TYPE:
+    if mt in IMAGE_TYPES or mt in (OCTET_STREAM_TYPE, MULTIPART_TYPE):
         return mt
     raise RequestError(415, "unsupported_media_type",
                        f"Content-Type {mt or '(none)'!r} is not accepted; send raw image bytes as one of "
-                       f"{', '.join(IMAGE_TYPES)} or {MULTIPART_TYPE} with an 'image' field")
+                       f"{', '.join(IMAGE_TYPES)}, {OCTET_STREAM_TYPE} (format sniffed), or {MULTIPART_TYPE} with "
+                       f"an 'image' field")
 
 
 def check_content_length(length: int | None, limits: DecodeLimits) -> int:

@@ -31,6 +31,41 @@ log = get_logger(__name__)
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
+#: what users expect of a detector's output by default (ultralytics' predict defaults: conf 0.25, max_det 300); the
+#: exported NMS keeps everything down to 0.001 because mAP needs the low-score tail, a client does not
+DEFAULT_SCORE_THRESHOLD = 0.25
+DEFAULT_MAX_DET = 300
+
+
+@dataclass(frozen=True)
+class OutputFilter:
+    """Serve-time filter on the model's NMS output: keep detections with ``score >= score_threshold``, at most
+    ``max_det`` of them (the highest scores). It can only remove detections: the model's own NMS threshold and
+    ``max_output_boxes`` stay the floor and the cap.
+
+    Raises:
+        ConfigError: a threshold outside [0, 1] or ``max_det`` < 1.
+    """
+
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
+    max_det: int = DEFAULT_MAX_DET
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.score_threshold, (int, float)) and 0.0 <= float(self.score_threshold) <= 1.0):
+            raise ConfigError(f"score threshold must be in [0, 1], got {self.score_threshold!r}")
+        if isinstance(self.max_det, bool) or not isinstance(self.max_det, (int, np.integer)) or self.max_det < 1:
+            raise ConfigError(f"max detections must be an integer >= 1, got {self.max_det!r}")
+
+    def apply(self, det: Detections) -> Detections:
+        """``det`` without the detections below the threshold, the best ``max_det`` first."""
+        kept = det.filter(min_score=float(self.score_threshold))
+        if len(kept) > self.max_det:
+            kept = kept.sorted_by_score()[: int(self.max_det)]
+        return kept
+
+    def to_dict(self) -> dict:
+        return {"score_threshold": float(self.score_threshold), "max_det": int(self.max_det)}
+
 
 @dataclass
 class ModelInfo:
@@ -51,6 +86,13 @@ class ModelInfo:
     @property
     def rotated(self) -> bool:
         return self.task == "obb"
+
+    @property
+    def model_score_threshold(self) -> float | None:
+        """The score threshold of the model's in-graph NMS (from its trtalign metadata; None when unknown)."""
+        nms = self.build.get("nms") if isinstance(self.build, dict) else None
+        value = nms.get("score_threshold") if isinstance(nms, dict) else None
+        return float(value) if isinstance(value, (int, float)) else None
 
     def to_dict(self) -> dict:
         return {"path": self.path, "backend": self.backend, "runner": self.runner, "task": self.task,
@@ -247,11 +289,15 @@ class Predictor:
         return self.info.to_dict()
 
 
-def detections_payload(det: Detections, info: ModelInfo, extra: dict[str, Any] | None = None) -> dict:
-    """The JSON body of a detect response."""
+def detections_payload(det: Detections, info: ModelInfo, extra: dict[str, Any] | None = None,
+                       output_filter: OutputFilter | None = None) -> dict:
+    """The JSON body of a detect response; ``output_filter``: the filter ``det`` went through (reported as
+    ``filter`` with the model's own NMS score threshold, the floor a lower request threshold cannot go below)."""
     body = det.to_dict(names=info.names or None)
     h, w = det.data.get("orig_shape", (None, None))
     body = {"image": {"width": w, "height": h}, **body}
+    if output_filter is not None:
+        body["filter"] = {**output_filter.to_dict(), "model_score_threshold": info.model_score_threshold}
     if extra:
         body.update(extra)
     return body

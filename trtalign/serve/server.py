@@ -1,8 +1,12 @@
 """The HTTP detection server: standard library ``http.server`` with one thread per connection, one batching worker.
 
 Endpoints:
-    POST /v1/detect   raw image bytes (image/png, image/jpeg, ...) or multipart/form-data with an ``image`` field
+    POST /v1/detect   raw image bytes (image/png, image/jpeg, ..., application/octet-stream: the format is sniffed)
+                      or multipart/form-data with an ``image`` field
                       -> JSON detections in original-image pixels (rotated: x, y, w, h, angle and 4 corners)
+                      query parameters ``score_threshold`` (0..1, default the server's, 0.25) and ``max_det``
+                      (>= 1, default the server's, 300) filter the model's NMS output; the response's ``filter``
+                      says what was applied and the model's own NMS threshold (the floor)
     GET  /healthz     200 {"status": "ok"} while serving, 503 while draining
     GET  /v1/model    classes, input size, precision, batching and build info
     GET  /metrics     Prometheus text: stage latency histograms, queue depth, batch sizes, request counts
@@ -32,7 +36,7 @@ from trtalign.serve.decode import DecodeLimits, check_content_length, check_cont
 from trtalign.serve.errors import RequestError, ShuttingDownError
 from trtalign.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from trtalign.serve.metrics import ServerMetrics
-from trtalign.serve.predictor import Predictor, detections_payload
+from trtalign.serve.predictor import OutputFilter, Predictor, detections_payload
 
 log = get_logger(__name__)
 
@@ -45,10 +49,43 @@ class ServerConfig:
     limits: DecodeLimits = field(default_factory=DecodeLimits)
     request_timeout_s: float = 30.0  # socket read timeout and the longest a request waits for its batch
     backlog: int = 1024
+    output_filter: OutputFilter = field(default_factory=OutputFilter)  # per request: ?score_threshold=&max_det=
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must be in 0..65535, got {self.port}")
+
+
+#: query parameters of POST /v1/detect -> the OutputFilter field and its type
+QUERY_PARAMETERS = {"score_threshold": float, "max_det": int}
+
+
+def filter_from_query(query: str, default: OutputFilter) -> OutputFilter:
+    """The ``?score_threshold=0.5&max_det=10`` of a detect request over ``default``; 400 for an unknown name or a
+    bad value (the message names the valid parameters and ranges)."""
+    from urllib.parse import parse_qsl
+
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise RequestError(400, "bad_query", f"cannot parse the query string {query!r}") from None
+    values: dict[str, Any] = {}
+    for name, raw in pairs:
+        kind = QUERY_PARAMETERS.get(name)
+        if kind is None:
+            raise RequestError(400, "bad_query", f"unknown query parameter {name!r}; valid: "
+                                                 f"{', '.join(QUERY_PARAMETERS)}")
+        try:
+            values[name] = kind(raw)
+        except ValueError:
+            expected = "a number in [0, 1]" if kind is float else "an integer >= 1"
+            raise RequestError(400, "bad_query", f"{name}={raw!r}: expected {expected}") from None
+    if not values:
+        return default
+    try:
+        return dataclasses.replace(default, **values)
+    except ConfigError as exc:
+        raise RequestError(400, "bad_query", f"{exc} (query parameters: {', '.join(QUERY_PARAMETERS)})") from None
 
 
 class _HttpServer(ThreadingHTTPServer):
@@ -190,12 +227,13 @@ class _Handler(BaseHTTPRequestHandler):
             if app.draining:
                 raise ShuttingDownError()
             content_type = self.headers.get("Content-Type")
+            output_filter = filter_from_query(self.path.partition("?")[2], app.config.output_filter)
             length = self._check_headers()
             body = self.rfile.read(length)
             body_read = True
             if len(body) != length:
                 raise RequestError(400, "truncated_body", f"expected {length} body bytes, received {len(body)}")
-            result = app.detect(body, content_type)
+            result = app.detect(body, content_type, output_filter)
             app.metrics.request_seconds.observe(time.perf_counter() - start)
             self._send_json(200, result, path)
         except RequestError as exc:
@@ -327,8 +365,10 @@ class DetectionServer:
             pass
 
     # ------------------------------------------------------------------ work
-    def detect(self, body: bytes, content_type: str | None) -> dict:
-        """Decode, letterbox, batch-infer, scale back: the whole of POST /v1/detect after the body is read."""
+    def detect(self, body: bytes, content_type: str | None, output_filter: OutputFilter | None = None) -> dict:
+        """Decode, letterbox, batch-infer, scale back, filter (``output_filter``, default the server's): the whole of
+        POST /v1/detect after the body is read."""
+        output_filter = output_filter or self.config.output_filter
         t0 = time.perf_counter()
         image = decode_request_body(body, content_type, self.config.limits)
         t1 = time.perf_counter()
@@ -342,16 +382,19 @@ class DetectionServer:
             future.cancel()
             raise RequestError(503, "timeout", f"inference did not finish within {self.config.request_timeout_s} s")
         t3 = time.perf_counter()
-        det = self.predictor.postprocess(outputs, meta)
+        det = output_filter.apply(self.predictor.postprocess(outputs, meta))
         t4 = time.perf_counter()
         timing = {"decode": t1 - t0, "preprocess": t2 - t1, "queue_and_inference": t3 - t2, "postprocess": t4 - t3}
         return detections_payload(det, self.predictor.info, {"timing_ms": {k: round(v * 1e3, 3)
-                                                                           for k, v in timing.items()}})
+                                                                           for k, v in timing.items()}},
+                                  output_filter=output_filter)
 
     def model_dict(self) -> dict:
         info = self.predictor.info.to_dict()
         info["batching"] = self.batching.to_dict()
         info["limits"] = self.config.limits.to_dict()
+        info["filter"] = {**self.config.output_filter.to_dict(),
+                          "model_score_threshold": self.predictor.info.model_score_threshold}
         info["server"] = {"version": __version__}
         return info
 

@@ -25,7 +25,7 @@ from trtalign.core.detections import Detections
 from trtalign.core.errors import InputError, UnsupportedError
 from trtalign.core.io import atomic_path
 from trtalign.core.logging import get_logger
-from trtalign.serve.predictor import Predictor, detections_payload
+from trtalign.serve.predictor import OutputFilter, Predictor, detections_payload
 
 log = get_logger(__name__)
 
@@ -156,12 +156,14 @@ def _video_writer(path: Path, fps: float, size: tuple[int, int]) -> Iterator[Any
 
 def run_video(predictor: Predictor, source: str, jsonl: str | os.PathLike | None = None,
               out: str | os.PathLike | None = None, max_frames: int | None = None,
-              stop: threading.Event | None = None) -> VideoResult:
-    """Detect on every frame of ``source``; write JSON lines and/or an annotated video (both atomically)."""
+              stop: threading.Event | None = None, output_filter: OutputFilter | None = None) -> VideoResult:
+    """Detect on every frame of ``source``; write JSON lines and/or an annotated video (both atomically).
+    ``output_filter`` (default: score >= 0.25, at most 300 per frame) filters the model's NMS output."""
     import cv2
 
     if max_frames is not None and max_frames < 1:
         raise InputError(f"--max-frames must be >= 1, got {max_frames}")
+    output_filter = output_filter or OutputFilter()
     cap = open_capture(source)
     start = time.perf_counter()
     frames = total = 0
@@ -177,11 +179,12 @@ def run_video(predictor: Predictor, source: str, jsonl: str | os.PathLike | None
                     if stop is not None and stop.is_set():
                         stopped = True
                         break
-                    det = predictor.predict([frame])[0]
+                    det = output_filter.apply(predictor.predict([frame])[0])
                     frames += 1
                     total += len(det)
                     if fh is not None:
-                        record = detections_payload(det, predictor.info, {"frame": index, "time_s": round(ts, 4)})
+                        record = detections_payload(det, predictor.info, {"frame": index, "time_s": round(ts, 4)},
+                                                    output_filter=output_filter)
                         fh.write(json.dumps(record) + "\n")
                     if out:
                         if writer is None:
