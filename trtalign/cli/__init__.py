@@ -44,6 +44,7 @@ COMMAND_MODULES = [
     "eval_cmd",
     "sensitivity",
     "fallback",
+    "qat",
     "inspect_cmd",
     "plugins_cmd",
     "serve_cmd",

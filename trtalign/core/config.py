@@ -133,6 +133,25 @@ class TrtConfig(_Model):
     dla_core: Optional[int] = Field(None, ge=0)
 
 
+class QatConfig(_Model):
+    """Quantization-aware training (``trtalign qat``, ``trtalign.tune.qat``)."""
+
+    data: Optional[Path] = None  # ultralytics dataset (folder with data.yaml, or the yaml): its train split
+    epochs: int = Field(3, ge=1)
+    lr: float = Field(2e-5, gt=0)
+    scale_lr: float = Field(2e-5, ge=0)
+    batch: int = Field(16, ge=1)
+    learn_scales: bool = True  # LSQ activation scales (False: the calibrated scales stay fixed)
+    start: Literal["int8", "plan"] = "int8"  # every unit INT8, or the INT8 units of `plan`
+    plan: Optional[Path] = None  # e.g. `trtalign fallback`'s plan.json
+    quantize_fallback: bool = False  # with start: plan, also quantize the plan's FP16/FP32 units
+    mosaic: float = Field(0.0, ge=0.0, le=1.0)
+    seed: int = 0
+    train_images: Optional[int] = Field(None, ge=1)
+    val_images: Optional[int] = Field(None, ge=1)
+    out: Optional[Path] = None  # default: outputs.dir / "qat"
+
+
 class DataConfig(_Model):
     val: Optional[Path] = None  # images folder, or a dataset folder/json readable by trtalign.data.datasets
     tune: Optional[Path] = None  # split used to choose fallback units (never the reported one)
@@ -174,6 +193,7 @@ class PipelineConfig(_Model):
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig)
     fallback: FallbackConfig = Field(default_factory=FallbackConfig)
     trt: TrtConfig = Field(default_factory=TrtConfig)
+    qat: QatConfig = Field(default_factory=QatConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
 

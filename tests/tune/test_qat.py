@@ -1,0 +1,228 @@
+"""QAT: fake-quant primitives, site mapping and the torch-vs-exported-Q/DQ equivalence on a tiny generated model,
+bad input, and resume after an interruption."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("ultralytics")
+onnx = pytest.importorskip("onnx")
+
+# A tiny YOLOv8-style detector with every structure the placement handles: convs, C2f (split, residual Add, Concat),
+# SPPF (one MaxPool module called three times), nn.Upsample, Concat modules, a two-level Detect head with DFL.
+TINY_YAML = """
+nc: 3
+scales:
+  t: [0.33, 0.125, 256]
+backbone:
+  - [-1, 1, Conv, [64, 3, 2]]
+  - [-1, 1, Conv, [128, 3, 2]]
+  - [-1, 1, C2f, [128, True]]
+  - [-1, 1, Conv, [256, 3, 2]]
+  - [-1, 2, C2f, [256, True]]
+  - [-1, 1, Conv, [512, 3, 2]]
+  - [-1, 1, SPPF, [512, 5]]
+head:
+  - [-1, 1, nn.Upsample, [None, 2, "nearest"]]
+  - [[-1, 4], 1, Concat, [1]]
+  - [-1, 1, C2f, [256]]
+  - [-1, 1, Conv, [256, 3, 2]]
+  - [[-1, 6], 1, Concat, [1]]
+  - [-1, 1, C2f, [512]]
+  - [[9, 12], 1, Detect, [nc]]
+"""
+IMGSZ = 64
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """(checkpoint, FP32 ONNX with NMS, analysis, calibrated ranges, calibration images) of the tiny model."""
+    from conftest import make_images, make_scored_checkpoint
+
+    from trtalign.export.calibrate import calibrate
+    from trtalign.export.onnx_export import export_onnx
+    from trtalign.export.units import analyze_graph
+
+    root = tmp_path_factory.mktemp("qat_tiny")
+    (root / "tiny.yaml").write_text(TINY_YAML)
+    images = make_images(root / "images", count=8)
+    ckpt = make_scored_checkpoint(str(root / "tiny.yaml"), root / "tiny.pt", images, imgsz=IMGSZ)
+    fp32 = root / "tiny.onnx"
+    export_onnx(ckpt, fp32, imgsz=IMGSZ)
+    ranges = calibrate(fp32, images, method="minmax", num=8)
+    return ckpt, fp32, analyze_graph(str(fp32)), ranges, images
+
+
+def _prepare(tiny, plan):
+    from trtalign.export.adapters import load_adapter
+    from trtalign.tune.qat_quant import make_fake_quant_model, map_sites
+
+    ckpt, _, analysis, ranges, _ = tiny
+    adapter = load_adapter(ckpt)
+    model = adapter.torch_model(fuse=True)
+    site_map = map_sites(model, adapter.to_raw_onnx(IMGSZ), analysis, plan, ranges, (IMGSZ, IMGSZ))
+    return model, site_map, make_fake_quant_model(model, site_map)
+
+
+def _dq_reads(model) -> dict:
+    """{(consumer node, input index): DQ node name} of every activation DQ (weights excluded) + {DQ: axis}."""
+    produced = {o: n for n in model.graph.node for o in n.output}
+    reads, axes = {}, {}
+    for n in model.graph.node:
+        for k, t in enumerate(n.input):
+            p = produced.get(t)
+            if p is not None and p.op_type == "DequantizeLinear":
+                reads[(n.name, k)] = p.name
+                axes[p.name] = [a.i for a in p.attribute if a.name == "axis"]
+    return reads, axes
+
+
+def _scales(model) -> dict:
+    from onnx import numpy_helper
+
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {n.name: inits[n.input[1]] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+
+
+# ------------------------------------------------------------------------------------------------- primitives
+def test_fake_quant_rounds_half_to_even_clamps_and_passes_gradients_straight_through():
+    from trtalign.tune.qat_quant import fake_quant, fake_quant_weight
+
+    scale = torch.tensor(1.0)
+    x = torch.tensor([0.5, 1.5, 2.5, -0.5, -2.5, 200.0, -200.0, 126.6], requires_grad=True)
+    y = fake_quant(x, scale)
+    # half-to-even like QuantizeLinear; saturation to [-128, 127]
+    assert y.tolist() == [0.0, 2.0, 2.0, -0.0, -2.0, 127.0, -128.0, 127.0]
+    y.sum().backward()
+    assert x.grad.tolist() == [1, 1, 1, 1, 1, 0, 0, 1]  # clipped straight-through estimator
+
+    s = torch.tensor(0.1, requires_grad=True)
+    fake_quant(torch.linspace(-20, 20, 101), s, learn=True).pow(2).sum().backward()
+    assert s.grad is not None and float(s.grad) != 0.0  # LSQ: the scale learns
+
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    wq = fake_quant_weight(w)
+    step = w.detach().abs().amax(dim=(1, 2, 3)) / 127.0
+    levels = wq.detach() / step[:, None, None, None]
+    assert torch.allclose(levels, levels.round(), atol=1e-3)  # per output channel grid of max|w| / 127
+    assert torch.allclose(wq.detach().abs().amax(dim=(1, 2, 3)), w.detach().abs().amax(dim=(1, 2, 3)))
+    wq.sum().backward()
+    assert torch.equal(w.grad, torch.ones_like(w))
+
+
+# ------------------------------------------------------------------------------------------------ equivalence
+@pytest.mark.parametrize("plan_kind", [
+    "int8",       # every unit INT8, head outputs included
+    "fallback",   # a fallback plan: a concat unit, a residual conv and a head output conv left in FP16 stay float
+])
+def test_fake_quant_model_equals_exported_qdq_onnx(tiny, tmp_path, plan_kind):
+    from trtalign.export.qdq import insert_qdq
+    from trtalign.export.units import Plan
+    from trtalign.runtime.ort_runner import OrtRunner
+    from trtalign.tune.qat import export_qat
+    from trtalign.tune.qat_quant import trained_ranges
+
+    ckpt, fp32, analysis, ranges, _ = tiny
+    plan = Plan(units={u.name: "int8" for u in analysis.units})
+    if plan_kind == "fallback":
+        for name in ("model.4.concat", "model.4.m.0.cv2.conv", "model.13.cv3.1.cv3.1.2"):
+            plan.units[name] = "fp16"
+    model, site_map, fq = _prepare(tiny, plan)
+
+    # "training": move every scale and weight so that the export must carry the trained values, not calibration
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in fq.scales.values():
+            p.mul_(0.7 + 0.6 * torch.rand((), generator=gen))
+        for p in model.parameters():
+            p.add_(0.01 * p.abs().mean() * torch.randn(p.shape, generator=gen))
+    fq.eval()
+    paths = export_qat(model, fq, site_map, ranges, plan, ckpt, IMGSZ, tmp_path, "tiny.qat")
+    exported = onnx.load(str(paths["onnx"]))
+
+    # 1. same raw head outputs: exact up to float rounding; a value that crosses a rounding boundary may move one
+    #    step, so the bound is one INT8 step of output0 per channel group (boxes: max|box| / 127; scores: 1 / 127)
+    diffs = []
+    with_raw = onnx.load(str(paths["onnx"]))  # the raw head tensor as an extra output (decode + NMS stay)
+    with_raw.graph.output.append(onnx.helper.make_tensor_value_info("output0", onnx.TensorProto.FLOAT, None))
+    with OrtRunner(with_raw, name="ort-int8sim") as runner:
+        for seed in range(4):
+            x = np.random.default_rng(seed).uniform(0, 1, (1, 3, IMGSZ, IMGSZ)).astype(np.float32)
+            with torch.no_grad():
+                y_torch = fq(torch.from_numpy(x))[0].numpy()
+            y_onnx = runner.infer({"images": x})["output0"]
+            assert y_torch.shape == y_onnx.shape
+            d = np.abs(y_torch - y_onnx)
+            assert d[:, :4].max() <= np.abs(y_onnx[:, :4]).max() / 127.0
+            assert d[:, 4:].max() <= 1.0 / 127.0
+            diffs.append(np.median(d))
+    assert max(diffs) < 1e-4
+
+    # 2. the Q/DQ sites are exactly insert_qdq's for this plan (PTQ with calibrated ranges): same consumers reading
+    #    the same DQ, same axes
+    reference, _ = insert_qdq(str(fp32), ranges, plan)
+    reads, axes = _dq_reads(exported)
+    ref_reads, ref_axes = _dq_reads(reference)
+    assert reads == ref_reads
+    assert axes == ref_axes
+    # ... and the torch model quantizes exactly the activation slots that read a DQ
+    weight_dqs = {f"{n.input[1]}_DequantizeLinear" for n in onnx.load(str(fp32)).graph.node if n.op_type == "Conv"}
+    act_reads = {k: v for k, v in reads.items() if v not in weight_dqs}
+    torch_slots = {(s.node, s.slot): f"{s.tensor}_DequantizeLinear" for s in site_map.sites}
+    assert torch_slots == act_reads
+    int8_convs = {n for u in analysis.units if plan.units[u.name] == "int8" and u.kind == "conv" for n in u.nodes}
+    assert set(site_map.weight_calls.values()) == int8_convs
+    weight_dq_consumers = {node for (node, k), dq in reads.items() if dq in weight_dqs}
+    assert weight_dq_consumers == int8_convs
+
+    # 3. tied scales: one torch scale per group, every member's ONNX scale equal to it (float32, bit for bit)
+    scales = _scales(exported)
+    amax = fq.amax()
+    assert len(site_map.groups) < len({s.tensor for s in site_map.sites})  # there are tied groups
+    for root, members in site_map.groups.items():
+        expected = np.float32(amax[root] / 127.0)
+        for m in members:
+            if f"{m}_DequantizeLinear" in scales:
+                assert scales[f"{m}_DequantizeLinear"] == expected, m
+    ref_scales = _scales(insert_qdq(str(fp32), trained_ranges(ranges, amax, site_map.groups), plan)[0])
+    assert {k: v for k, v in scales.items() if k not in weight_dqs} == \
+        {k: v for k, v in ref_scales.items() if k not in weight_dqs}
+
+
+def test_training_forward_reaches_every_site(tiny):
+    from trtalign.export.units import Plan
+
+    analysis = tiny[2]
+    _, _, fq = _prepare(tiny, Plan(units={u.name: "int8" for u in analysis.units}))
+    x = torch.rand(2, 3, IMGSZ, IMGSZ)
+    fq.train()
+    fq.check_coverage(x)  # raises when a site of the eval-mode mapping is not met in a training forward
+    fq.eval()
+    fq.check_coverage(x)
+
+
+# ------------------------------------------------------------------------------------------------- bad input
+def test_bad_input_raises_one_clear_error(tiny, tmp_path):
+    from trtalign.core.errors import ConfigError, InputError, UnsupportedError
+    from trtalign.export.units import Plan, save_plan
+    from trtalign.tune.qat import QatSettings, run_qat
+
+    ckpt, fp32, analysis, _, _ = tiny
+    data = tmp_path / "data"
+    (data / "images" / "train").mkdir(parents=True)
+    (data / "images" / "val").mkdir(parents=True)
+    (data / "data.yaml").write_text(f"path: {data}\ntrain: images/train\nval: images/val\nnames:\n  0: a\n")
+    with pytest.raises(UnsupportedError, match="ultralytics"):
+        run_qat(fp32, data, tmp_path / "out1", imgsz=IMGSZ)
+    with pytest.raises(InputError, match="no images"):
+        run_qat(ckpt, data, tmp_path / "out2", imgsz=IMGSZ)
+    other = Plan(units={"model.0.conv": "int8", "model.99.conv": "int8"})
+    save_plan(other, tmp_path / "plan.json")
+    from trtalign.tune.qat import resolve_plan
+
+    with pytest.raises(ConfigError, match="plan does not match the model"):
+        resolve_plan(analysis, QatSettings(start="plan", plan=tmp_path / "plan.json"))

@@ -1,0 +1,394 @@
+"""Quantization-aware training (QAT) of an ultralytics detector at exactly trtalign's Q/DQ placement, and the export
+of the result as a Q/DQ ONNX (decode + NMS node + metadata) that ``trtalign build`` takes through the
+explicit-quantization route with no calibration.
+
+Pipeline (:func:`run_qat`):
+
+1. the checkpoint -> FP32 ONNX with NMS (``export.onnx_export``), its units (``export.units.analyze_graph``), the plan
+   (every unit INT8, or a fallback plan whose FP16/FP32 units stay float unless ``quantize_fallback``) and the
+   calibrated ranges (``export.calibrate``, or ``quantize.ranges``);
+2. the float model with BatchNorm folded (the network the ONNX holds, weight for weight) gets fake-quant at the
+   plan's sites (``tune.qat_quant``: sites matched to torch op calls by value, tied scales shared);
+3. fine-tuning with ultralytics' own loss (``model.loss``: v8DetectionLoss / v8OBBLoss) and data pipeline
+   (``build_yolo_dataset``, its augmentations) in a small loop here, AdamW, cosine LR, a progress bar, and a
+   checkpoint after every epoch (``qat_last.pt``: weights, scales, optimizer, RNG seeds, history) that a rerun resumes;
+4. after every epoch the current state is exported (:func:`export_qat`) and its mAP50-95 measured on the validation
+   split in ONNX Runtime (``ort-int8sim``): the curve is the deployed artefact's, not the torch model's.
+
+Why our own loop and not ``ultralytics``' trainer: the trainer rebuilds the model from its yaml / weights, keeps an
+EMA deep copy, saves half-precision pickles and resumes from its own files; none of it carries the fake-quant state.
+Its loss and data pipeline are used unchanged.
+
+Scales: activation scales start at the calibrated amax / 127 and are learned (LSQ) by default (``learn_scales``):
+with a few epochs on the CPU, letting the clipping point move is the cheapest way to win back range-limited layers,
+and the exported scale is whatever was learned. Weight scales are per-channel max-abs of the current weight (what
+``insert_qdq`` writes), not learned.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from trtalign.core.errors import ConfigError, InputError, UnsupportedError
+from trtalign.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+from trtalign.core.logging import get_logger, progress
+
+log = get_logger(__name__)
+
+CHECKPOINT = "qat_last.pt"
+CHECKPOINT_FORMAT = "trtalign-qat-checkpoint"
+EVAL_NMS = {"score_threshold": 0.001, "iou_threshold": 0.7, "max_det": 300}
+STARTS = ("int8", "plan")
+
+
+@dataclass
+class QatSettings:
+    """What one QAT run does. ``data``: an ultralytics dataset (folder with ``data.yaml`` or the yaml) whose ``train``
+    split is fine-tuned on; ``val``: the split scored after every epoch (default: the dataset's val split)."""
+
+    epochs: int = 3
+    lr: float = 1e-4
+    scale_lr: float = 1e-4
+    batch: int = 16
+    learn_scales: bool = True
+    start: str = "int8"  # int8: every unit INT8 | plan: the units of ``plan`` that are INT8
+    plan: Path | None = None
+    quantize_fallback: bool = False
+    mosaic: float = 0.0
+    seed: int = 0
+    val_images: int | None = None  # cap on validation images per epoch (None: all)
+    train_images: int | None = None  # cap on training images (None: all)
+    calibration_images: int = 256
+    calibration_method: str = "entropy"
+
+    def __post_init__(self) -> None:
+        if self.start not in STARTS:
+            raise ConfigError(f"invalid qat.start {self.start!r}; valid choices: {', '.join(STARTS)}")
+        if self.start == "plan" and self.plan is None:
+            raise ConfigError("qat.start: plan needs qat.plan (a plan.json, e.g. from `trtalign fallback`)")
+        if self.epochs < 1 or self.batch < 1:
+            raise ConfigError(f"qat.epochs and qat.batch must be >= 1, got {self.epochs} and {self.batch}")
+        if not (self.lr > 0 and self.scale_lr >= 0):
+            raise ConfigError(f"qat.lr must be > 0 and qat.scale_lr >= 0, got {self.lr}, {self.scale_lr}")
+
+    def to_dict(self) -> dict:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class QatEpoch:
+    epoch: int  # 0: before fine-tuning (PTQ with the same plan and the calibrated scales)
+    loss: float | None
+    val_map: float
+    val_map50: float
+    seconds: float
+    lr: float | None = None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class QatResult:
+    model: str
+    task: str
+    plan_units: dict
+    int8_mac_fraction: float
+    epochs: list[QatEpoch]
+    files: dict
+    settings: dict
+    wall_s: float
+    resumed_from_epoch: int = 0
+    val_images: int = 0
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def final_map(self) -> float:
+        return self.epochs[-1].val_map
+
+    def to_dict(self) -> dict:
+        return {"format": "trtalign-qat", "version": 1, "model": self.model, "task": self.task,
+                "int8_mac_fraction": self.int8_mac_fraction, "epochs": [e.to_dict() for e in self.epochs],
+                "final_map": self.final_map, "files": {k: str(v) for k, v in self.files.items()},
+                "settings": self.settings, "wall_s": self.wall_s, "resumed_from_epoch": self.resumed_from_epoch,
+                "val_images": self.val_images, "plan": self.plan_units, "notes": self.notes}
+
+
+# ------------------------------------------------------------------------------------------------- preparation
+def load_qat_adapter(model_path: str | os.PathLike) -> Any:
+    """The ultralytics adapter of a ``.pt`` checkpoint; any other family raises UnsupportedError."""
+    from trtalign.export.adapters import load_adapter
+
+    path = Path(model_path)
+    if not path.is_file():
+        raise InputError(f"model not found: {path}")
+    if path.suffix.lower() != ".pt":
+        raise UnsupportedError(f"QAT fine-tunes ultralytics checkpoints (.pt); {path.name} is a "
+                               f"{path.suffix or 'suffix-less'} file")
+    adapter = load_adapter(path)
+    if adapter.family != "ultralytics":
+        raise UnsupportedError(f"QAT supports the ultralytics family; {path.name} is {adapter.family!r}")
+    _ = adapter.info  # loads the checkpoint: a foreign pickle fails here with one line
+    return adapter
+
+
+def resolve_plan(analysis: Any, settings: QatSettings) -> Any:
+    """The plan QAT trains: every unit INT8, or ``settings.plan`` (validated against this model's units) with its
+    float units kept float unless ``quantize_fallback``."""
+    from trtalign.export.units import Plan, load_plan
+
+    if settings.start == "int8":
+        return Plan(units={u.name: "int8" for u in analysis.units}, notes={"start": "int8"})
+    plan = load_plan(settings.plan, analysis.units)
+    if settings.quantize_fallback:
+        return Plan(units={u: "int8" for u in plan.units}, notes={"start": "plan", "quantize_fallback": True})
+    return Plan(units=dict(plan.units), notes={"start": "plan", "plan_file": str(settings.plan)})
+
+
+def train_images_of(data_yaml: Path) -> tuple[dict, list[Path]]:
+    """(ultralytics data dict, training image paths); an empty or missing training split raises InputError."""
+    from trtalign.core.preprocess import list_images
+
+    from ultralytics.data.utils import check_det_dataset
+
+    try:
+        data = check_det_dataset(str(data_yaml), autodownload=False)
+    except Exception as exc:  # ultralytics raises FileNotFoundError / SyntaxError with long texts
+        raise InputError(f"qat.data {data_yaml}: not a usable ultralytics dataset "
+                         f"({str(exc).strip().splitlines()[0][:200]})") from None
+    train = data.get("train")
+    folders = [Path(p) for p in (train if isinstance(train, list) else [train]) if p]
+    images = [p for f in folders if f.is_dir() for p in list_images(f)]
+    if not images:
+        raise InputError(f"qat.data {data_yaml}: the training split ({', '.join(map(str, folders)) or 'none'}) has no "
+                         f"images; QAT needs labelled training images (e.g. `trtalign data synth --train 500`)")
+    return data, images
+
+
+def find_data_yaml(data: str | os.PathLike) -> Path:
+    path = Path(data)
+    if path.is_dir():
+        for name in ("data.yaml", "dataset.yaml"):
+            if (path / name).is_file():
+                return path / name
+        raise InputError(f"qat.data {path}: no data.yaml in this folder")
+    if not path.is_file():
+        raise InputError(f"qat.data not found: {path}")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------- export
+def save_float_checkpoint(float_model: Any, source_ckpt: Path, out: Path) -> Path:
+    """The fine-tuned float network (BatchNorm folded) as an ultralytics checkpoint, float32 (no half rounding)."""
+    import io
+
+    import torch
+
+    model = copy.deepcopy(float_model).float().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if hasattr(model, "criterion"):
+        model.criterion = None
+    try:
+        src = torch.load(str(source_ckpt), map_location="cpu", weights_only=False)
+        train_args = dict(src.get("train_args") or {}) if isinstance(src, dict) else {}
+    except Exception:  # noqa: BLE001 - the source loaded once already; its train_args are informative only
+        train_args = {}
+    buf = io.BytesIO()
+    torch.save({"model": model, "ema": None, "train_args": train_args, "date": None, "version": "8",
+                "trtalign_qat": {"source": source_ckpt.name, "source_sha256": sha256_file(source_ckpt)}}, buf)
+    atomic_write_bytes(out, buf.getvalue())
+    return out
+
+
+def export_qat(float_model: Any, fq: Any, site_map: Any, ranges: Any, plan: Any, source_ckpt: Path, imgsz: int,
+               out_dir: Path, stem: str = "model.qat") -> dict:
+    """Write ``{stem}.pt`` (float weights), ``{stem}.fp32.onnx`` (trtalign's exporter, decode + NMS + metadata),
+    ``{stem}.ranges.json`` (the trained scales x 127), ``{stem}.qdq.onnx`` (``insert_qdq`` with ``plan``),
+    ``plan.json`` and ``engine.yaml`` (for ``trtalign build``). Returns the paths."""
+    from trtalign.export.onnx_export import export_onnx
+    from trtalign.export.qdq import save_qdq
+    from trtalign.export.ranges import save_ranges
+    from trtalign.export.units import analyze_graph, save_plan, validate_plan
+    from trtalign.tune.qat_quant import trained_ranges
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"checkpoint": out_dir / f"{stem}.pt", "fp32_onnx": out_dir / f"{stem}.fp32.onnx",
+             "ranges": out_dir / f"{stem}.ranges.json", "onnx": out_dir / f"{stem}.qdq.onnx",
+             "plan": out_dir / "plan.json", "engine_config": out_dir / "engine.yaml"}
+    save_float_checkpoint(float_model, source_ckpt, paths["checkpoint"])
+    export_onnx(paths["checkpoint"], paths["fp32_onnx"], imgsz=imgsz, **EVAL_NMS)
+    validate_plan(plan, analyze_graph(str(paths["fp32_onnx"])).units)  # same network, same units
+    qat_ranges = trained_ranges(ranges, fq.amax(), site_map.groups)
+    save_ranges(qat_ranges, paths["ranges"])
+    save_plan(plan, paths["plan"])
+    save_qdq(str(paths["fp32_onnx"]), qat_ranges, paths["onnx"], plan=plan)
+    atomic_write_text(paths["engine_config"], "\n".join([
+        "# written by `trtalign qat`: the fine-tuned model with its trained Q/DQ scales (no calibration); build with",
+        f"#   trtalign build {paths['engine_config']} --precision int8 --onnx-int8 {paths['onnx']}",
+        f"model: {paths['fp32_onnx'].resolve()}", f"imgsz: {imgsz}", "precisions: [int8]", "quantize:",
+        f"  plan: {paths['plan'].resolve()}", f"  ranges: {paths['ranges'].resolve()}", "trt:", "  int8_route: qdq",
+        ""]))
+    return paths
+
+
+def qdq_map(onnx_path: Path, dataset: Any) -> tuple[float, float]:
+    """(mAP50-95, mAP50) of an exported ONNX with NMS on ``dataset`` in ONNX Runtime (rotated mAP for OBB)."""
+    from trtalign.data.datasets import category_map
+    from trtalign.eval.evaluate import ort_postprocess, run_runner, score_detections
+    from trtalign.export.metadata import read_metadata
+    from trtalign.runtime.ort_runner import OrtRunner
+
+    meta = read_metadata(str(onnx_path)) or {}
+    imgsz = tuple(int(v) for v in meta["imgsz"])
+    with OrtRunner(str(onnx_path), name="ort-int8sim") as runner:
+        dets, _ = run_runner(runner, dataset, imgsz, ort_postprocess(dataset.rotated), 1,
+                             category_map(meta["names"], dataset), desc=f"eval {onnx_path.name}")
+    metrics = score_detections(dataset, dets)
+    return float(metrics.map), float(metrics.stats.get("map50", float("nan")))
+
+
+# ---------------------------------------------------------------------------------------------------- training
+def _seed_all(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str | os.PathLike,
+            settings: QatSettings | None = None, imgsz: int | None = None, ranges: Any = None,
+            val: Any = None, calibration_images: str | os.PathLike | None = None,
+            on_epoch_end: Callable[[QatEpoch], None] | None = None) -> QatResult:
+    """Fine-tune ``model_path`` with fake quantization and export the Q/DQ ONNX into ``out_dir``.
+
+    Args:
+        model_path: ultralytics ``.pt`` checkpoint (detect or OBB).
+        data: ultralytics dataset (folder with ``data.yaml``, or the yaml); its train split is fine-tuned on.
+        out_dir: outputs + ``qat_last.pt`` (a rerun with the same settings resumes from it).
+        settings: :class:`QatSettings`.
+        imgsz: input size (default: the size the checkpoint was trained at).
+        ranges: calibrated ``Ranges`` of the FP32 ONNX; default: calibrate on the training images.
+        val: validation ``Dataset`` (default: the dataset's val split).
+        on_epoch_end: called after each epoch's checkpoint is written (tests interrupt a run here).
+
+    Returns:
+        :class:`QatResult`; ``files["onnx"]`` is the Q/DQ ONNX for ``trtalign build``.
+
+    Raises:
+        UnsupportedError (not an ultralytics checkpoint), ConfigError (plan of another model), InputError (no
+        training images, a checkpoint of other settings in ``out_dir``).
+    """
+    import torch
+
+    from trtalign.data.datasets import load_dataset
+    from trtalign.export.calibrate import calibrate
+    from trtalign.export.onnx_export import export_onnx
+    from trtalign.export.units import analyze_graph, int8_mac_fraction
+    from trtalign.tune.qat_quant import make_fake_quant_model, map_sites
+    from trtalign.tune.qat_train import (build_train_loader, load_checkpoint, make_optimizer, save_checkpoint,
+                                         train_one_epoch)
+
+    start_time = time.perf_counter()
+    settings = settings or QatSettings()
+    out_dir = Path(out_dir)
+    model_path = Path(model_path)
+    adapter = load_qat_adapter(model_path)
+    info = adapter.info
+    imgsz = int(imgsz or info.train_imgsz or 640)
+    data_yaml = find_data_yaml(data)
+    ydata, train_imgs = train_images_of(data_yaml)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = out_dir / "work"
+    work.mkdir(exist_ok=True)
+
+    fp32 = work / f"{model_path.stem}-{adapter.sha256[:12]}-{imgsz}.fp32.onnx"
+    if not fp32.is_file():
+        export_onnx(model_path, fp32, imgsz=imgsz, adapter=adapter, **EVAL_NMS)
+    analysis = analyze_graph(str(fp32))
+    plan = resolve_plan(analysis, settings)
+    if ranges is None:
+        calib = Path(calibration_images) if calibration_images else Path(train_imgs[0]).parent
+        ranges = calibrate(fp32, calib, method=settings.calibration_method, num=settings.calibration_images,
+                           cache_dir=work / "calibration_cache")
+    if val is None:
+        val = load_dataset(data_yaml.parent, split="val", task=info.task.value)
+    if settings.val_images:
+        val = val.subset(settings.val_images)
+
+    float_model = adapter.torch_model(fuse=True)
+    raw = adapter.to_raw_onnx(imgsz)
+    site_map = map_sites(float_model, raw, analysis, plan, ranges, (imgsz, imgsz), seed=settings.seed)
+    atomic_write_json(work / "sites.json", site_map.to_dict())
+    fq = make_fake_quant_model(float_model, site_map, learn_scales=settings.learn_scales)
+    fingerprint = {"model_sha256": adapter.sha256, "imgsz": imgsz, "plan": plan.units,
+                   "settings": {k: v for k, v in settings.to_dict().items() if k not in ("epochs",)},
+                   "data": str(data_yaml.resolve()), "ranges": {g: site_map.init_amax[g] for g in sorted(site_map.groups)}}
+
+    loader_factory = build_train_loader(float_model, ydata, train_imgs, imgsz, settings, info.task.value)
+    steps_per_epoch = len(loader_factory(0))
+    optimizer = make_optimizer(fq, settings)
+    history: list[QatEpoch] = []
+    first_epoch = 1
+    ckpt_path = out_dir / CHECKPOINT
+    if ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path, fingerprint)
+        fq.load_state_dict(state["fq"])
+        optimizer.load_state_dict(state["optimizer"])
+        history = [QatEpoch(**e) for e in state["history"]]
+        first_epoch = int(state["epoch"]) + 1
+        log.info("resuming QAT from %s after epoch %d", ckpt_path, first_epoch - 1)
+    resumed_from = first_epoch - 1
+    for p in float_model.parameters():
+        p.requires_grad_(True)
+
+    def evaluate_epoch(epoch: int, loss: float | None, seconds: float, lr: float | None) -> QatEpoch:
+        paths = export_qat(float_model, fq, site_map, ranges, plan, model_path, imgsz, work / "epoch", "model.qat")
+        m, m50 = qdq_map(paths["onnx"], val)
+        return QatEpoch(epoch=epoch, loss=loss, val_map=m, val_map50=m50, seconds=seconds, lr=lr)
+
+    if not history:
+        t0 = time.perf_counter()
+        fq.eval()
+        history.append(evaluate_epoch(0, None, time.perf_counter() - t0, None))
+        log.info("epoch 0 (PTQ, same plan): val mAP50-95 %.4f", history[0].val_map)
+    total_steps = steps_per_epoch * settings.epochs
+    for epoch in range(first_epoch, settings.epochs + 1):
+        t0 = time.perf_counter()
+        _seed_all(settings.seed * 1000 + epoch)
+        loader = loader_factory(epoch)
+        fq.train()
+        loss, lr = train_one_epoch(fq, float_model, loader, optimizer, settings, epoch, steps_per_epoch, total_steps)
+        fq.eval()
+        record = evaluate_epoch(epoch, loss, time.perf_counter() - t0, lr)
+        history.append(record)
+        save_checkpoint(ckpt_path, fq, optimizer, epoch, history, fingerprint)
+        log.info("epoch %d/%d: loss %.4f, val mAP50-95 %.4f (%.0f s)", epoch, settings.epochs, loss,
+                 record.val_map, record.seconds)
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+    fq.eval()
+    files = export_qat(float_model, fq, site_map, ranges, plan, model_path, imgsz, out_dir)
+    frac = int8_mac_fraction(analysis.units, plan)
+    result = QatResult(model=str(model_path), task=info.task.value, plan_units=dict(plan.units),
+                       int8_mac_fraction=frac, epochs=history, files={**files, "checkpoint_state": ckpt_path},
+                       settings=settings.to_dict(), wall_s=time.perf_counter() - start_time,
+                       resumed_from_epoch=resumed_from, val_images=len(val.images),
+                       notes={"train_images": min(len(train_imgs), settings.train_images or len(train_imgs)),
+                              "steps_per_epoch": steps_per_epoch, "sites": len(site_map.sites),
+                              "scale_groups": len(site_map.groups), "ranges_method": ranges.method})
+    atomic_write_json(out_dir / "qat.json", result.to_dict())
+    return result
+
+
+__all__ = ["QatSettings", "QatEpoch", "QatResult", "run_qat", "export_qat", "qdq_map", "load_qat_adapter",
+           "resolve_plan"]
