@@ -13,7 +13,8 @@ from trtalign.core.detections import Detections
 from trtalign.core.enums import Task
 from trtalign.core.errors import InputError
 from trtalign.data.datasets import Dataset, GroundTruth, ImageRecord
-from trtalign.eval.rotated_metrics import RotatedMetrics, evaluate_rotated, rotated_iou_matrix, voc_ap
+from trtalign.core.geometry import rotated_iou_matrix
+from trtalign.eval.rotated_metrics import RotatedMetrics, evaluate_rotated, voc_ap
 
 
 def shapely_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -176,3 +177,163 @@ def test_errors_and_empty_input():
     from trtalign.eval.coco_metrics import CocoMetrics  # noqa: F401  (a detect dataset is refused)
     with pytest.raises(InputError, match="rotated"):
         RotatedMetrics(Dataset(Task.DETECT, ds.images, {}, ds.names, ds.category_ids))
+
+
+# ------------------------------------------------------------------ crowd / ignored boxes follow pycocotools
+def _to_r(b):
+    return np.c_[(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2], np.zeros(len(b))]
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_coco_style_with_crowd_boxes_equals_pycocotools_at_angle_zero(seed):
+    """Crowd boxes kept (and made frequent): pycocotools scores a crowd box by intersection / detection area and
+    lets it absorb many detections; the rotated COCO-style path must give the same 12 numbers' AP / AR."""
+    from tests.eval.test_coco_metrics import make_case, pycocotools_stats
+
+    ds, dets = make_case(seed, n_images=30, empty_class=False)
+    rng = np.random.default_rng(seed)
+    ds.annotations = {k: GroundTruth(g.boxes, g.class_ids, rng.uniform(size=len(g)) < 0.3, g.areas)
+                      for k, g in ds.annotations.items()}
+    # detections inside crowd boxes: small boxes (intersection / own area 1, IoU small) and copies
+    for k, g in ds.annotations.items():
+        crowd = g.boxes[g.ignore]
+        if len(crowd) and k in dets:
+            c = crowd[0]
+            inner = np.array([[c[0], c[1], c[0] + (c[2] - c[0]) / 3, c[1] + (c[3] - c[1]) / 3], c, c])
+            d = dets[k]
+            dets[k] = Detections(np.r_[d.boxes, inner], np.r_[d.scores, [0.95, 0.9, 0.85]],
+                                 np.r_[d.class_ids, np.full(3, g.class_ids[g.ignore][0])])
+    assert sum(int(g.ignore.sum()) for g in ds.annotations.values()) >= 10
+    ref_stats, _ = pycocotools_stats(ds, dets)
+    rds = _dataset({k: GroundTruth(_to_r(g.boxes), g.class_ids, g.ignore, g.areas)
+                    for k, g in ds.annotations.items()}, len(ds.images), ds.names)
+    res = evaluate_rotated(rds, {k: Detections(_to_r(d.boxes), d.scores, d.class_ids) for k, d in dets.items()})
+    for key, i in (("map", 0), ("map50", 1), ("map75", 2), ("mar_100", 8)):
+        assert res.stats[key] == pytest.approx(ref_stats[i], abs=1e-9), key
+
+
+def test_issue_reproducer_one_crowd_box_absorbs_two_detections():
+    """GT: one regular box and one ignored box; detections: two copies of the ignored box (0.9, 0.8) and the regular
+    box (0.7). pycocotools (axis-aligned, angle 0) and the DOTA path give 1.0; the COCO-style path too."""
+    g = np.array([[100, 100, 20, 10, 0], [300, 300, 40, 40, 0]], float)
+    anns = {1: GroundTruth(g, np.zeros(2, np.int64), np.array([False, True]), np.array([200.0, 1600.0]))}
+    dets = {1: Detections([[300, 300, 40, 40, 0], [300, 300, 40, 40, 0], [100, 100, 20, 10, 0]],
+                          [0.9, 0.8, 0.7], [0, 0, 0])}
+    res = evaluate_rotated(_dataset(anns, 1, names=("x",)), dets)
+    assert res.stats["map50"] == pytest.approx(1.0)
+    assert res.stats["map"] == pytest.approx(1.0)
+    assert res.stats["map50_voc"] == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------ DOTA: a port of DOTA_devkit's voc_eval
+def _devkit_voc_eval(lines: list[str], gt: dict, classname: str, ovthresh: float = 0.5, use_07_metric: bool = False,
+                     kind: str | None = None):
+    """DOTA_devkit ``dota_evaluation_task1.voc_eval``, written again here from its algorithm: results-file lines
+    ``"image score x1 y1 ... x4 y4"`` parsed as text, ``np.argsort(-confidence)`` (numpy's default sort), the
+    axis-aligned pre-filter with its +1 pixel, polygon IoU (shapely standing in for the devkit's polyiou), difficult
+    boxes neither TP nor FP, VOC AP. ``kind``: the sort kind (None = numpy's default, as the devkit)."""
+    import shapely
+
+    class_recs, npos = {}, 0
+    for image, objs in gt.items():
+        mine = [o for o in objs if o["name"] == classname]
+        bbox = np.array([o["poly"] for o in mine], float).reshape(-1, 8)
+        difficult = np.array([o["difficult"] for o in mine], bool)
+        npos += int((~difficult).sum())
+        class_recs[image] = {"bbox": bbox, "difficult": difficult, "det": [False] * len(mine)}
+    split = [x.strip().split(" ") for x in lines]
+    image_ids = [x[0] for x in split]
+    confidence = np.array([float(x[1]) for x in split])
+    bb_all = np.array([[float(z) for z in x[2:]] for x in split]).reshape(-1, 8)
+    sorted_ind = np.argsort(-confidence, kind=kind)
+    bb_all = bb_all[sorted_ind]
+    image_ids = [image_ids[i] for i in sorted_ind]
+    nd = len(image_ids)
+    tp, fp = np.zeros(nd), np.zeros(nd)
+    for d in range(nd):
+        rec = class_recs[image_ids[d]]
+        bb, gts = bb_all[d], rec["bbox"]
+        ovmax, jmax = -np.inf, -1
+        if gts.size:
+            gx0, gy0 = gts[:, 0::2].min(1), gts[:, 1::2].min(1)
+            gx1, gy1 = gts[:, 0::2].max(1), gts[:, 1::2].max(1)
+            bx0, by0, bx1, by1 = bb[0::2].min(), bb[1::2].min(), bb[0::2].max(), bb[1::2].max()
+            iw = np.maximum(np.minimum(gx1, bx1) - np.maximum(gx0, bx0) + 1.0, 0.0)
+            ih = np.maximum(np.minimum(gy1, by1) - np.maximum(gy0, by0) + 1.0, 0.0)
+            keep = np.where(iw * ih > 0)[0]
+            if len(keep):
+                pd = shapely.Polygon(bb.reshape(4, 2))
+                ov = []
+                for j in keep:
+                    pg = shapely.Polygon(gts[j].reshape(4, 2))
+                    inter = pd.intersection(pg).area
+                    ov.append(inter / (pd.area + pg.area - inter))
+                ovmax, jmax = float(np.max(ov)), int(keep[int(np.argmax(ov))])
+        if ovmax > ovthresh:
+            if not rec["difficult"][jmax]:
+                if not rec["det"][jmax]:
+                    tp[d], rec["det"][jmax] = 1.0, True
+                else:
+                    fp[d] = 1.0
+        else:
+            fp[d] = 1.0
+    fp, tp = np.cumsum(fp), np.cumsum(tp)
+    rec_ = tp / float(npos)
+    prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+    if use_07_metric:
+        return sum((prec[rec_ >= t].max() if (rec_ >= t).any() else 0.0) / 11.0 for t in np.arange(0.0, 1.1, 0.1))
+    mrec = np.concatenate(([0.0], rec_, [1.0]))
+    mpre = np.concatenate(([0.0], prec, [0.0]))
+    for i in range(mpre.size - 1, 0, -1):
+        mpre[i - 1] = max(mpre[i - 1], mpre[i])
+    i = np.where(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+
+
+def _corners8(b):
+    from trtalign.core.geometry import rotated_corners
+
+    return rotated_corners(np.asarray(b, float)).reshape(-1, 8)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dota_ap_with_tied_scores_equals_devkit_port(seed):
+    """FP16-like scores (multiples of 1/16: ties everywhere, exact in text) over 40 images: the DOTA numbers equal
+    the devkit's, whose unstable sort puts tied detections in another order than a stable sort."""
+    rng = np.random.default_rng(100 + seed)
+    names = ("a", "b")
+    anns, dets, gt_files = {}, {}, {}
+    image_order = rng.permutation(np.arange(1, 41))  # detections are given in this image order
+    for iid in range(1, 41):
+        n = int(rng.integers(0, 6))
+        g = random_boxes(rng, n, 300)
+        cls = rng.integers(0, 2, n)
+        diff = rng.uniform(size=n) < 0.15
+        anns[iid] = GroundTruth(g, cls, diff, g[:, 2] * g[:, 3])
+        gt_files[str(iid)] = [{"name": names[c], "difficult": int(d), "poly": p}
+                              for c, d, p in zip(cls, diff, _corners8(g))]
+        m = 2 * n + int(rng.integers(0, 3))
+        src = rng.integers(0, max(n, 1), m)
+        db = (g[src] if n else random_boxes(rng, m, 300)) + np.c_[rng.normal(0, 4, (m, 2)), rng.normal(0, 2, (m, 2)),
+                                                                  rng.normal(0, 0.1, m)]
+        dcls = np.where(rng.uniform(size=m) < 0.85, cls[src] if n else 0, rng.integers(0, 2, m))
+        dets[iid] = Detections(db, rng.integers(1, 16, m) / 16.0, dcls)
+    m = RotatedMetrics(_dataset(anns, 40, names=names))
+    lines = {c: [] for c in names}
+    for iid in image_order:  # the results file lists detections in the order they were given
+        d = dets[int(iid)]
+        m.update(int(iid), d)
+        for b, s, c in zip(_corners8(d.boxes), d.scores, d.class_ids):
+            lines[names[c]].append(f"{iid} {float(s)!r} " + " ".join(repr(float(v)) for v in b))
+    res = m.compute()
+    differs = False
+    for c in names:
+        assert len(lines[c]) > 16  # above numpy's insertion-sort cutoff: the sort is really not stable
+        want = _devkit_voc_eval(lines[c], gt_files, c)
+        want07 = _devkit_voc_eval(lines[c], gt_files, c, use_07_metric=True)
+        assert res.per_class[c]["ap50_voc"] == pytest.approx(want, abs=1e-12)
+        assert res.per_class[c]["ap50_voc07"] == pytest.approx(want07, abs=1e-12)
+        # the same port with a stable sort: the tie order matters on these sets (the test can tell them apart)
+        differs |= abs(_devkit_voc_eval(lines[c], gt_files, c, kind="stable") - want) > 1e-12
+    if seed == 0:
+        assert differs

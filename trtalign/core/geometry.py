@@ -193,16 +193,23 @@ def rotated_intersection_paired(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.
     return out
 
 
+def iou_from_intersection(boxes_a: np.ndarray, boxes_b: np.ndarray, inter: np.ndarray) -> np.ndarray:
+    """Rotated IoU from intersection areas, elementwise over broadcastable ``boxes_a [..., 5]``, ``boxes_b [..., 5]``
+    and ``inter``: ``inter / union`` (0 unless both are > 0), clamped to 1; identical boxes of positive area -> 1."""
+    a = np.asarray(boxes_a, dtype=np.float64)
+    b = np.asarray(boxes_b, dtype=np.float64)
+    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
+    ok = (inter > 0) & (union > 0)
+    iou = np.minimum(np.where(ok, inter / np.where(ok, union, 1.0), 0.0), 1.0)
+    same = (a[..., 2] > 0) & (a[..., 3] > 0) & (a == b).all(axis=-1)
+    return np.where(same, 1.0, iou)
+
+
 def rotated_iou_paired(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     """IoU ``[M]`` float64 in [0, 1] of ``boxes_a[i]`` with ``boxes_b[i]``."""
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 5)
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 5)
-    inter = rotated_intersection_paired(a, b)
-    union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
-    ok = (inter > 0) & (union > 0)
-    iou = np.minimum(np.where(ok, inter / np.where(ok, union, 1.0), 0.0), 1.0)
-    same = (a[:, 2] > 0) & (a[:, 3] > 0) & (a == b).all(axis=1)
-    return np.where(same, 1.0, iou)
+    return iou_from_intersection(a, b, rotated_intersection_paired(a, b))
 
 
 def rotated_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -211,12 +218,12 @@ def rotated_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return rotated_iou_paired(np.broadcast_to(np.asarray(box, dtype=np.float64).reshape(1, 5), bs.shape), bs)
 
 
-def rotated_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """IoU matrix ``[N, M]`` float64 between rotated boxes ``[N, 5]`` and ``[M, 5]``.
+def rotated_intersection_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """Intersection areas ``[N, M]`` float64 between rotated boxes ``[N, 5]`` and ``[M, 5]``.
 
-    Only pairs whose enclosing axis-aligned boxes overlap are intersected (the others have IoU 0), in chunks of
-    :data:`_CHUNK` pairs through :func:`rotated_iou_paired`, so every entry is bit-identical to the paired and scalar
-    forms (the shoelace sum runs in vertex order everywhere).
+    Only pairs whose enclosing axis-aligned boxes overlap are intersected (the others are 0), in chunks of
+    :data:`_CHUNK` pairs through :func:`rotated_intersection_paired`, so every entry is bit-identical to the paired and
+    scalar forms (the shoelace sum runs in vertex order everywhere).
     """
     a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 5)
     b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 5)
@@ -230,8 +237,16 @@ def rotated_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
     ia, ib = np.nonzero(touch)
     for s in range(0, len(ia), _CHUNK):
         i, j = ia[s:s + _CHUNK], ib[s:s + _CHUNK]
-        out[i, j] = rotated_iou_paired(a[i], b[j])
+        out[i, j] = rotated_intersection_paired(a[i], b[j])
     return out
+
+
+def rotated_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """IoU matrix ``[N, M]`` float64 in [0, 1] between rotated boxes ``[N, 5]`` and ``[M, 5]`` (bit-identical to
+    :func:`rotated_iou_paired` on each pair)."""
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 5)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 5)
+    return iou_from_intersection(a[:, None, :], b[None, :, :], rotated_intersection_matrix(a, b))
 
 
 # ------------------------------------------------------------------------------------------------------ axis-aligned

@@ -4,13 +4,17 @@ polygon IoU of rotated rectangles.
 IoU: :func:`trtalign.core.geometry.rotated_iou_matrix` (exact polygon overlap, the same function the reference NMS
 uses; the tests check it against shapely's polygon intersection on random boxes).
 
-VOC / DOTA (``dota_ap``): per class, detections of all images sorted by score; each takes the ground truth of highest
-IoU in its image; IoU > 0.5 and that box not yet taken -> TP, else FP; a match with a ``difficult`` box is neither
-(the DOTA devkit's ``voc_eval``). AP by the VOC07 11-point rule or by the area under the monotone PR curve.
+VOC / DOTA (``dota_ap``): per class, detections of all images (in the order they were given) sorted by score with
+numpy's default ``argsort`` of ``-score`` as the DOTA devkit does (not stable: tied scores land where that sort puts
+them); each takes the ground truth of highest IoU in its image; IoU > 0.5 and that box not yet taken -> TP, else FP; a
+match with a ``difficult`` box is neither (the devkit's ``voc_eval``). AP by the VOC07 11-point rule or by the area
+under the monotone PR curve.
 
 COCO-style (``coco_style``): pycocotools' ``evaluateImg`` + ``accumulate`` (IoU 0.50:0.05:0.95, 101 recall points,
 at most 100 detections per image and class, greedy matching preferring non-ignored boxes) with rotated IoU in place of
-box IoU, area range "all". For boxes at angle 0 it gives pycocotools' bbox AP exactly (a test checks that).
+box IoU, area range "all"; ignored (crowd / difficult) boxes follow pycocotools' crowd rules: intersection / detection
+area instead of IoU, and one such box may absorb any number of detections. For boxes at angle 0 it gives pycocotools'
+bbox AP exactly, crowd boxes included (a test checks that).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from trtalign.core.detections import Detections
-from trtalign.core.geometry import rotated_iou_matrix, xywhr_to_corners
+from trtalign.core.geometry import iou_from_intersection, rotated_intersection_matrix, xywhr_to_corners
 from trtalign.core.errors import InputError
 from trtalign.eval.coco_metrics import RECALL_POINTS, CocoResult, DetectionStore
 from trtalign.data.datasets import Dataset
@@ -60,8 +64,9 @@ class RotatedResult(CocoResult):
 
 
 def _match_image_class(ious: np.ndarray, g_ignore: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """pycocotools' greedy matching for one image and class. ``ious`` [D, G] with D sorted by score and G sorted
-    non-ignored first. Returns dt_matched [T, D] and dt_ignored [T, D] (bools)."""
+    """pycocotools' greedy matching for one image and class (``evaluateImg``). ``ious`` [D, G] with D sorted by score
+    and G sorted non-ignored first; ignored boxes are crowd boxes: their column holds intersection / detection area
+    and, matched, they stay available to later detections. Returns dt_matched [T, D] and dt_ignored [T, D]."""
     T, (D, G) = len(thresholds), ious.shape
     dtm = np.zeros((T, D), bool)
     dtig = np.zeros((T, D), bool)
@@ -71,7 +76,7 @@ def _match_image_class(ious: np.ndarray, g_ignore: np.ndarray, thresholds: np.nd
     thr = np.minimum(thresholds, 1 - 1e-10)[:, None]
     rev = slice(None, None, -1)
     for d in range(D):
-        cand = (~taken) & (ious[d][None, :] >= thr)  # [T, G]
+        cand = (~taken | g_ignore[None, :]) & (ious[d][None, :] >= thr)  # [T, G]; a crowd box is never used up
         if not cand.any():
             continue
         score = np.where(cand, ious[d][None, :], -1.0)
@@ -122,7 +127,7 @@ class RotatedMetrics:
         num_gt_total = 0
         for k in range(nc):
             coco_scores, coco_m, coco_ig = [], [], []
-            voc_rows = []  # (score, tp, fp) for the DOTA rule, per detection
+            voc_rows: dict = {}  # detection index -> (IoU row with the image's ground truth, ignore flags, image)
             npig, nvoc = 0, 0
             for iid in image_ids:
                 gt = ds.annotations.get(iid)
@@ -135,13 +140,19 @@ class RotatedMetrics:
                 if idx is None or not len(idx):
                     continue
                 idx = idx[np.argsort(-scores[idx], kind="mergesort")]
-                ious_all = rotated_iou_matrix(boxes[idx], g_boxes)
+                inter = rotated_intersection_matrix(boxes[idx], g_boxes)
+                ious_all = iou_from_intersection(boxes[idx][:, None, :], g_boxes[None, :, :], inter)
                 # DOTA / VOC: best overlap over all ground truth of the image, first index on ties
-                voc_rows.append((idx, ious_all, g_ig))
-                # COCO-style: top max_dets, ground truth sorted non-ignored first
+                for r, n in enumerate(idx):
+                    voc_rows[int(n)] = (ious_all[r], g_ig, iid)
+                # COCO-style: top max_dets, ground truth sorted non-ignored first; an ignored (crowd) box scores
+                # intersection / detection area, as pycocotools' iou() does for iscrowd
                 top = slice(0, self.max_dets)
                 g_order = np.argsort(g_ig, kind="mergesort")
-                dtm, dtig = _match_image_class(ious_all[top][:, g_order], g_ig[g_order], IOU_THRESHOLDS)
+                d_area = boxes[idx][:, 2] * boxes[idx][:, 3]
+                crowd = np.where(d_area[:, None] > 0, inter / np.where(d_area > 0, d_area, 1.0)[:, None], 0.0)
+                coco_ious = np.where(g_ig[None, :], crowd, ious_all)
+                dtm, dtig = _match_image_class(coco_ious[top][:, g_order], g_ig[g_order], IOU_THRESHOLDS)
                 coco_scores.append(scores[idx][top])
                 coco_m.append(dtm)
                 coco_ig.append(dtig)
@@ -187,29 +198,35 @@ class RotatedMetrics:
                                                 "precision_50": p50, "per_class_50": curves},
                              num_images=len(image_ids), num_detections=int(len(ids)), num_gt=num_gt_total)
 
-    def _dota_ap(self, rows: list, scores: np.ndarray, npos: int) -> tuple[float, float]:
+    def _dota_ap(self, rows: dict, scores: np.ndarray, npos: int) -> tuple[float, float]:
+        """DOTA_devkit's ``voc_eval`` for one class. ``rows``: detection index (store order, i.e. the order the
+        detections were given, as a results file lists them) -> (IoU row, ignore flags, image id).
+
+        Order: the devkit sorts ``-confidence`` (float64) with numpy's default, unstable ``np.argsort``; ties then
+        fall in whatever order that sort leaves them, and the same call on the same array gives the same order here.
+        """
         if npos == 0:
             return float("nan"), float("nan")
-        entries = []  # (score, image slot, row within the image)
-        for slot, (idx, _, _) in enumerate(rows):
-            entries.extend((float(scores[i]), slot, r) for r, i in enumerate(idx))
-        if not entries:
+        if not rows:
             return 0.0, 0.0
-        entries.sort(key=lambda e: -e[0])  # stable: equal scores keep image order
-        taken = [np.zeros(len(g), bool) for _, _, g in rows]
-        tp = np.zeros(len(entries))
-        fp = np.zeros(len(entries))
-        for n, (_, slot, r) in enumerate(entries):
-            ious, g_ig = rows[slot][1], rows[slot][2]
-            if ious.shape[1] == 0:
+        det_index = np.asarray(sorted(rows), np.int64)
+        confidence = np.asarray(scores[det_index], np.float64)
+        order = np.argsort(-confidence)  # the devkit's call: default kind, deliberately not stable
+        taken: dict = {}
+        tp = np.zeros(len(order))
+        fp = np.zeros(len(order))
+        for n, d in enumerate(det_index[order]):
+            ious, g_ig, iid = rows[int(d)]
+            if len(ious) == 0:
                 fp[n] = 1
                 continue
-            j = int(np.argmax(ious[r]))
-            if ious[r, j] > self.voc_iou:
+            j = int(np.argmax(ious))
+            if ious[j] > self.voc_iou:
                 if g_ig[j]:
                     continue
-                if not taken[slot][j]:
-                    tp[n], taken[slot][j] = 1, True
+                used = taken.setdefault(iid, np.zeros(len(ious), bool))
+                if not used[j]:
+                    tp[n], used[j] = 1, True
                 else:
                     fp[n] = 1
             else:
