@@ -8,6 +8,13 @@ images (split deterministically by file-name hash into a tuning and a validation
 (calibration). All INT8 numbers are ONNX Runtime INT8 emulation (``ort-int8sim``) of the Q/DQ ONNX; fallen-back
 units run in FP32 in the emulation.
 
+The fallback decides with the paired bootstrap interval (``--decision interval``, the default): a plan passes when the
+upper end of its drop's 95% interval is within the budget. Every validation drop is printed with its interval.
+``--agreement sqnr,scorebox,det`` also scores the units with each listed metric and prints its ranking agreement
+(Spearman, top-k overlap) with the per-unit full-mAP ranking. ``--json FILE`` holds, besides the details,
+``{"models": [{"model", "units", "budget", "val_drop", "val_drop_ci95": [low, high], "int8_mac_fraction",
+"full_evals", "baseline_full_evals", "baseline_val_drop", "wall_s"}, ...]}`` (drops as fractions).
+
 Prints, on the validation split (units are chosen on the tuning split only):
 
 - FP32 mAP50-95, naive INT8 (full-graph Q/DQ, head included), INT8 with TensorRT-style placement and no fallback;
@@ -15,8 +22,8 @@ Prints, on the validation split (units are chosen on the tuning split only):
   fallen back, INT8 MAC fraction, full evaluations, wall time;
 - the published baseline: one full tuning-split mAP evaluation per unit (disable-one), rank, fall back a fixed
   top-k (``--baseline-k``, default 10% of the units; also shown with k = our number of units): mAP, evaluations, wall;
-- ratios, and the targets (drop <= 0.003 with >= 80% INT8 MACs; >= 5x fewer evaluations at equal or better mAP)
-  marked met / MISSED.
+- ratios, and the targets (validation drop within the budget with 95% confidence, >= 80% INT8 MACs,
+  <= 2 ceil(log2 N) + 2 full evaluations, >= 10x fewer than the baseline at equal or better mAP) marked met / MISSED.
 """
 
 from __future__ import annotations
@@ -63,16 +70,15 @@ def eval_model_file(session, path: Path, split: str) -> float:
 def baseline(session, k_values: list[int], target: str, reuse: dict | None = None) -> dict:
     """Published approach: disable-one full mAP per unit on tune -> rank -> fall back a fixed top-k.
     ``reuse``: the per-unit maps and their wall time from an earlier run on the same model, splits and ranges."""
-    from trtalign.tune.sensitivity import make_plan
-
     names = session.unit_names
+    evaluate_tune, evaluate_val = session.evaluator("tune", target), session.evaluator("val", target)
     t0 = time.perf_counter()
     if reuse is not None:
         per_unit, rank_seconds = reuse["per_unit_map"], reuse["rank_seconds"]
     else:
         per_unit = {}
         for i, u in enumerate(names):
-            per_unit[u] = session.evaluate_plan(make_plan(names, [u], target), "tune")
+            per_unit[u] = evaluate_tune(frozenset([u]))
             if (i + 1) % 10 == 0:
                 note(f"baseline: {i + 1}/{len(names)} per-unit evaluations, {time.perf_counter() - t0:.0f} s")
         rank_seconds = time.perf_counter() - t0
@@ -82,10 +88,9 @@ def baseline(session, k_values: list[int], target: str, reuse: dict | None = Non
     for k in k_values:
         t1 = time.perf_counter()
         chosen = ranking[:k]
-        plan = make_plan(names, chosen, target)
-        tune = session.evaluate_plan(plan, "tune")
+        tune = evaluate_tune(frozenset(chosen))
         wall = rank_seconds + time.perf_counter() - t1
-        val = session.evaluate_plan(plan, "val")
+        val = evaluate_val(frozenset(chosen))
         rows[k] = {"k": k, "fallback_units": chosen, "map_tune": tune, "map_val": val,
                    "int8_mac_fraction": (total - sum(session.macs[u] for u in chosen)) / total if total else None,
                    "evaluations": len(names) + 1, "wall_seconds": wall}
@@ -96,14 +101,12 @@ def load_baseline(path: str, task: str, session, args) -> dict:
     """Per-unit maps of an earlier run of this benchmark, if it measured the same thing (else SystemExit)."""
     import json
 
-    from trtalign.tune.sensitivity import make_plan
-
     old = json.loads(Path(path).read_text())
     r = next((t for t in old["tasks"] if t["task"] == task), None)
     same = r is not None and (
         sorted(r["baseline"]["per_unit_map"]) == sorted(session.unit_names)
-        and r["fallback_result"]["map"]["tune"]["int8"] == session.evaluate_plan(  # a cache hit: the search ran it
-            make_plan(session.unit_names, [], args.target), "tune")
+        and r["fallback_result"]["map"]["tune"]["int8"] == session.evaluator("tune", args.target)(  # a cache hit
+            frozenset())
         and all(old["settings"].get(k) == getattr(args, k) for k in ("tune", "val", "calib", "calib_method", "target")))
     if not same:
         raise SystemExit(f"--baseline-from {path}: not the same task / units / splits / ranges / settings; run the "
@@ -157,7 +160,7 @@ def run_task(args, task: str, workdir: Path) -> dict:
     sens = session.sensitivity(args.metric, args.mode, args.subset, args.target, local=args.local, gated=args.gated)
     sens_seconds = time.perf_counter() - t0
     result = session.fallback(args.budget / 100.0, sensitivity=sens, target=args.target, max_evals=args.max_evals,
-                              latency_aware=args.latency_aware, search=args.search)
+                              latency_aware=args.latency_aware, search=args.search, decision=args.decision)
     ours_wall = sens_seconds + result.wall_seconds - sum(e.seconds for e in result.evaluations if e.split == "val")
     ours_evals = sum(1 for e in result.evaluations if e.split == "tune" and not e.replayed)
     note(f"[{task}] ours: {len(result.fallback_units)} units fall back, val mAP FP32 {result.fp32_map_val:.4f} "
@@ -170,7 +173,7 @@ def run_task(args, task: str, workdir: Path) -> dict:
     if args.compare_search:
         alt_search = "bisect" if args.search == "gallop" else "gallop"
         alt = session.fallback(args.budget / 100.0, sensitivity=sens, target=args.target, max_evals=args.max_evals,
-                               latency_aware=args.latency_aware, search=alt_search)
+                               latency_aware=args.latency_aware, search=alt_search, decision=args.decision)
         other = {"search": alt_search, "map_tune": alt.final_map_tune, "map_val": alt.final_map_val,
                  "fallback_units": alt.fallback_units, "int8_mac_fraction": alt.int8_mac_fraction,
                  "evaluations": sum(1 for e in alt.evaluations if e.split == "tune" and not e.replayed),
@@ -189,12 +192,21 @@ def run_task(args, task: str, workdir: Path) -> dict:
     k_fixed = args.baseline_k or max(1, round(0.1 * len(session.unit_names)))
     ks = sorted({k_fixed, max(1, len(result.fallback_units))})
     reuse = load_baseline(args.baseline_from, task, session, args) if args.baseline_from else None
-    base = baseline(base_session, ks, args.target, reuse)
-    agreement = ranking_agreement(sens.ranking(), base["ranking"], k_fixed)
-    if not args.local:  # the one-pass local ranking, for comparison (cheap)
+    base = baseline(base_session, ks, args.target, reuse) if args.baseline else None
+    agreement = ranking_agreement(sens.ranking(), base["ranking"], k_fixed) if base else {}
+    if base and not args.local:  # the one-pass local ranking, for comparison (cheap)
         local = session.sensitivity("sqnr", subset=args.subset, local=True)
         agreement["local_sqnr"] = ranking_agreement(local.ranking(), base["ranking"], k_fixed)
         agreement["local_sqnr"]["seconds"] = local.seconds
+    others = {}
+    for metric in [m for m in args.agreement.split(",") if m and m != args.metric] if base else []:
+        t1 = time.perf_counter()
+        other_sens = session.sensitivity(metric, args.mode, args.subset, args.target)
+        others[metric] = ranking_agreement(other_sens.ranking(), base["ranking"], k_fixed)
+        others[metric]["seconds"] = time.perf_counter() - t1
+        note(f"[{task}] ranking by {metric}: Spearman {others[metric]['spearman']:.2f} with per-unit mAP")
+    if others:
+        agreement["other_metrics"] = others
     return {"task": task, "model": str(model), "data": data_info, "units": len(session.unit_names),
             "splits": {"tune": session.splits.tune_images, "val": session.splits.val_images,
                        "source": session.splits.source},
@@ -202,6 +214,12 @@ def run_task(args, task: str, workdir: Path) -> dict:
             "fp32": {"tune": result.fp32_map_tune, "val": result.fp32_map_val},
             "naive_int8": {"val": naive_val},
             "int8_no_fallback": {"tune": result.int8_map_tune, "val": result.int8_map_val},
+            "budget": args.budget / 100.0,
+            "val_drop_ci95": ([-result.final_delta_val[2], -result.final_delta_val[1]] if result.final_delta_val
+                              else None),
+            "int8_val_drop_ci95": ([-result.int8_delta_val[2], -result.int8_delta_val[1]] if result.int8_delta_val
+                                   else None),
+            "noise": result.noise,
             "ours": {"map_tune": result.final_map_tune, "map_val": result.final_map_val,
                      "fallback_units": result.fallback_units, "int8_mac_fraction": result.int8_mac_fraction,
                      "evaluations": ours_evals, "sensitivity_passes": sens.passes,
@@ -209,57 +227,85 @@ def run_task(args, task: str, workdir: Path) -> dict:
                      "met_budget_tune": result.met_budget, "metric": sens.metric, "search": args.search, "mode": sens.mode,
                      "subset": sens.subset, "ranking_top10": sens.ranking()[:10]},
             "ours_other_search": other,
-            "baseline": {"k_fixed": k_fixed, "rank_seconds": base["rank_seconds"],
-                         "reused_from": reuse["from"] if reuse else None, "rows": list(base["rows"].values()),
-                         "ranking_top10": base["ranking"][:10], "per_unit_map": base["per_unit_map"]},
+            "baseline": None if base is None else {
+                "k_fixed": k_fixed, "rank_seconds": base["rank_seconds"],
+                "reused_from": reuse["from"] if reuse else None,
+                "rows": list(base["rows"].values()), "ranking_top10": base["ranking"][:10],
+                "per_unit_map": base["per_unit_map"]},
             "ranking_agreement": agreement,
             "fallback_result": result.to_dict()}
 
 
-def table(r: dict, budget: float) -> tuple[str, dict]:
+def _ci(ci) -> str:
+    return "" if not ci else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
+
+
+def table(r: dict, budget: float) -> tuple[str, dict, dict]:
+    """The printed table, the targets (met / missed) and the ``models`` row of the JSON."""
+    import math
+
     fp32 = r["fp32"]["val"]
     o = r["ours"]
-    lines = [f"== {r['task']}: {r['model']} ({r['units']} units; tune {r['splits']['tune']} / val "
+    n = r["units"]
+    lines = [f"== {r['task']}: {r['model']} ({n} units; tune {r['splits']['tune']} / val "
              f"{r['splits']['val']} images) ==",
-             f"{'':34s} {'mAP val':>8s} {'drop':>8s} {'units fb':>8s} {'INT8 MAC':>8s} {'evals':>6s} {'wall s':>8s}",
+             f"{'':34s} {'mAP val':>8s} {'drop':>8s} {'drop 95% interval':>19s} {'units fb':>8s} {'INT8 MAC':>8s} "
+             f"{'evals':>6s} {'wall s':>8s}",
              f"{'FP32':34s} {fp32:8.4f}",
              f"{'naive INT8 (full graph Q/DQ)':34s} {r['naive_int8']['val']:8.4f} {fp32 - r['naive_int8']['val']:8.4f}",
              f"{'INT8 placement, no fallback':34s} {r['int8_no_fallback']['val']:8.4f} "
-             f"{fp32 - r['int8_no_fallback']['val']:8.4f} {0:8d} {1.0:8.3f}",
-             f"{'ours (' + o['metric'] + ', ' + o['search'] + '+prune)':34s} {o['map_val']:8.4f} {fp32 - o['map_val']:8.4f} "
-             f"{len(o['fallback_units']):8d} {o['int8_mac_fraction']:8.3f} {o['evaluations']:6d} "
-             f"{o['wall_seconds']:8.1f}"]
+             f"{fp32 - r['int8_no_fallback']['val']:8.4f} {_ci(r.get('int8_val_drop_ci95')):>19s} {0:8d} "
+             f"{'':8s}",
+             f"{'ours (' + o['metric'] + ', ' + o['search'] + '+prune)':34s} {o['map_val']:8.4f} "
+             f"{fp32 - o['map_val']:8.4f} {_ci(r.get('val_drop_ci95')):>19s} {len(o['fallback_units']):8d} "
+             f"{o['int8_mac_fraction']:8.3f} {o['evaluations']:6d} {o['wall_seconds']:8.1f}"]
     alt = r.get("ours_other_search")
     if alt:
         lines.append(f"{'same ranking, ' + alt['search'] + '+prune':34s} {alt['map_val']:8.4f} "
-                     f"{fp32 - alt['map_val']:8.4f} {len(alt['fallback_units']):8d} {alt['int8_mac_fraction']:8.3f} "
-                     f"{alt['evaluations']:6d} {'(shared)':>8s}")
-    checks = {}
-    for row in r["baseline"]["rows"]:
-        label = f"baseline top-{row['k']}" + (" (fixed)" if row["k"] == r["baseline"]["k_fixed"] else " (k=ours)")
-        lines.append(f"{label:34s} {row['map_val']:8.4f} {fp32 - row['map_val']:8.4f} {row['k']:8d} "
-                     f"{row['int8_mac_fraction']:8.3f} {row['evaluations']:6d} {row['wall_seconds']:8.1f}")
-    fixed = next(row for row in r["baseline"]["rows"] if row["k"] == r["baseline"]["k_fixed"])
-    eval_ratio = fixed["evaluations"] / max(o["evaluations"], 1)
-    wall_ratio = fixed["wall_seconds"] / max(o["wall_seconds"], 1e-9)
-    lines.append(f"ratios vs fixed-k baseline: {eval_ratio:.1f}x fewer full evaluations, {wall_ratio:.1f}x less "
-                 f"wall time (ours includes {o['sensitivity_passes']} sensitivity passes over {o['subset']} images, "
-                 f"{o['sensitivity_seconds']:.1f} s); mAP ours - baseline = {o['map_val'] - fixed['map_val']:+.4f}")
-    if r["baseline"].get("reused_from"):
-        lines.append(f"(baseline per-unit evaluations and their wall time reused from {r['baseline']['reused_from']})")
-    ag = r["ranking_agreement"]
-    lines.append(f"ranking vs per-unit full mAP: Spearman {ag['spearman']:.2f}, top-{ag['top_k']} overlap "
-                 f"{ag['top_k_overlap']}/{ag['top_k']}" + (
-                     f"; one-pass local SQNR: Spearman {ag['local_sqnr']['spearman']:.2f}, top-{ag['top_k']} overlap "
-                     f"{ag['local_sqnr']['top_k_overlap']}/{ag['top_k']} ({ag['local_sqnr']['seconds']:.0f} s)"
-                     if "local_sqnr" in ag else ""))
-    checks["drop_within_0.003"] = fp32 - o["map_val"] <= 0.003
-    checks["int8_macs_ge_80pct"] = (o["int8_mac_fraction"] or 0) >= 0.8
-    checks["evals_5x_fewer"] = eval_ratio >= 5
-    checks["map_ge_baseline"] = o["map_val"] >= fixed["map_val"]
+                     f"{fp32 - alt['map_val']:8.4f} {'':>19s} {len(alt['fallback_units']):8d} "
+                     f"{alt['int8_mac_fraction']:8.3f} {alt['evaluations']:6d} {'(shared)':>8s}")
+    base = r.get("baseline")
+    fixed = None
+    if base:
+        for row in base["rows"]:
+            label = f"baseline top-{row['k']}" + (" (fixed)" if row["k"] == base["k_fixed"] else " (k=ours)")
+            lines.append(f"{label:34s} {row['map_val']:8.4f} {fp32 - row['map_val']:8.4f} {'':>19s} {row['k']:8d} "
+                         f"{row['int8_mac_fraction']:8.3f} {row['evaluations']:6d} {row['wall_seconds']:8.1f}")
+        fixed = next(row for row in base["rows"] if row["k"] == base["k_fixed"])
+        eval_ratio = fixed["evaluations"] / max(o["evaluations"], 1)
+        wall_ratio = fixed["wall_seconds"] / max(o["wall_seconds"], 1e-9)
+        lines.append(f"ratios vs fixed-k baseline: {eval_ratio:.1f}x fewer full evaluations, {wall_ratio:.1f}x less "
+                     f"wall time (ours includes {o['sensitivity_passes']} sensitivity passes over {o['subset']} "
+                     f"images, {o['sensitivity_seconds']:.1f} s); mAP ours - baseline = "
+                     f"{o['map_val'] - fixed['map_val']:+.4f}")
+        if base.get("reused_from"):
+            lines.append(f"(baseline per-unit evaluations and their wall time reused from {base['reused_from']})")
+        ag = r["ranking_agreement"]
+        lines.append(f"ranking vs per-unit full mAP ({r['splits']['tune']} tuning images): {o['metric']} Spearman "
+                     f"{ag['spearman']:.2f}, top-{ag['top_k']} overlap {ag['top_k_overlap']}/{ag['top_k']}" + (
+                         f"; one-pass local SQNR: Spearman {ag['local_sqnr']['spearman']:.2f}, top-{ag['top_k']} "
+                         f"overlap {ag['local_sqnr']['top_k_overlap']}/{ag['top_k']}" if "local_sqnr" in ag else ""))
+        for metric, a in ag.get("other_metrics", {}).items():
+            lines.append(f"  {metric}: Spearman {a['spearman']:.2f}, top-{a['top_k']} overlap "
+                         f"{a['top_k_overlap']}/{a['top_k']} ({a['seconds']:.0f} s)")
+    if r.get("noise", {}).get("message"):
+        lines.append("noise: " + r["noise"]["message"])
+    ci = r.get("val_drop_ci95")
+    checks = {
+        "val_drop_within_budget_95": bool(ci) and ci[1] <= budget / 100.0 + 1e-12,
+        "int8_macs_ge_80pct": (o["int8_mac_fraction"] or 0) >= 0.8,
+        "full_evals_le_2log2N_plus_2": o["evaluations"] <= 2 * math.ceil(math.log2(max(n, 2))) + 2,
+    }
+    if fixed:
+        checks["evals_10x_fewer_than_baseline"] = fixed["evaluations"] >= 10 * o["evaluations"]
+        checks["map_ge_baseline"] = o["map_val"] >= fixed["map_val"]
     lines.append("targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in checks.items())
-                 + f" (budget {budget} points on the tuning split)")
-    return "\n".join(lines), checks
+                 + f" (budget {budget} points)")
+    row = {"model": f"{r['task']}: {r['model']}", "units": n, "budget": budget / 100.0,
+           "val_drop": fp32 - o["map_val"], "val_drop_ci95": ci, "int8_mac_fraction": o["int8_mac_fraction"],
+           "full_evals": o["evaluations"], "baseline_full_evals": fixed["evaluations"] if fixed else None,
+           "baseline_val_drop": fp32 - fixed["map_val"] if fixed else None, "wall_s": o["wall_seconds"]}
+    return "\n".join(lines), checks, row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="any model (.pt / exported .onnx) instead of the bundled proxy")
     ap.add_argument("--data", default=None, help="labelled dataset for --model")
     ap.add_argument("--imgsz", type=int, default=320)
-    ap.add_argument("--budget", type=float, default=0.3, help="mAP points (default 0.3 = 0.003)")
+    ap.add_argument("--budget", type=float, default=0.5, help="mAP points (default 0.5 = 0.005)")
     ap.add_argument("--target", choices=("fp16", "fp32"), default="fp16")
     ap.add_argument("--metric", default="sqnr")
     ap.add_argument("--mode", default="disable-one")
@@ -277,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--subset", type=int, default=16)
     ap.add_argument("--max-evals", type=int, default=16)
     ap.add_argument("--latency-aware", action="store_true")
+    ap.add_argument("--decision", choices=("interval", "point"), default="interval",
+                    help="interval: a plan passes when the upper end of its drop's 95%% interval is within budget")
+    ap.add_argument("--agreement", default="",
+                    help="comma-separated extra metrics whose ranking agreement with the per-unit mAP is measured")
+    ap.add_argument("--no-baseline", dest="baseline", action="store_false",
+                    help="skip the per-unit full-mAP baseline (N + 1 full evaluations)")
     ap.add_argument("--search", choices=("gallop", "bisect"), default="gallop", help="prefix search of the fallback")
     ap.add_argument("--no-compare-search", dest="compare_search", action="store_false",
                     help="skip the row that runs the other prefix search on the same ranking")
@@ -287,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tune", type=int, default=100)
     ap.add_argument("--val", type=int, default=100)
     ap.add_argument("--calib", type=int, default=64)
-    ap.add_argument("--calib-method", default="entropy")
+    ap.add_argument("--calib-method", default="minmax")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -301,12 +353,13 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(args.workdir or tmp.name)
     workdir.mkdir(parents=True, exist_ok=True)
     out = {"command": " ".join(sys.argv), "machine": platform.platform(), "python": platform.python_version(),
-           "settings": {k: v for k, v in vars(args).items()}, "tasks": []}
+           "settings": {k: v for k, v in vars(args).items()}, "models": [], "tasks": []}
     for task in tasks:
         r = run_task(args, task, workdir)
-        text, checks = table(r, args.budget)
+        text, checks, row = table(r, args.budget)
         r["targets"] = checks
         out["tasks"].append(r)
+        out["models"].append(row)
         print(text, flush=True)
     if args.json:
         from trtalign.core.io import atomic_write_json

@@ -33,7 +33,15 @@ def test_benchmark_runs_on_a_given_model_and_reports_every_row(tmp_path, capsys)
     assert r["baseline"]["rows"][0]["evaluations"] == r["units"] + 1
     assert r["fp32"]["val"] - r["int8_no_fallback"]["val"] > 0.01  # INT8 damage is visible without fallback
     assert r["fp32"]["val"] - r["ours"]["map_val"] <= 0.05
-    assert set(r["targets"]) == {"drop_within_0.003", "int8_macs_ge_80pct", "evals_5x_fewer", "map_ge_baseline"}
+    assert set(r["targets"]) == {"val_drop_within_budget_95", "int8_macs_ge_80pct", "full_evals_le_2log2N_plus_2",
+                                 "evals_10x_fewer_than_baseline", "map_ge_baseline"}
+    # the script-checkable summary: exactly the keys, drops as fractions, the interval around the drop
+    m = json.loads(out.read_text())["models"][0]
+    assert set(m) == {"model", "units", "budget", "val_drop", "val_drop_ci95", "int8_mac_fraction", "full_evals",
+                      "baseline_full_evals", "baseline_val_drop", "wall_s"}
+    assert m["budget"] == 0.03 and m["val_drop"] == r["fp32"]["val"] - r["ours"]["map_val"]
+    assert m["val_drop_ci95"][0] <= m["val_drop"] <= m["val_drop_ci95"][1]
+    assert m["baseline_full_evals"] == r["units"] + 1 and m["full_evals"] == r["ours"]["evaluations"]
 
     # a second ranking metric against the same baseline, without re-running the per-unit evaluations
     out2 = tmp_path / "bench_det.json"
@@ -41,11 +49,13 @@ def test_benchmark_runs_on_a_given_model_and_reports_every_row(tmp_path, capsys)
               "--calib", "16", "--calib-method", "minmax", "--subset", "4", "--max-evals", "6", "--budget", "3",
               "--baseline-k", "1", "--workdir", str(tmp_path / "w2")]
     assert bench.main(common + ["--metric", "det", "--no-compare-search", "--baseline-from", str(out),
-                                "--json", str(out2)]) == 0
+                                "--agreement", "scorebox", "--json", str(out2)]) == 0
     r2 = json.loads(out2.read_text())["tasks"][0]
     assert r2["baseline"]["reused_from"] == str(out) and r2["baseline"]["per_unit_map"] == r["baseline"]["per_unit_map"]
     assert r2["ours"]["metric"] == "det" and r2["ours"]["fallback_units"] == [SENSITIVE]
-    assert "reused from" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "reused from" in text and "scorebox: Spearman" in text
+    assert r2["ranking_agreement"]["other_metrics"]["scorebox"]["top_k_overlap"] == 1  # the sensitive unit first
     # a different setting is refused
     import pytest
 
