@@ -184,9 +184,9 @@ class CocoMetrics:
     def results_array(self) -> np.ndarray:
         ids, boxes, scores, cls = self.store.arrays()
         if self.dataset.rotated:
-            from trtalign.data.datasets import xywhr_to_enclosing_xyxy
+            from trtalign.core.geometry import rotated_bounds
 
-            boxes = xywhr_to_enclosing_xyxy(boxes)
+            boxes = rotated_bounds(boxes)
         return coco_results_array(self.dataset, ids, boxes, scores, cls)
 
     def compute(self, image_ids: Optional[list] = None) -> CocoResult:

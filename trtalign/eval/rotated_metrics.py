@@ -27,6 +27,7 @@ import numpy as np
 from trtalign.core.detections import Detections
 from trtalign.core.geometry import iou_from_intersection, rotated_intersection_matrix, xywhr_to_corners
 from trtalign.core.errors import InputError
+from trtalign.eval.bootstrap import match_image_class
 from trtalign.eval.coco_metrics import RECALL_POINTS, CocoResult, DetectionStore
 from trtalign.data.datasets import Dataset
 
@@ -61,36 +62,6 @@ class RotatedResult(CocoResult):
     """
 
     backend: str = "trtalign-rotated"
-
-
-def _match_image_class(ious: np.ndarray, g_ignore: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """pycocotools' greedy matching for one image and class (``evaluateImg``). ``ious`` [D, G] with D sorted by score
-    and G sorted non-ignored first; ignored boxes are crowd boxes: their column holds intersection / detection area
-    and, matched, they stay available to later detections. Returns dt_matched [T, D] and dt_ignored [T, D]."""
-    T, (D, G) = len(thresholds), ious.shape
-    dtm = np.zeros((T, D), bool)
-    dtig = np.zeros((T, D), bool)
-    if G == 0 or D == 0:
-        return dtm, dtig
-    taken = np.zeros((T, G), bool)
-    thr = np.minimum(thresholds, 1 - 1e-10)[:, None]
-    rev = slice(None, None, -1)
-    for d in range(D):
-        cand = (~taken | g_ignore[None, :]) & (ious[d][None, :] >= thr)  # [T, G]; a crowd box is never used up
-        if not cand.any():
-            continue
-        score = np.where(cand, ious[d][None, :], -1.0)
-        for group in (~g_ignore, g_ignore):  # prefer non-ignored ground truth
-            sc = np.where(group[None, :], score, -1.0)
-            has = (sc > -1).any(1) & ~(dtm[:, d])
-            if not has.any():
-                continue
-            m = G - 1 - np.argmax(sc[:, rev], axis=1)  # ties go to the last index, as in pycocotools
-            rows = np.nonzero(has)[0]
-            dtm[rows, d] = True
-            dtig[rows, d] = g_ignore[m[rows]]
-            taken[rows, m[rows]] = True
-    return dtm, dtig
 
 
 class RotatedMetrics:
@@ -152,7 +123,8 @@ class RotatedMetrics:
                 d_area = boxes[idx][:, 2] * boxes[idx][:, 3]
                 crowd = np.where(d_area[:, None] > 0, inter / np.where(d_area > 0, d_area, 1.0)[:, None], 0.0)
                 coco_ious = np.where(g_ig[None, :], crowd, ious_all)
-                dtm, dtig = _match_image_class(coco_ious[top][:, g_order], g_ig[g_order], IOU_THRESHOLDS)
+                dtm, dtig = match_image_class(coco_ious[top][:, g_order], g_ig[g_order], g_ig[g_order],
+                                              IOU_THRESHOLDS)
                 coco_scores.append(scores[idx][top])
                 coco_m.append(dtm)
                 coco_ig.append(dtig)
