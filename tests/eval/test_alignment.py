@@ -118,3 +118,25 @@ def test_align_imgsz_mismatch_is_an_error(aligned_exports, image_folder):
     pt, onnx_path = aligned_exports["yolov8n.yaml"]
     with pytest.raises(InputError, match="does not match the ONNX input"):
         align(pt, onnx_path, image_folder, imgsz=320)
+
+
+def test_iou_matrix_matches_shapely_and_pycocotools():
+    """Alignment's IoU comes from core.geometry: checked against shapely (rotated) and pycocotools (axis-aligned)."""
+    from trtalign.eval.alignment import iou_matrix
+
+    shapely = pytest.importorskip("shapely")
+    mask = pytest.importorskip("pycocotools.mask")
+    rng = np.random.default_rng(8)
+    xy, wh = rng.uniform(0, 80, (30, 2)), rng.uniform(2, 40, (30, 2))
+    rot = np.c_[xy, wh, rng.uniform(-3, 3, 30)]
+    a, b = Detections(rot[:12], np.full(12, 0.5), np.zeros(12)), Detections(rot[12:], np.full(18, 0.5), np.zeros(18))
+    pa, pb = shapely.polygons(a.corners().astype(np.float64)), shapely.polygons(b.corners().astype(np.float64))
+    inter = shapely.area(shapely.intersection(pa[:, None], pb[None, :]))
+    ref = inter / (shapely.area(pa)[:, None] + shapely.area(pb)[None, :] - inter)
+    assert (ref > 0).sum() > 10
+    np.testing.assert_allclose(iou_matrix(a, b), ref, atol=1e-5)  # float32 boxes: corners rounded
+    axis = np.c_[xy, xy + wh]
+    a, b = Detections(axis[:12], np.full(12, 0.5), np.zeros(12)), Detections(axis[12:], np.full(18, 0.5), np.zeros(18))
+    ref = mask.iou(np.c_[a.boxes[:, :2], a.boxes[:, 2:] - a.boxes[:, :2]].astype(np.float64),
+                   np.c_[b.boxes[:, :2], b.boxes[:, 2:] - b.boxes[:, :2]].astype(np.float64), [0] * 18)
+    np.testing.assert_allclose(iou_matrix(a, b), ref, atol=1e-6)
