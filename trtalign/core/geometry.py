@@ -259,22 +259,27 @@ def xywh_to_xyxy(boxes: np.ndarray, dtype=np.float32) -> np.ndarray:
     return np.stack([cx - w * half, cy - h * half, cx + w * half, cy + h * half], axis=1).astype(dtype)
 
 
-def _axis_iou(a: np.ndarray, b: np.ndarray, dtype) -> np.ndarray:
-    """IoU of broadcastable corner boxes ``a [..., 4]`` and ``b [..., 4]`` (already in ``dtype``), elementwise."""
-    zero = dtype(0)
-    ax1, ax2 = np.minimum(a[..., 0], a[..., 2]), np.maximum(a[..., 0], a[..., 2])
-    ay1, ay2 = np.minimum(a[..., 1], a[..., 3]), np.maximum(a[..., 1], a[..., 3])
-    bx1, bx2 = np.minimum(b[..., 0], b[..., 2]), np.maximum(b[..., 0], b[..., 2])
-    by1, by2 = np.minimum(b[..., 1], b[..., 3]), np.maximum(b[..., 1], b[..., 3])
+def axis_boxes_ordered(boxes: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Corner boxes ``[N, 4]`` -> ``[N, 5]`` (x1, y1, x2, y2 reordered so x1 <= x2, y1 <= y2; area, 0 for a side
+    <= 0) in ``dtype``: the per-box half of :func:`axis_iou_matrix`, computed once when many pairs share boxes."""
+    b = np.asarray(boxes, dtype=dtype).reshape(-1, 4)
+    x1, x2 = np.minimum(b[:, 0], b[:, 2]), np.maximum(b[:, 0], b[:, 2])
+    y1, y2 = np.minimum(b[:, 1], b[:, 3]), np.maximum(b[:, 1], b[:, 3])
+    return np.stack([x1, y1, x2, y2, _area(x1, y1, x2, y2, dtype)], axis=1)
 
-    def area(x1, y1, x2, y2):
-        w, h = (x2 - x1).astype(dtype), (y2 - y1).astype(dtype)
-        return np.where((w > 0) & (h > 0), h * w, zero).astype(dtype)
 
-    inter = area(np.maximum(ax1, bx1), np.maximum(ay1, by1), np.minimum(ax2, bx2), np.minimum(ay2, by2))
-    union = (area(ax1, ay1, ax2, ay2) + area(bx1, by1, bx2, by2) - inter).astype(dtype)
+def _area(x1, y1, x2, y2, dtype):
+    w, h = (x2 - x1).astype(dtype), (y2 - y1).astype(dtype)
+    return np.where((w > 0) & (h > 0), h * w, dtype(0)).astype(dtype)
+
+
+def axis_iou_ordered(a: np.ndarray, b: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """IoU, elementwise, of broadcastable :func:`axis_boxes_ordered` rows ``a [..., 5]`` and ``b [..., 5]``."""
+    inter = _area(np.maximum(a[..., 0], b[..., 0]), np.maximum(a[..., 1], b[..., 1]),
+                  np.minimum(a[..., 2], b[..., 2]), np.minimum(a[..., 3], b[..., 3]), dtype)
+    union = (a[..., 4] + b[..., 4] - inter).astype(dtype)
     ok = (inter > 0) & (union > 0)
-    return np.where(ok, inter / np.where(ok, union, dtype(1)), zero).astype(dtype)
+    return np.where(ok, inter / np.where(ok, union, dtype(1)), dtype(0)).astype(dtype)
 
 
 def axis_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -283,14 +288,11 @@ def axis_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray, dtype=np.float64) 
     Each box is reordered (x1 <= x2, y1 <= y2); a side <= 0 gives area 0; ``inter <= 0`` or ``union <= 0`` gives 0.
     ``dtype=np.float32`` gives TensorRT EfficientNMS's numbers.
     """
-    a = np.asarray(boxes_a, dtype=dtype).reshape(-1, 4)
-    b = np.asarray(boxes_b, dtype=dtype).reshape(-1, 4)
-    return _axis_iou(a[:, None, :], b[None, :, :], dtype)
+    a, b = axis_boxes_ordered(boxes_a, dtype), axis_boxes_ordered(boxes_b, dtype)
+    return axis_iou_ordered(a[:, None, :], b[None, :, :], dtype)
 
 
 def axis_iou_paired(boxes_a: np.ndarray, boxes_b: np.ndarray, dtype=np.float64) -> np.ndarray:
     """IoU ``[M]`` of ``boxes_a[i]`` with ``boxes_b[i]`` (corner boxes), the same arithmetic as
     :func:`axis_iou_matrix` element by element."""
-    a = np.asarray(boxes_a, dtype=dtype).reshape(-1, 4)
-    b = np.asarray(boxes_b, dtype=dtype).reshape(-1, 4)
-    return _axis_iou(a, b, dtype)
+    return axis_iou_ordered(axis_boxes_ordered(boxes_a, dtype), axis_boxes_ordered(boxes_b, dtype), dtype)

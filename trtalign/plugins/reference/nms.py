@@ -56,8 +56,9 @@ import numpy as np
 
 from trtalign.core.errors import InputError, expect
 from trtalign.core.geometry import (
+    axis_boxes_ordered,
     axis_iou_matrix,
-    axis_iou_paired,
+    axis_iou_ordered,
     rotated_bounds,
     rotated_iou_one_to_many,
     rotated_iou_paired,
@@ -305,11 +306,11 @@ def greedy_nms_dense_blocks(candidates_boxes: np.ndarray, classes: np.ndarray, i
 
 
 def _axis_iou_matrix32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return axis_iou_matrix(a, b, np.float32)
+    return axis_iou_ordered(a[:, None, :], b[None, :, :], np.float32)
 
 
 def _axis_iou_paired32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return axis_iou_paired(a, b, np.float32)
+    return axis_iou_ordered(a, b, np.float32)
 
 
 def _run(boxes: np.ndarray, scores: np.ndarray, box_dim: int, rotated: bool, score_threshold: float,
@@ -351,8 +352,9 @@ def _run(boxes: np.ndarray, scores: np.ndarray, box_dim: int, rotated: bool, sco
             if literal:
                 kept = greedy_nms(cand_boxes, cls, iou_thr, k, class_agnostic, corner_iou_one_to_many)
             else:
-                kept = greedy_nms_dense_blocks(cand_boxes, cls, iou_thr, k, class_agnostic, _axis_iou_matrix32,
-                                               _axis_iou_paired32)
+                # reordered corners and areas once per candidate (the same float32 arithmetic as the literal IoU)
+                kept = greedy_nms_dense_blocks(axis_boxes_ordered(cand_boxes, np.float32), cls, iou_thr, k,
+                                               class_agnostic, _axis_iou_matrix32, _axis_iou_paired32)
             out_boxes = cand_boxes
         n = len(kept)
         out.num_detections[b, 0] = n
