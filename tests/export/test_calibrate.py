@@ -211,3 +211,44 @@ def test_calibrate_cli(tmp_path, cli):
                           str(tmp_path / "x.json"))
     assert code == 2 and stderr.count("\n") == 1 and "Traceback" not in stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_score_guard_catches_ranges_that_zero_the_class_scores(tmp_path):
+    """Two-branch detector (tests/tune/sensitive_model.py, without its outlier channels): minmax ranges keep the
+    scores; shrinking the range of the tensor that feeds the class-score branch zeroes it, and the guard says so and
+    names that tensor. With the outlier channels even minmax ranges lose the scores, and the guard says that too."""
+    from tests.tune.sensitive_model import make_two_branch_setup
+    from trtalign.core.preprocess import letterbox, list_images, read_image
+    from trtalign.export.ranges import Ranges, TensorRange
+
+    s = make_two_branch_setup(tmp_path, outliers=False)
+    ranges = cal.calibrate(s["onnx"], s["data"] / "images" / "train", method="minmax", num=16)
+    inputs = [letterbox(read_image(p), 32)[0] for p in list_images(s["data"] / "images" / "val")[:4]]
+    ok = cal.score_guard(s["onnx"], ranges, inputs)
+    assert ok and ok.score_sqnr_db >= cal.SCORE_SQNR_THRESHOLD_DB and ok.culprits == []
+    assert "cls_r0" in ranges.tensors  # the input of model.cls_mid, the class-score branch
+    bad = Ranges(tensors={**ranges.tensors, "cls_r0": TensorRange(amax=1e-6, method="minmax")}, method="minmax",
+                 model_sha256=ranges.model_sha256, model_file=ranges.model_file)
+    guard = cal.score_guard(s["onnx"], bad, inputs)
+    assert not guard and guard.score_sqnr_db < ok.score_sqnr_db - 20  # the scores are gone ...
+    assert guard.box_sqnr_db > 20.0  # ... while the boxes, which whole-tensor SQNR would weigh, are fine
+    assert [c["tensor"] for c in guard.culprits] == ["cls_r0"] and guard.repaired_sqnr_db >= ok.score_sqnr_db - 0.5
+    assert "cls_r0" in guard.message() and guard.to_dict()["ok"] is False
+    # an independent check of the figure: the class-score rows of the Q/DQ model through ONNX Runtime directly
+    import onnxruntime as ort
+
+    from trtalign.export.qdq import insert_qdq
+
+    def rows(proto):
+        sess = ort.InferenceSession(cal._observation_model(proto, ["output0"]), providers=["CPUExecutionProvider"])
+        return np.concatenate([sess.run(["output0"], {"images": x})[0][:, 4:6] for x in inputs]).astype(np.float64)
+
+    ref, out = rows(cal.load_model(s["onnx"])), rows(insert_qdq(s["onnx"], bad)[0])
+    assert guard.score_sqnr_db == pytest.approx(10 * math.log10((ref ** 2).sum() / ((out - ref) ** 2).sum()))
+
+    # the model with an outlier channel in front of the score branch: per-tensor ranges cannot keep its scores
+    w = make_two_branch_setup(tmp_path / "outliers")
+    wr = cal.calibrate(w["onnx"], w["data"] / "images" / "train", method="minmax", num=16)
+    wi = [letterbox(read_image(p), 32)[0] for p in list_images(w["data"] / "images" / "val")[:4]]
+    worse = cal.score_guard(w["onnx"], wr, wi)
+    assert not worse and "collapse the class scores" in worse.message()

@@ -166,7 +166,7 @@ SCORE_SENSITIVE = "model.cls_mid"
 BOX_SENSITIVE = "model.box_mid"
 
 
-def build_two_branch_raw_onnx(path: Path, seed: int = 1) -> Path:
+def build_two_branch_raw_onnx(path: Path, seed: int = 1, outliers: bool = True) -> Path:
     """A detector with separate class-score and box branches, each with one INT8-sensitive unit (imgsz 32, 2 classes,
     64 anchors)::
 
@@ -177,7 +177,8 @@ def build_two_branch_raw_onnx(path: Path, seed: int = 1) -> Path:
     ``cls_pre`` and ``box_pre`` output a constant ~200 on channel 0 that ``cls_mid`` / ``box_mid`` ignore: per-tensor
     INT8 on their input wipes out the O(1) channels, so ``model.cls_mid`` damages only the class scores and
     ``model.box_mid`` only the boxes. Boxes are in pixels (tens) and scores in [0, 1], so whole-tensor SQNR hears the
-    box branch and hardly the score branch."""
+    box branch and hardly the score branch. ``outliers=False``: the same model without the outlier channels (every
+    unit quantizes harmlessly)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -194,7 +195,7 @@ def build_two_branch_raw_onnx(path: Path, seed: int = 1) -> Path:
         mid[:, 0] = 0.0
         w[f"{br}_pre"], w[f"{br}_mid"] = pre, mid
         bpre = rng.normal(0, 0.1, 8).astype(np.float32)
-        bpre[0] = 200.0
+        bpre[0] = 200.0 if outliers else bpre[0]
         w[f"{br}_pre_b"] = bpre
     w["cls_head"] = he((2, 8, 1, 1), 6.0)
     w["box_head"] = he((4, 8, 1, 1), 3.0)
@@ -248,10 +249,10 @@ def build_two_branch_raw_onnx(path: Path, seed: int = 1) -> Path:
     return path
 
 
-def make_two_branch_setup(folder: Path, count: int = 24) -> dict:
+def make_two_branch_setup(folder: Path, count: int = 24, outliers: bool = True) -> dict:
     """Like :func:`make_setup` for the two-branch model."""
     folder.mkdir(parents=True, exist_ok=True)
-    raw = build_two_branch_raw_onnx(folder / "two_raw.onnx")
+    raw = build_two_branch_raw_onnx(folder / "two_raw.onnx", outliers=outliers)
     nms = export_with_nms(raw, folder / "two.onnx")
     data = make_dataset(folder / "data", nms, count, threshold=0.5)
     return {"raw": raw, "onnx": nms, "data": data}

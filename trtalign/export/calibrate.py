@@ -421,3 +421,138 @@ def weight_amax_per_channel(weight: np.ndarray, axis: int) -> np.ndarray:
     w = np.abs(np.asarray(weight, dtype=np.float32))
     other = tuple(a for a in range(w.ndim) if a != axis)
     return w.max(axis=other) if other else w
+
+
+# ------------------------------------------------------------------------------------ class-score collapse guard
+#: score SQNR (dB, Q/DQ model vs FP32, class-score rows of ``output0``) below which calibrated ranges are refused
+SCORE_SQNR_THRESHOLD_DB = 10.0
+
+
+@dataclass
+class ScoreGuard:
+    """Whether the calibrated ranges keep the class scores: their SQNR after Q/DQ against FP32, and when it is below
+    ``threshold_db`` the tensors whose ranges did it (restoring those to their observed max brings the scores back
+    to ``repaired_sqnr_db``). Truthy when the scores are kept."""
+
+    score_sqnr_db: float
+    box_sqnr_db: float
+    threshold_db: float
+    images: int
+    culprits: list = field(default_factory=list)  # [{"tensor", "amax", "observed_max", "local_sqnr_db"}]
+    repaired_sqnr_db: float | None = None
+
+    def __bool__(self) -> bool:
+        return self.score_sqnr_db >= self.threshold_db
+
+    def message(self) -> str:
+        if self:
+            return (f"class scores kept: score SQNR {self.score_sqnr_db:.1f} dB >= {self.threshold_db:.1f} dB on "
+                    f"{self.images} calibration images")
+        names = ", ".join(f"{c['tensor']} (amax {c['amax']:.4g} vs observed max {c['observed_max']:.4g})"
+                          for c in self.culprits) or "none found"
+        fix = "" if self.repaired_sqnr_db is None else (
+            f"; with those at their observed max the score SQNR is {self.repaired_sqnr_db:.1f} dB")
+        if self.repaired_sqnr_db is None or self.repaired_sqnr_db < self.threshold_db:
+            fix += (" (no clipped range explains it: a tensor whose range is set by an outlier channel loses the "
+                    "rest to rounding; keep the units in front of the scores in FP16)")
+        return (f"the calibrated ranges collapse the class scores: score SQNR {self.score_sqnr_db:.1f} dB < "
+                f"{self.threshold_db:.1f} dB vs FP32 on {self.images} calibration images (box SQNR "
+                f"{self.box_sqnr_db:.1f} dB); ranges that did it: {names}{fix}. Use minmax ranges for them")
+
+    def to_dict(self) -> dict:
+        return {"ok": bool(self), "score_sqnr_db": self.score_sqnr_db, "box_sqnr_db": self.box_sqnr_db,
+                "threshold_db": self.threshold_db, "images": self.images, "culprits": list(self.culprits),
+                "repaired_sqnr_db": self.repaired_sqnr_db, "message": self.message()}
+
+
+def _sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
+    sig = float((ref.astype(np.float64) ** 2).sum())
+    noise = float(((out.astype(np.float64) - ref) ** 2).sum())
+    if noise == 0:
+        return math.inf
+    return -math.inf if sig == 0 else 10.0 * math.log10(sig / noise)
+
+
+def _fake_quant(x: np.ndarray, amax: float) -> np.ndarray:
+    scale = max(float(amax), 1e-30) / 127.0
+    return np.clip(np.round(x / scale), -128, 127) * scale
+
+
+def score_guard(model_path, ranges: Ranges, inputs: Sequence[np.ndarray], num_classes: int | None = None,
+                threshold_db: float = SCORE_SQNR_THRESHOLD_DB, max_culprits: int = 8,
+                threads: int = 1) -> ScoreGuard:
+    """Check that ``ranges`` do not collapse the class scores, on a few preprocessed ``[1, 3, H, W]`` ``inputs``.
+
+    Runs the FP32 model and its Q/DQ model (every unit INT8, :func:`trtalign.export.qdq.insert_qdq`) up to the raw
+    head ``output0`` ``[B, 4 + C (+1), N]`` and takes the SQNR of the class-score rows alone (pixel boxes would drown
+    them). Below ``threshold_db`` it names the ranges that did it: calibrated tensors ranked by their own SQNR under
+    their amax (lowest first) whose amax clips what FP32 produced; the first 1, 2, 4, ... of them are set to their
+    observed max until the scores come back (at most ``max_culprits``).
+
+    Returns:
+        :class:`ScoreGuard` (truthy when the scores are kept).
+    Raises:
+        InputError: no inputs, or a model without ``output0``.
+    """
+    import onnxruntime as ort
+
+    from trtalign.export.metadata import read_metadata
+    from trtalign.export.qdq import insert_qdq
+
+    if not inputs:
+        raise InputError("the score guard needs at least one calibration image")
+    model = load_model(model_path)
+    if num_classes is None:
+        names = (read_metadata(model) or {}).get("names")
+        if not names:
+            raise InputError("the score guard needs num_classes (the model has no trtalign metadata)")
+        num_classes = len(names)
+    tensors = [t for t in ranges.tensors if t != "output0"]
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3
+
+    def run(proto, names: list[str]) -> list[list[np.ndarray]]:
+        sess = ort.InferenceSession(_observation_model(proto, names), opts, providers=["CPUExecutionProvider"])
+        feed = sess.get_inputs()[0].name
+        return [sess.run(names, {feed: x}) for x in inputs]
+
+    try:
+        fp32 = run(model, ["output0", *tensors])
+    except KeyError as exc:
+        raise InputError(f"the score guard needs the raw head tensor output0 and the calibrated tensors: {exc}") \
+            from None
+    ref = np.concatenate([o[0] for o in fp32])
+    rows = slice(4, 4 + num_classes)
+
+    def sqnrs(r: Ranges) -> tuple[float, float]:
+        out = np.concatenate([o[0] for o in run(insert_qdq(model, r)[0], ["output0"])])
+        return _sqnr_db(ref[:, rows], out[:, rows]), _sqnr_db(ref[:, :4], out[:, :4])
+
+    score_db, box_db = sqnrs(ranges)
+    guard = ScoreGuard(score_db, box_db, threshold_db, len(inputs))
+    if guard:
+        return guard
+    cands = []
+    for k, t in enumerate(tensors):
+        x = np.concatenate([o[k + 1].ravel() for o in fp32])
+        observed = float(np.abs(x).max()) if x.size else 0.0
+        amax = ranges.amax(t)
+        if observed > amax:  # only a range that clips what FP32 produces can silence a tensor
+            cands.append({"tensor": t, "amax": amax, "observed_max": observed,
+                          "local_sqnr_db": _sqnr_db(x, _fake_quant(x, amax))})
+    cands.sort(key=lambda c: (c["local_sqnr_db"], c["tensor"]))
+    k = 1
+    while cands and k <= min(max_culprits, len(cands)) * 2:
+        chosen = cands[:min(k, max_culprits, len(cands))]
+        fixed = Ranges(tensors={**ranges.tensors, **{c["tensor"]: TensorRange(amax=c["observed_max"],
+                                                                              method="minmax")
+                                                   for c in chosen}},
+                       method=ranges.method, model_sha256=ranges.model_sha256, model_file=ranges.model_file,
+                       params=ranges.params, data=ranges.data)
+        guard.culprits, guard.repaired_sqnr_db = chosen, sqnrs(fixed)[0]
+        if guard.repaired_sqnr_db >= threshold_db or len(chosen) >= min(max_culprits, len(cands)):
+            break
+        k *= 2
+    log.warning(guard.message())
+    return guard
