@@ -112,6 +112,7 @@ def test_inspect_reads_an_inspector_json_and_reports_missing_files(tmp_path, cli
     assert json.loads((tmp_path / "s.json").read_text())["layers"]["counts"]["fp32"] == 2
     code, out, err = cli("inspect", str(tmp_path / "none.engine"))
     assert code == 2 and "file not found" in err
-    (tmp_path / "bare.engine").write_bytes(b"E")  # e.g. from trtexec: no sidecar, no layer JSON
+    # e.g. from trtexec: no sidecar, no layer JSON: nothing to show without --live, which is an error, not exit 0
+    (tmp_path / "bare.engine").write_bytes(b"ftrt\x00\x01\xfe\xff" * 8)
     code, out, err = cli("inspect", str(tmp_path / "bare.engine"))
-    assert code == 0 and "no layer information" in out
+    assert code == 2 and "nothing to inspect" in err and "--live" in err and err.count("\n") == 1

@@ -22,13 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trtalign.core.errors import InputError
     from trtalign.engines.cache import read_sidecar
-    from trtalign.engines.inspector import summarize_engine_information
+    from trtalign.engines.inspector import check_inspectable, summarize_engine_information
 
     path = Path(args.engine)
-    if not path.is_file():
-        raise InputError(f"file not found: {path}")
+    check_inspectable(path, args.live)  # a missing file, an ONNX, a text file, an engine with nothing to read: errors
     result: dict = {"engine": str(path)}
     info = None
     if path.suffix == ".json":

@@ -163,27 +163,50 @@ def list_images(folder: str | os.PathLike, max_images: int | None = None) -> lis
     return images
 
 
+#: how a Git LFS pointer file begins (a ~130-byte text file left where the image should be when a repository was
+#: cloned without git-lfs, or files were copied out of one)
+LFS_POINTER_PREFIX = b"version https://git-lfs"
+
+
+def lfs_pointer_error(path: str | os.PathLike, data: bytes | None = None) -> InputError | None:
+    """An InputError explaining that ``path`` is a Git LFS pointer, not an image (None when it is not one).
+    ``data``: the file's first bytes when already read."""
+    try:
+        if data is None:
+            with open(path, "rb") as fh:
+                data = fh.read(len(LFS_POINTER_PREFIX))
+    except OSError:
+        return None
+    if not bytes(data[:len(LFS_POINTER_PREFIX)]) == LFS_POINTER_PREFIX:
+        return None
+    return InputError(f"{path} is a Git LFS pointer file, not an image: the real file was never downloaded; fetch "
+                      f"it with `git lfs install && git lfs pull` in the repository it came from")
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as BGR uint8 HxWx3; an unreadable file raises InputError."""
+    """Read an image as BGR uint8 HxWx3; an unreadable file (or a Git LFS pointer) raises InputError."""
     import cv2
 
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
-        raise InputError(f"cannot decode image {path} (corrupt or unsupported format)")
+        raise lfs_pointer_error(path, data[:len(LFS_POINTER_PREFIX)].tobytes()) or \
+            InputError(f"cannot decode image {path} (corrupt or unsupported format)")
     return image
 
 
 def read_images(paths: Iterable[str | os.PathLike], skip_unreadable: bool = True) -> list[tuple[Path, np.ndarray]]:
     """Read several images; unreadable ones are skipped with a warning (or raise when ``skip_unreadable`` is False)."""
-    out = []
+    out, pointers = [], 0
     for p in paths:
         try:
             out.append((Path(p), read_image(p)))
         except InputError as exc:
             if not skip_unreadable:
                 raise
+            pointers += "Git LFS pointer" in str(exc)
             log.warning("skipping %s", exc)
     if not out:
-        raise InputError("none of the images could be read")
+        hint = f" ({pointers} are Git LFS pointer files: run `git lfs pull` where they came from)" if pointers else ""
+        raise InputError(f"none of the images could be read{hint}")
     return out

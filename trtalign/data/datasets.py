@@ -96,6 +96,18 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.images)
 
+    def require_boxes(self, purpose: str = "mAP") -> "Dataset":
+        """``self`` if it holds at least one labelled box; else an InputError saying where labels were looked for
+        (mAP over no ground truth is NaN, not a result)."""
+        if self.num_boxes > 0:
+            return self
+        where = {"yolo": "one .txt per image under labels/ next to images/ (ultralytics layout)",
+                 "coco": "the 'annotations' list of the COCO json",
+                 "dota": "one .txt per image under labelTxt/ (DOTA layout)"}.get(self.source, "the label files")
+        raise InputError(f"dataset {self.root}: {len(self.images)} images but no labelled boxes ({self.source or '?'} "
+                         f"format: labels are read from {where}); {purpose} needs ground truth: point --data at a "
+                         f"labelled dataset")
+
     def image(self, image_id: int) -> ImageRecord:
         try:
             return self._by_id[image_id]
@@ -182,11 +194,18 @@ def polygons_to_xywhr(points: np.ndarray) -> np.ndarray:
 def _image_size(path: Path) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
+    from trtalign.core.preprocess import lfs_pointer_error
+
+    pointer = lfs_pointer_error(path)
+    if pointer is not None:
+        raise pointer
     try:
         with Image.open(path) as im:
             return int(im.width), int(im.height)
     except (OSError, UnidentifiedImageError) as exc:
         raise InputError(f"cannot read image {path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - ultralytics patches Image.open to try an optional HEIF plugin
+        raise InputError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -456,6 +475,7 @@ def _coco_json_in(folder: Path, split: str) -> Optional[Path]:
         if c.is_file():
             return c
     jsons = sorted(folder.glob("*.json")) + sorted((folder / "annotations").glob("*.json"))
+    jsons = [j for j in jsons if j.name != "synth.json"]  # the synthetic generator's manifest is no COCO file
     return jsons[0] if len(jsons) == 1 else None
 
 

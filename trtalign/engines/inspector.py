@@ -16,9 +16,11 @@ an Int8 input), falling back to its first output. Reformat/shuffle layers count 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from trtalign.core.errors import InputError
@@ -130,3 +132,53 @@ def _has_split_dtype(data: dict) -> bool:
                 if isinstance(t, dict) and "DataType" in t:
                     return True
     return False
+
+
+#: what ``trtalign inspect`` takes, for error messages
+INSPECTABLE = ("a TensorRT engine (.engine / .plan) built by `trtalign build` (next to it: its sidecar .json and "
+               "the inspector's .layers.json), or an engine inspector .json")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # a multi-byte character cut at the end of the sample
+    return True
+
+
+def check_inspectable(path: str | os.PathLike, live: bool = False) -> str:
+    """What ``trtalign inspect`` was given: ``"inspector-json"`` or ``"engine"``.
+
+    Raises InputError naming what was expected for a missing file, an ONNX model, a text file, or an engine with
+    nothing to read layers from (no sidecar, no ``.layers.json``, no ``live`` inspection): before, these printed
+    "no layer information" and exited 0.
+    """
+    from trtalign.engines.cache import sidecar_path
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"file not found: {path}; expected {INSPECTABLE}")
+    if path.suffix.lower() == ".json":
+        return "inspector-json"
+    if path.suffix.lower() == ".onnx":
+        raise InputError(f"{path} is an ONNX model, not a TensorRT engine; expected {INSPECTABLE}. Build an engine "
+                         f"with `trtalign build CONFIG --onnx-int8 ...` (or look at the ONNX with `trtalign quantize` "
+                         f"/ Netron)")
+    layers = path.with_suffix(".layers.json")
+    if sidecar_path(path).is_file() or layers.is_file():
+        return "engine"  # `trtalign build` wrote it: what to show comes from its sidecar and layer JSON
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if not head:
+        raise InputError(f"{path} is empty; expected {INSPECTABLE}")
+    if _looks_like_text(head):
+        raise InputError(f"{path} is a text file, not a TensorRT engine (a serialized engine is binary); expected "
+                         f"{INSPECTABLE}")
+    if not live:
+        raise InputError(f"nothing to inspect in {path}: no sidecar {sidecar_path(path).name} and no {layers.name} "
+                         f"next to it (both written by `trtalign build`); pass --live on a machine with TensorRT to "
+                         f"read the engine itself")
+    return "engine"

@@ -553,7 +553,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
                                                                       task=src.task)
         if dataset.task.value != src.task:
             raise InputError(f"the model is a {src.task} model but the dataset is {dataset.task.value}")
-        dataset = dataset.subset(max_images)
+        dataset = dataset.subset(max_images).require_boxes()  # mAP of no ground truth is NaN
         cmap = category_map(src.names, dataset)
         result = EvalResult(src.task, "rotated" if dataset.rotated else "coco-bbox", str(src.path), list(src.imgsz),
                             batch, dataset.summary(), {**nms.to_dict(), "onnx": src.nms})
