@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 # A tiny YOLOv8-style detector with every structure the placement handles: convs, C2f (split, residual Add, Concat),
 # SPPF (one MaxPool module called three times), nn.Upsample, Concat modules, a two-level Detect head with DFL.
 TINY_YAML = """
-nc: 3
+nc: 8
 scales:
   t: [0.33, 0.125, 256]
 backbone:
@@ -226,3 +226,48 @@ def test_bad_input_raises_one_clear_error(tiny, tmp_path):
 
     with pytest.raises(ConfigError, match="plan does not match the model"):
         resolve_plan(analysis, QatSettings(start="plan", plan=tmp_path / "plan.json"))
+
+
+# ----------------------------------------------------------------------------------------------------- resume
+@pytest.mark.slow  # three short runs: ~40 s of CPU
+def test_interrupted_run_resumes_from_its_checkpoint(tiny, tmp_path):
+    """Interrupted after epoch 1 of 2 (KeyboardInterrupt from the epoch callback, as Ctrl-C would), the same call
+    resumes at epoch 2 and ends with exactly the weights and scales of an uninterrupted run."""
+    from trtalign.data.synth import SynthParams, generate_dataset
+    from trtalign.tune.qat import CHECKPOINT, QatSettings, run_qat
+
+    ckpt, _, _, ranges, _ = tiny
+    data = tmp_path / "data"
+    generate_dataset(data, SynthParams(imgsz=IMGSZ), train=8, val=3, seed=1, show_progress=False)
+    settings = QatSettings(epochs=2, batch=4, lr=1e-3, scale_lr=1e-3)
+
+    def interrupt(record):
+        if record.epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_qat(ckpt, data, tmp_path / "a", settings, imgsz=IMGSZ, ranges=ranges, on_epoch_end=interrupt)
+    assert (tmp_path / "a" / CHECKPOINT).is_file()
+    assert not (tmp_path / "a" / "model.qat.qdq.onnx").exists()  # nothing final was written
+    resumed = run_qat(ckpt, data, tmp_path / "a", settings, imgsz=IMGSZ, ranges=ranges)
+    assert resumed.resumed_from_epoch == 1
+    assert [e.epoch for e in resumed.epochs] == [0, 1, 2]
+
+    straight = run_qat(ckpt, data, tmp_path / "b", settings, imgsz=IMGSZ, ranges=ranges)
+    assert straight.resumed_from_epoch == 0
+    assert resumed.epochs[1].to_dict() | {"seconds": 0} == straight.epochs[1].to_dict() | {"seconds": 0}
+    a = torch.load(str(resumed.files["checkpoint"]), weights_only=False)["model"].state_dict()
+    b = torch.load(str(straight.files["checkpoint"]), weights_only=False)["model"].state_dict()
+    from trtalign.export.adapters import load_adapter
+
+    start = load_adapter(ckpt).torch_model(fuse=True).state_dict()  # the float network QAT started from
+    assert a.keys() == b.keys() == start.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], start[k]) for k in a)  # it did train
+    assert Path(resumed.files["ranges"]).read_text() == Path(straight.files["ranges"]).read_text()
+
+    # a checkpoint of other settings is refused, not silently mixed in
+    from trtalign.core.errors import InputError
+
+    with pytest.raises(InputError, match="other"):
+        run_qat(ckpt, data, tmp_path / "a", QatSettings(epochs=2, batch=4, lr=5e-4), imgsz=IMGSZ, ranges=ranges)

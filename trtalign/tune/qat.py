@@ -166,7 +166,12 @@ def train_images_of(data_yaml: Path) -> tuple[dict, list[Path]]:
                          f"({str(exc).strip().splitlines()[0][:200]})") from None
     train = data.get("train")
     folders = [Path(p) for p in (train if isinstance(train, list) else [train]) if p]
-    images = [p for f in folders if f.is_dir() for p in list_images(f)]
+    images = []
+    for folder in folders:
+        try:
+            images.extend(list_images(folder))
+        except InputError:  # an empty or missing folder: said below with what QAT needs
+            pass
     if not images:
         raise InputError(f"qat.data {data_yaml}: the training split ({', '.join(map(str, folders)) or 'none'}) has no "
                          f"images; QAT needs labelled training images (e.g. `trtalign data synth --train 500`)")

@@ -1,0 +1,83 @@
+"""`trtalign qat`: bad input gives one clear line and exit 2 (in-process ``trtalign.cli.main``: same dispatcher and
+error mapping as the entry point)."""
+
+from __future__ import annotations
+
+import pytest
+
+from trtalign.cli import main
+
+pytest.importorskip("ultralytics")
+pytest.importorskip("torch")
+
+IMGSZ = 64
+
+
+def _main(capsys, *argv):
+    import logging
+
+    logger = logging.getLogger("trtalign")  # the CLI handler binds sys.stderr: rebind it to this test's capture
+    for handler in [h for h in logger.handlers if getattr(h, "_trtalign_cli", False)]:
+        logger.removeHandler(handler)
+    rc = main(list(argv))
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def _one_line_error(rc, err, fragment):
+    assert rc == 2, err
+    lines = [line for line in err.strip().splitlines() if "error:" in line]
+    assert len(lines) == 1 and fragment in lines[0], err
+    assert "Traceback" not in err
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from trtalign.data.synth import SynthParams, generate_dataset
+
+    root = tmp_path_factory.mktemp("qat_cli_data")
+    generate_dataset(root, SynthParams(imgsz=IMGSZ), train=2, val=1, seed=3, show_progress=False)
+    return root
+
+
+def _config(path, model, data, **qat):
+    lines = [f"model: {model}", f"imgsz: {IMGSZ}", "qat:", f"  data: {data}"]
+    lines += [f"  {k}: {v}" for k, v in qat.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("onnx-model", "QAT fine-tunes ultralytics checkpoints"),  # a family QAT does not fine-tune
+    ("foreign-pt", "cannot load"),                               # a .pt that is no ultralytics checkpoint
+    ("empty-train", "has no images"),                            # an empty training set
+    ("other-plan", "plan does not match the model"),             # a plan from another model
+    ("no-data", "qat needs a training dataset"),                 # qat.data missing
+])
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, yolo_checkpoint, synth, case, fragment):
+    import torch
+
+    from trtalign.export.units import Plan, save_plan
+
+    pt = yolo_checkpoint("yolov8n.yaml")
+    data, model, qat = synth, pt, {}
+    if case == "onnx-model":
+        model = tmp_path / "m.onnx"
+        model.write_bytes(b"not used: the suffix decides")
+    elif case == "foreign-pt":
+        model = tmp_path / "foreign.pt"
+        torch.save({"weights": torch.zeros(3)}, str(model))
+    elif case == "empty-train":
+        data = tmp_path / "empty"
+        (data / "images" / "train").mkdir(parents=True)
+        (data / "images" / "val").mkdir(parents=True)
+        (data / "data.yaml").write_text(f"path: {data}\ntrain: images/train\nval: images/val\nnames:\n  0: a\n")
+    elif case == "other-plan":
+        save_plan(Plan(units={"model.0.conv": "int8", "other.model.conv": "fp16"}), tmp_path / "plan.json")
+        qat = {"start": "plan", "plan": tmp_path / "plan.json"}
+    cfg = _config(tmp_path / "qat.yaml", model, data, **qat)
+    if case == "no-data":
+        cfg.write_text(f"model: {model}\nimgsz: {IMGSZ}\n")
+    rc, _, err = _main(capsys, "qat", str(cfg), "--out", str(tmp_path / "out"))
+    _one_line_error(rc, err, fragment)
+    assert not (tmp_path / "out" / "model.qat.qdq.onnx").exists()
