@@ -4,7 +4,8 @@
 // TensorRT sources), with rotated boxes. Per image, independently:
 //   1. candidates are (box, class) pairs, in every mode: element e = box * C + class is a candidate iff its raw score
 //      >= the candidate threshold and class != background_class. The candidate threshold is score_threshold, or
-//      with score_activation logf(t / (1 - t)) in FP32 (-32768 when t <= 0) compared with the raw logits;
+//      with score_activation logf(t / (1 - t)) in FP32 (-32768 when t <= 0) compared with the raw logits; with FP16
+//      scores that threshold is rounded to FP16 (TensorRT's (T) cast in EfficientNMSFilter);
 //   2. candidates are ordered by raw score descending, equal scores keep the lower element index first; only the
 //      first topK (5000, TensorRT's numSelectedBoxes on every current GPU) enter NMS;
 //   3. greedy NMS in that order: a candidate not yet suppressed is kept (at most max_output_boxes, then stop) and
