@@ -152,9 +152,11 @@ def run(args: argparse.Namespace) -> int:
 
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
     report.add_section("How this was made", (
-        f"<p><code>trtalign demo --out {out}</code>{' --quick' if args.quick else ''}: {n_val} generated validation "
+        f"<p><code>trtalign demo --out {out}{' --task obb' if args.task == 'obb' else ''}"
+        f"{' --quick' if args.quick else ''}</code>: {n_val} generated validation "
         f"images (seed {args.seed}), {n_calib} calibration images, in {summary['wall_seconds']} s. Re-score any "
-        f"precision independently from <code>detections/*.json</code> with pycocotools.</p>"))
+        f"precision independently from <code>detections/*.json</code> with "
+        f"{'a rotated-box mAP tool (DOTA devkit, mmrotate)' if args.task == 'obb' else 'pycocotools'}.</p>"))
     report.write(out / "report.html")
     atomic_write_json(out / "report.json", summary)
     text = f"wrote {out / 'report.html'} and {out / 'report.json'} in {summary['wall_seconds']} s"

@@ -41,9 +41,17 @@ td.note{text-align:left;white-space:normal;color:#5b6775;font-size:12px;max-widt
 .bad{color:#b3261e;font-weight:600}.good{color:#1b7f3b}.muted{color:#8a96a3}
 figure{margin:8px 0}figure img{max-width:100%;height:auto}figcaption{color:#5b6775;font-size:13px}
 code{background:#eef1f5;padding:1px 4px;border-radius:3px}
-.kv td{text-align:left}
+.kv td{text-align:left;white-space:normal;overflow-wrap:anywhere}.kv td:first-child{white-space:nowrap;color:#5b6775}
+.scroll{overflow-x:auto;max-width:100%}
 .grid figure{display:inline-block;width:49%;vertical-align:top;margin:0 0 8px}
+.legend span{display:inline-block;padding:0 6px;margin-right:6px;border-radius:3px;background:#eef1f5}
+@media (max-width:700px){main{padding:12px 8px 40px}section{padding:12px 10px}.grid figure{width:100%}
+h1{font-size:21px}}
 """
+
+#: the one threshold of the colours in every delta column (mAP, mAP50, per-class AP): a drop larger than this is red,
+#: a gain larger than this green, anything within it grey; the legend under each table states it
+DELTA_TOLERANCE = 0.002
 
 
 def _esc(value: Any) -> str:
@@ -92,7 +100,8 @@ class Report:
     def table_html(headers: Sequence[Any], rows: Sequence[Sequence[Any]], digits: int = 4,
                    classes: Sequence[Sequence[str]] | None = None) -> str:
         """A table of escaped cells (floats with ``digits``); ``classes`` gives a CSS class per cell."""
-        out = ["<table><thead><tr>", *(f"<th>{_esc(h)}</th>" for h in headers), "</tr></thead><tbody>"]
+        out = ["<div class=\"scroll\"><table><thead><tr>", *(f"<th>{_esc(h)}</th>" for h in headers),
+               "</tr></thead><tbody>"]
         for i, row in enumerate(rows):
             out.append("<tr>")
             for j, cell in enumerate(row):
@@ -100,8 +109,28 @@ class Report:
                 out.append(f"<td class=\"{_esc(cls)}\">{_esc(_fmt(cell, digits))}</td>" if cls else
                            f"<td>{_esc(_fmt(cell, digits))}</td>")
             out.append("</tr>")
-        out.append("</tbody></table>")
+        out.append("</tbody></table></div>")
         return "".join(out)
+
+    @staticmethod
+    def kv_table_html(mapping: Any, digits: int = 4) -> str:
+        """A two-column key / value table that wraps long values: nested dicts become dotted keys
+        (``onnx.score_threshold``), lists are joined with commas."""
+        rows = []
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict) and value:
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            elif isinstance(value, (list, tuple)):
+                rows.append((prefix, ", ".join(_fmt(v, digits) for v in value) or "—"))
+            else:
+                rows.append((prefix, "—" if value == {} else _fmt(value, digits)))
+
+        walk("", mapping)
+        body = "".join(f"<tr><td>{_esc(k)}</td><td>{_esc(v)}</td></tr>" for k, v in rows)
+        return (f"<table class=\"kv\"><thead><tr><th>setting</th><th>value</th></tr></thead><tbody>{body}</tbody>"
+                "</table>")
 
     def add_table(self, title: str, headers: Sequence[Any], rows: Sequence[Sequence[Any]], caption: str = "",
                   digits: int = 4, classes: Sequence[Sequence[str]] | None = None) -> "Report":
@@ -237,13 +266,24 @@ def _interval(ci: Any) -> str:
     return f"[{_signed(ci[0])}, {_signed(ci[1])}]"
 
 
-def _delta_class(delta: Optional[float], tol: float) -> str:
+def _delta_class(delta: Optional[float], tol: float = DELTA_TOLERANCE) -> str:
+    """CSS class of a delta: ``bad`` (red) for a drop larger than ``tol``, ``good`` (green) for a gain larger than
+    ``tol``, ``muted`` (grey) within ``tol`` or when absent."""
     if delta is None or (isinstance(delta, float) and math.isnan(delta)):
         return "muted"
-    return "bad" if delta < -tol else "good"
+    if delta < -tol:
+        return "bad"
+    return "good" if delta > tol else "muted"
 
 
-def eval_report(result: Any, title: str | None = None, tolerance: float = 0.002) -> Report:
+def delta_legend(tol: float = DELTA_TOLERANCE) -> str:
+    """The colour legend of the delta columns (the same threshold as :func:`_delta_class`)."""
+    return (f"<p class=\"sub legend\"><span class=\"bad\">red: a drop larger than {tol}</span>"
+            f"<span class=\"good\">green: a gain larger than {tol}</span>"
+            f"<span class=\"muted\">grey: within ±{tol}</span></p>")
+
+
+def eval_report(result: Any, title: str | None = None, tolerance: float = DELTA_TOLERANCE) -> Report:
     """:class:`~trtalign.eval.evaluate.EvalResult` -> :class:`Report`."""
     ds = result.dataset
     rep = Report(title or "trtalign evaluation",
@@ -265,9 +305,9 @@ def eval_report(result: Any, title: str | None = None, tolerance: float = 0.002)
                              rows, 4, cls)
     metric = "COCO bbox AP (pycocotools' algorithm)" if result.metric == "coco-bbox" else \
         "rotated AP: COCO-style over IoU 0.50:0.95 with exact polygon IoU"
-    body += (f"<p class=\"sub\">Metric: {_esc(metric)}. Deltas in red are drops larger than {tolerance}; the "
-             f"interval is a paired bootstrap over images (95%): an interval that contains 0 is a difference these "
-             f"images cannot tell from none. "
+    body += delta_legend(tolerance)
+    body += (f"<p class=\"sub\">Metric: {_esc(metric)}. The interval is a paired bootstrap over images (95%): an "
+             f"interval that contains 0 is a difference these images cannot tell from none. "
              f"Latency: median inference time per image on this machine (CPU emulation for ort-*).</p>")
     if result.skipped:
         body += "<p>Not run here:</p><ul>" + "".join(
@@ -279,14 +319,13 @@ def eval_report(result: Any, title: str | None = None, tolerance: float = 0.002)
         rep.add_figure("mAP chart", map_bar_figure(runners, [r.metrics.stats["map"] for r in result.results],
                                                    [r.metrics.stats["map50"] for r in result.results]),
                        caption="mAP50-95 and mAP50 per runner")
-    _per_class_sections(rep, result)
+    _per_class_sections(rep, result, tolerance)
     _pr_sections(rep, result)
     stats_keys = list(result.results[0].metrics.stats) if result.results else []
     if stats_keys:
         rep.add_table("All metrics", ["runner", *stats_keys],
                       [[r.runner, *[r.metrics.stats[k] for k in stats_keys]] for r in result.results])
-    nms = result.nms
-    rep.add_section("Settings", Report.table_html(["setting", "value"], [[k, v] for k, v in nms.items()]))
+    rep.add_section("Settings", Report.kv_table_html(result.nms))
     return rep
 
 
@@ -299,6 +338,13 @@ def _nms_explanation(result: Any) -> str:
     if result.nms.get("torch_nms") == "aligned":
         return (f"<p>torch vs {_esc(fp32_r.runner)}: Δ mAP {gap:+.4f} with the same NMS on both sides "
                 f"(torch NMS mode <code>aligned</code>): the gap is the network's numerics only.</p>")
+    if result.task == "obb":
+        return (f"<p>torch vs {_esc(fp32_r.runner)}: Δ mAP {gap:+.4f}. The torch reference uses ultralytics' rotated "
+                f"NMS (best class per box, probabilistic IoU (probiou) of the rotated boxes), the exported model "
+                f"trtalign's rotated NMS <code>EfficientRotatedNMS_TRT</code> (every (box, class) pair above the score "
+                f"threshold competes, top 5000 by score, exact polygon IoU ≥ threshold). Those differences alone can "
+                f"move rotated mAP by a few 1e-3 on low-score detections; <code>--torch-nms aligned</code> runs the "
+                f"rotated NMS reference on the torch head and removes them.</p>")
     return (f"<p>torch vs {_esc(fp32_r.runner)}: Δ mAP {gap:+.4f}. The torch reference uses ultralytics' NMS (best "
             f"class per box, up to 30000 candidates, torchvision NMS with IoU &gt; threshold), the exported model "
             f"TensorRT's EfficientNMS (every (box, class) pair above the score threshold competes, top 5000 by score, "
@@ -307,7 +353,7 @@ def _nms_explanation(result: Any) -> str:
             f"them.</p>")
 
 
-def _per_class_sections(rep: Report, result: Any) -> None:
+def _per_class_sections(rep: Report, result: Any, tolerance: float = DELTA_TOLERANCE) -> None:
     if not result.results:
         return
     ref = result.result(result.reference) if result.reference else result.results[0]
@@ -323,10 +369,10 @@ def _per_class_sections(rep: Report, result: Any) -> None:
             d = (v - base) if (v is not None and base is not None and v == v and base == base) else None
             deltas[r.runner].append(d if d is not None else float("nan"))
             row.append(_signed(d))
-            crow.append(_delta_class(d, 0.01))
+            crow.append(_delta_class(d, tolerance))
         rows.append(row)
         cls.append(crow)
-    body = Report.table_html(headers, rows, 4, cls)
+    body = Report.table_html(headers, rows, 4, cls) + (delta_legend(tolerance) if others else "")
     if others and names:
         body += Report.figure_html(class_delta_figure(names, deltas),
                                    caption=f"per-class AP50-95 minus {ref.runner}'s")
@@ -342,12 +388,47 @@ def _pr_sections(rep: Report, result: Any) -> None:
     curves = {r.runner: r.metrics.pr_curve["precision_50"] for r in result.results}
     body = Report.figure_html(pr_figure(recall, curves, "all classes"), caption="precision vs recall at IoU 0.5, "
                               "mean over classes (COCO's 101-point interpolated curve)")
-    per = result.results[0].metrics.pr_curve.get("per_class_50", {})
-    for name in list(per)[:6]:
-        c = {r.runner: r.metrics.pr_curve.get("per_class_50", {}).get(name) for r in result.results}
-        c = {k: v for k, v in c.items() if v}
-        if c:
-            body += Report.figure_html(pr_figure(recall, c, str(name)), caption=f"class {name}")
-    if len(per) > 6:
-        body += f"<p class=\"sub\">{len(per) - 6} more classes in the JSON (pr_curve.per_class_50).</p>"
-    rep.add_section("PR curves", f"<div class=\"grid\">{body}</div>")
+    names = list(result.results[0].metrics.pr_curve.get("per_class_50", {}))
+    per_class = {name: {r.runner: r.metrics.pr_curve.get("per_class_50", {}).get(name) for r in result.results}
+                 for name in names}
+    per_class = {name: {k: v for k, v in c.items() if v} for name, c in per_class.items()}
+    per_class = {name: c for name, c in per_class.items() if c}
+    items = list(per_class.items())
+    for start in range(0, len(items), PR_CLASSES_PER_FIGURE):
+        chunk = items[start:start + PR_CLASSES_PER_FIGURE]
+        body += Report.figure_html(pr_grid_figure(recall, chunk),
+                                   caption=f"per class, classes {start + 1}–{start + len(chunk)} of {len(items)}")
+    rep.add_section("PR curves", body)
+
+
+#: classes per small-multiples figure of PR curves (4 x 4); every class is drawn, in as many figures as needed
+PR_CLASSES_PER_FIGURE = 16
+
+
+def pr_grid_figure(recall: Sequence[float], classes: Sequence[tuple], columns: int = 4) -> Any:
+    """Small multiples: one PR panel per ``(class name, {runner: precision})``, shared axes, one legend."""
+    rows = max(1, math.ceil(len(classes) / columns))
+    fig = new_figure(2.6 * columns, 2.2 * rows + 0.5)
+    handles: dict = {}  # runner -> its line (one legend for every panel)
+    for i, (name, curves) in enumerate(classes):
+        ax = fig.add_subplot(rows, columns, i + 1)
+        for runner, prec in curves.items():
+            k = list(handles).index(runner) if runner in handles else len(handles)
+            (line,) = ax.plot(recall, prec, color=PALETTE[k % len(PALETTE)], lw=1.3, ls="-" if k % 2 == 0 else "--")
+            handles.setdefault(runner, line)
+        ax.set_title(str(name), fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        if i % columns:
+            ax.set_yticklabels([])
+        if i < len(classes) - columns:
+            ax.set_xticklabels([])
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=min(len(handles), 4), fontsize=8,
+                   frameon=False)
+    fig.supxlabel("recall", fontsize=9)
+    fig.supylabel("precision (IoU 0.5)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.2 * rows + 0.5)))
+    return fig

@@ -81,8 +81,7 @@ def add_fallback_sections(report: Report, result: Any, sensitivity: Any = None, 
     """
     d = result.to_dict()
     m = d["map"]
-    rows = [["float reference (every unit in " + result.target + ")", m["tune"]["fp32"], m["val"]["fp32"], "0.0000",
-             None],
+    rows = [["FP32 reference (no unit in INT8)", m["tune"]["fp32"], m["val"]["fp32"], "0.0000", None],
             ["INT8, no fallback", m["tune"]["int8"], m["val"]["int8"], "1.0000", d.get("delta_map_val_int8_ci95")],
             [f"INT8 + fallback of {len(result.fallback_units)} unit(s)", m["tune"]["final"], m["val"]["final"],
              _fmt(result.int8_mac_fraction), d.get("delta_map_val_ci95")]]
