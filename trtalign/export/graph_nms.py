@@ -98,6 +98,11 @@ class NmsAttributes:
         return cls(**known)
 
 
+#: NMS-free selection of end-to-end (one-to-one) heads: ultralytics' own two-stage top-k (best class per anchor ->
+#: top max_det anchors -> top max_det (anchor, class) pairs) with standard ONNX ops, same four outputs as the NMS node
+TOPK_SELECT = "TopK"
+
+
 def nms_op_for(task: Task, kind: NmsKind | str) -> str | None:
     """The NMS op_type for a task and ``--nms`` choice (``auto``: efficient for detect, rotated for obb)."""
     kind_s = str(kind.value if isinstance(kind, NmsKind) else kind).lower()
@@ -230,6 +235,114 @@ def rename_reserved(graph: Any, keep: set | frozenset = frozenset()) -> list:
     return renamed
 
 
+def _batched_gather(graph: Any, data: Any, index: Any, width: int, name: str, dtype: Any = np.float32) -> Any:
+    """``data[b, index[b, k], :]`` for ``data`` ``[B, N, width]`` and ``index`` ``[B, K]`` (GatherElements)."""
+    import onnx_graphsurgeon as gs
+
+    idx3 = gs.Variable(f"{name}_idx3", dtype=np.int64)
+    graph.nodes.append(gs.Node("Unsqueeze", f"{name}_unsqueeze", inputs=[index, _const(f"{name}_ax2", [2])],
+                               outputs=[idx3]))
+    shape = gs.Variable(f"{name}_shape", dtype=np.int64)
+    graph.nodes.append(gs.Node("Shape", f"{name}_idx_shape", inputs=[index], outputs=[shape]))
+    full = gs.Variable(f"{name}_full", dtype=np.int64)
+    graph.nodes.append(gs.Node("Concat", f"{name}_full_shape", attrs={"axis": 0},
+                               inputs=[shape, _const(f"{name}_width", [width])], outputs=[full]))
+    expanded = gs.Variable(f"{name}_expanded", dtype=np.int64)
+    graph.nodes.append(gs.Node("Expand", f"{name}_expand", inputs=[idx3, full], outputs=[expanded]))
+    out = gs.Variable(f"{name}_out", dtype=dtype)
+    graph.nodes.append(gs.Node("GatherElements", name, attrs={"axis": 1}, inputs=[data, expanded], outputs=[out]))
+    return out
+
+
+def add_topk_select(graph: Any, boxes: Any, scores: Any, attrs: NmsAttributes, batch: Any, num_anchors: Any,
+                    num_classes: int) -> list:
+    """NMS-free selection for one-to-one heads (see :data:`TOPK_SELECT`); :func:`topk_select` is its numpy twin.
+
+    k = min(max_output_boxes, N). Per class (default): top k anchors by their best class score, then the top k
+    (anchor, class) pairs among them; ``class_agnostic``: the best class of the top k anchors. Pairs below
+    ``score_threshold`` are not counted in ``num_detections`` and are zeroed, as the NMS node pads."""
+    import onnx_graphsurgeon as gs
+
+    if not isinstance(num_anchors, int):
+        raise ModelError("NMS-free top-k selection needs a static number of anchors (a fixed input size)")
+    k = min(int(attrs.max_output_boxes), num_anchors)
+    opset = int(getattr(graph, "opset", 17) or 17)
+    f32, i64 = np.float32, np.int64
+
+    def reduce_max(x: Any, name: str, keep: int) -> Any:
+        out = gs.Variable(f"{name}_out", dtype=f32)
+        if opset >= 18:
+            graph.nodes.append(gs.Node("ReduceMax", name, attrs={"keepdims": keep},
+                                       inputs=[x, _const(f"{name}_axes", [2])], outputs=[out]))
+        else:
+            graph.nodes.append(gs.Node("ReduceMax", name, attrs={"axes": [2], "keepdims": keep}, inputs=[x],
+                                       outputs=[out]))
+        return out
+
+    def topk(x: Any, name: str) -> tuple:
+        vals, idx = gs.Variable(f"{name}_values", dtype=f32), gs.Variable(f"{name}_indices", dtype=i64)
+        graph.nodes.append(gs.Node("TopK", name, attrs={"axis": 1, "largest": 1, "sorted": 1},
+                                   inputs=[x, _const(f"{name}_k", [k])], outputs=[vals, idx]))
+        return vals, idx
+
+    def op(kind: str, inputs: list, name: str, dtype: Any, attrs_: dict | None = None) -> Any:
+        out = gs.Variable(f"{name}_out", dtype=dtype)
+        graph.nodes.append(gs.Node(kind, name, attrs=attrs_ or {}, inputs=inputs, outputs=[out]))
+        return out
+
+    best = reduce_max(scores, "select_best_score", 0)  # [B, N]
+    top_vals, anchors = topk(best, "select_top_anchors")  # [B, k]
+    if attrs.class_agnostic:
+        values = top_vals
+        argmax = op("ArgMax", [scores], "select_argmax", i64, {"axis": 2, "keepdims": 1})
+        classes = op("Squeeze", [_batched_gather(graph, argmax, anchors, 1, "select_gather_class", i64),
+                                 _const("select_sq_ax", [2])], "select_classes", i64)
+    else:
+        rows = _batched_gather(graph, scores, anchors, num_classes, "select_gather_scores")  # [B, k, C]
+        flat = op("Reshape", [rows, _const("select_flat_shape", [0, -1])], "select_flatten", f32)
+        values, pair = topk(flat, "select_top_pairs")  # [B, k] over k * C
+        c = _const("select_nc", [num_classes])
+        classes = op("Mod", [pair, c], "select_class", i64)
+        row = op("Div", [pair, c], "select_row", i64)
+        anchors = op("GatherElements", [anchors, row], "select_anchor", i64, {"axis": 1})
+    picked = _batched_gather(graph, boxes, anchors, 4, "select_gather_boxes")  # [B, k, 4]
+    keep = op("GreaterOrEqual", [values, gs.Constant("select_threshold", np.array(attrs.score_threshold, f32))],
+              "select_keep", bool)
+    keep_f = op("Cast", [keep], "select_keep_float", f32, {"to": 1})
+    num = gs.Variable("num_detections", dtype=np.int32, shape=[batch, 1])
+    count = op("ReduceSum", [op("Cast", [keep], "select_keep_int", i64, {"to": 7}), _const("select_sum_ax", [1])],
+               "select_count", i64, {"keepdims": 1})
+    graph.nodes.append(gs.Node("Cast", "select_num", attrs={"to": 6}, inputs=[count], outputs=[num]))
+    det_scores = gs.Variable("detection_scores", dtype=f32, shape=[batch, k])
+    graph.nodes.append(gs.Node("Mul", "select_scores", inputs=[values, keep_f], outputs=[det_scores]))
+    keep3 = op("Unsqueeze", [keep_f, _const("select_keep_ax", [2])], "select_keep3", f32)
+    det_boxes = gs.Variable("detection_boxes", dtype=f32, shape=[batch, k, 4])
+    graph.nodes.append(gs.Node("Mul", "select_boxes", inputs=[picked, keep3], outputs=[det_boxes]))
+    cls32 = op("Cast", [classes], "select_class_int", np.int32, {"to": 6})
+    det_classes = gs.Variable("detection_classes", dtype=np.int32, shape=[batch, k])
+    graph.nodes.append(gs.Node("Mul", "select_classes_masked",
+                               inputs=[cls32, op("Cast", [keep], "select_keep_i32", np.int32, {"to": 6})],
+                               outputs=[det_classes]))
+    return [num, det_boxes, det_scores, det_classes]
+
+
+def topk_select(boxes: np.ndarray, scores: np.ndarray, attrs: NmsAttributes) -> list:
+    """numpy twin of :func:`add_topk_select` for one image: boxes ``[N, 4]`` corners, scores ``[N, C]`` ->
+    (boxes ``[n, 4]``, scores ``[n]``, classes ``[n]``) of the kept pairs, score descending."""
+    n, c = scores.shape
+    k = min(int(attrs.max_output_boxes), n)
+    best = scores.max(axis=1)
+    anchors = np.argsort(-best, kind="stable")[:k]
+    if attrs.class_agnostic:
+        values, classes = best[anchors], scores[anchors].argmax(axis=1)
+    else:
+        flat = scores[anchors].reshape(-1)
+        pair = np.argsort(-flat, kind="stable")[:k]
+        values, classes, anchors = flat[pair], pair % c, anchors[pair // c]
+    keep = values >= np.float32(attrs.score_threshold)
+    return [boxes[anchors][keep], values[keep], classes[keep]]
+
+
 def append_decode_and_nms(model: Any, num_classes: int, angle: bool, op_type: str | None,
                           attrs: NmsAttributes) -> Any:
     """Raw ONNX (``images`` -> ``output0``) -> ONNX with decode (+ NMS node); a new ModelProto.
@@ -250,16 +363,20 @@ def append_decode_and_nms(model: Any, num_classes: int, angle: bool, op_type: st
     boxes, scores = add_decode(graph, num_classes, angle, coding, batch, num_anchors)
     if op_type is None:
         graph.outputs = [boxes, scores]
+    elif op_type == TOPK_SELECT:
+        if angle or coding != 0:
+            raise InputError("NMS-free top-k selection supports detect models with box_coding 0")
+        graph.outputs = add_topk_select(graph, boxes, scores, attrs, batch, num_anchors, num_classes)
     else:
         graph.outputs = add_nms(graph, boxes, scores, op_type, attrs, batch)
     graph.cleanup().toposort()
     out = gs.export_onnx(graph)
-    _set_domain_import(out, NMS_DOMAIN if op_type is not None else None)
+    _set_domain_import(out, NMS_DOMAIN if op_type in NMS_OP_TYPES else None)
     out.ir_version = model.ir_version
     for prop in model.metadata_props:
         out.metadata_props.add().CopyFrom(prop)
     out.producer_name, out.producer_version = "trtalign", _version()
-    return onnx.shape_inference.infer_shapes(out) if op_type is None else out
+    return onnx.shape_inference.infer_shapes(out) if op_type not in NMS_OP_TYPES else out
 
 
 def _version() -> str:

@@ -16,8 +16,8 @@ from trtalign.core.errors import InputError, ModelError
 from trtalign.core.io import atomic_write_bytes, sha256_bytes
 from trtalign.core.logging import get_logger
 from trtalign.export.adapters import ModelAdapter, load_adapter
-from trtalign.export.graph_nms import (NMS_OP_TYPES, NMS_TOPK, NmsAttributes, append_decode_and_nms, nms_op_for,
-                                       set_nms_domain)
+from trtalign.export.graph_nms import (NMS_OP_TYPES, NMS_TOPK, TOPK_SELECT, NmsAttributes, append_decode_and_nms,
+                                       nms_op_for, set_nms_domain)
 from trtalign.export.metadata import write_metadata
 
 log = get_logger(__name__)
@@ -94,6 +94,8 @@ def export_model_proto(adapter: ModelAdapter, imgsz: int | Sequence[int] | None 
     info = adapter.info
     h, w = adapter.check_imgsz(imgsz if imgsz is not None else info.default_imgsz)
     op_type = nms_op_for(info.task, nms)
+    if op_type is not None and getattr(adapter, "end2end", False):
+        op_type = TOPK_SELECT  # a one-to-one head: ultralytics' NMS-free top-k, no NMS node
     layout = adapter.layout
     raw = adapter.to_raw_onnx((h, w), batch=batch, dynamic_batch=dynamic_batch is not None, opset=int(opset))
     model = append_decode_and_nms(raw, layout.num_classes, layout.angle, op_type, attrs)
@@ -103,7 +105,8 @@ def export_model_proto(adapter: ModelAdapter, imgsz: int | Sequence[int] | None 
         if op_type == NMS_OP_TYPES[1]:
             node_attrs["box_coding"] = 1
     meta = {"task": info.task.value, "names": list(info.names), "imgsz": [h, w], "stride": info.stride,
-            "nms": None if op_type is None else {"op": op_type, **node_attrs, "topk": NMS_TOPK},
+            "nms": None if op_type is None else {"op": op_type, **node_attrs,
+                                                 "topk": NMS_TOPK if op_type in NMS_OP_TYPES else None},
             "source": {"file": info.source, "sha256": info.sha256, "family": info.family},
             "layout": adapter.layout_dict(),
             "batch": {"dynamic": dynamic_batch is not None,
@@ -118,13 +121,16 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike, imgsz: in
                 batch: int = 1, dynamic_batch: int | None = None, nms: str = "auto", opset: int = DEFAULT_OPSET,
                 score_threshold: float = 0.001, iou_threshold: float = 0.7, max_det: int = 300,
                 class_agnostic: bool = False, box_coding: int = 0, layout: Any = None,
-                nms_domain: str | None = None, adapter: ModelAdapter | None = None) -> ExportResult:
+                nms_domain: str | None = None, adapter: ModelAdapter | None = None, repo: str | None = None,
+                head: str | None = None) -> ExportResult:
     """Export ``model_path`` to ``out`` (atomic write; nothing is written on error).
 
     ``imgsz``: None takes the size the model was trained at when the file records it (ultralytics), else 640.
     ``dynamic_batch``: None for a static ``batch``, else the largest batch (the ONNX gets the symbolic dim ``batch``).
     ``nms``: ``auto`` | ``efficient`` | ``rotated`` | ``none``. ``layout``: for plain ONNX input (``ModelLayout``).
     ``nms_domain``: None keeps the checker-valid domain; ``""`` writes a TensorRT-only file (see graph_nms).
+    ``repo``: a YOLOv5 clone for YOLOv5 checkpoints. ``head``: ``one2many`` (default; NMS node) or ``one2one``
+    (NMS-free top-k selection) for ultralytics models with an end-to-end head (YOLOv10, YOLO26).
     """
     start = time.perf_counter()
     out = Path(out)
@@ -135,13 +141,13 @@ def export_onnx(model_path: str | os.PathLike, out: str | os.PathLike, imgsz: in
     attrs = NmsAttributes(score_threshold=score_threshold, iou_threshold=iou_threshold, max_output_boxes=max_det,
                           class_agnostic=int(bool(class_agnostic)), box_coding=int(box_coding))
     if adapter is None:
-        options = {"layout": layout} if layout is not None else {}
+        options = {k: v for k, v in (("layout", layout), ("repo", repo), ("head", head)) if v is not None}
         adapter = load_adapter(model_path, **options)
     model, meta = export_model_proto(adapter, imgsz=imgsz, batch=batch, dynamic_batch=dynamic_batch, nms=nms,
                                      opset=opset, attrs=attrs)
     checker = "passed"
     check_model(model)
-    if nms_domain is not None and meta["nms"] is not None:
+    if nms_domain is not None and meta["nms"] is not None and meta["nms"]["op"] in NMS_OP_TYPES:
         model = set_nms_domain(model, nms_domain)
         if nms_domain == "":
             checker = "passed before moving the NMS node to the default domain (TensorRT-only file)"

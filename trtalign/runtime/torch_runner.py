@@ -71,9 +71,13 @@ class TorchRunner(Runner):
     # ------------------------------------------------------------------ ultralytics post-processing
     def postprocess(self, output0: np.ndarray, metas: Sequence[LetterboxMeta] | None, conf: float = 0.25,
                     iou: float = 0.7, max_det: int = 300, agnostic: bool = False) -> list[Detections]:
-        """ultralytics' NMS (best class per box, torchvision NMS / probiou for OBB) and ``scale_boxes``."""
+        """ultralytics' NMS (best class per box, torchvision NMS / probiou for OBB) and ``scale_boxes``; for an
+        end-to-end (one-to-one) head, ultralytics' NMS-free top-k selection instead of NMS."""
         import torch
         from ultralytics.utils import nms, ops
+
+        if getattr(self.adapter, "end2end", False):
+            return self._topk_postprocess(output0, metas, conf, max_det, agnostic)
 
         preds = nms.non_max_suppression(torch.from_numpy(np.asarray(output0, dtype=np.float32)), conf, iou,
                                         agnostic=agnostic, max_det=max_det, nc=self.info.num_classes,
@@ -92,6 +96,21 @@ class TorchRunner(Runner):
                 if metas is not None:
                     boxes = ops.scale_boxes((h, w), boxes, metas[i].orig_shape)
                 out.append(Detections(boxes.numpy(), pred[:, 4].numpy(), pred[:, 5].numpy(), BoxFormat.XYXY))
+        return out
+
+    def _topk_postprocess(self, output0: np.ndarray, metas: Sequence[LetterboxMeta] | None, conf: float,
+                          max_det: int, agnostic: bool) -> list[Detections]:
+        from trtalign.core.preprocess import scale_boxes
+        from trtalign.export.graph_nms import NmsAttributes, decode_raw_output, topk_select
+
+        attrs = NmsAttributes(score_threshold=conf, max_output_boxes=max_det, class_agnostic=int(agnostic))
+        boxes, scores = decode_raw_output(output0, self.info.num_classes, angle=False)
+        out = []
+        for i in range(boxes.shape[0]):
+            b, s, c = topk_select(boxes[i], scores[i], attrs)
+            if metas is not None:
+                b = scale_boxes(b, metas[i], BoxFormat.XYXY)
+            out.append(Detections(b, s, c, BoxFormat.XYXY))
         return out
 
     def predict(self, images: Sequence[np.ndarray], conf: float = 0.25, iou: float = 0.7, max_det: int = 300,

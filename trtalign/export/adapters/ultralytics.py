@@ -22,6 +22,9 @@ from trtalign.export.adapters.registry import register_adapter
 log = get_logger(__name__)
 
 SUPPORTED_TASKS = ("detect", "obb")
+#: heads of end-to-end models: the one-to-many head (NMS node; the default: the same graph tail and quantization
+#: analysis as every other family) or the one-to-one head (NMS-free: ultralytics' top-k selection, no NMS node)
+HEADS = ("one2many", "one2one")
 
 
 def builtin_yaml_name(name: str) -> str:
@@ -83,8 +86,12 @@ class UltralyticsAdapter(ModelAdapter):
     family = "ultralytics"
     suffixes = (".pt", ".yaml", ".yml")
 
-    def __init__(self, path: str | os.PathLike, **options: Any):
+    def __init__(self, path: str | os.PathLike, head: str | None = None, **options: Any):
         path = Path(path)
+        if head not in (None, *HEADS):
+            raise InputError(f"invalid head {head!r}; valid choices: {choices_text(HEADS)}")
+        #: which head of an end-to-end model (YOLOv10, YOLO26) is exported: one2many + NMS (default) or one2one
+        self.head = head or HEADS[0]
         self._builtin: Path | None = None
         if not path.is_file() and path.suffix.lower() in (".yaml", ".yml") and path.parent == Path("."):
             self._builtin = _builtin_yaml(path.name)
@@ -118,9 +125,16 @@ class UltralyticsAdapter(ModelAdapter):
             raise UnsupportedError(f"{self.path.name}: task {task!r} is not supported; valid tasks: "
                                    f"{choices_text(SUPPORTED_TASKS)}")
         head = yolo.model.model[-1]
-        if getattr(head, "end2end", False):
-            raise UnsupportedError(f"{self.path.name}: end-to-end (NMS-free) heads are not supported; export a "
-                                   f"YOLOv5u/v8/11 model with a Detect/OBB head")
+        has_one2one = getattr(head, "one2one_cv2", None) is not None
+        if self.head == "one2one" and not has_one2one:
+            raise InputError(f"{self.path.name}: --head one2one needs an end-to-end model (YOLOv10, YOLO26); this "
+                             f"{type(head).__name__} head has no one-to-one branch")
+        if self.head == "one2one" and task != "detect":
+            raise UnsupportedError(f"{self.path.name}: the NMS-free one-to-one head is supported for detect models, "
+                                   f"this is {task}")
+        if has_one2one and getattr(head, "cv2", None) is None and self.head == "one2many":
+            raise UnsupportedError(f"{self.path.name}: the one-to-many head was removed from this checkpoint (fused "
+                                   f"for end-to-end inference); export it with --head one2one")
         self._yolo = yolo
         return yolo
 
@@ -139,15 +153,27 @@ class UltralyticsAdapter(ModelAdapter):
                                    train_imgsz=train_imgsz)
         return self._info
 
+    @property
+    def end2end(self) -> bool:
+        """True when the one-to-one head is exported (NMS-free top-k selection instead of an NMS node)."""
+        return self.head == "one2one"
+
     def torch_model(self, fuse: bool = True) -> Any:
-        """A fresh float32 eval copy of the ultralytics ``nn.Module`` (BatchNorm fused, as ultralytics predicts)."""
+        """A fresh float32 eval copy of the ultralytics ``nn.Module`` (BatchNorm fused, as ultralytics predicts):
+        images -> ``output0`` ``[B, 4 + C (+1), N]``. An end-to-end model runs the head chosen by ``head``; the
+        one-to-one head's raw output (before ultralytics' top-k) is returned in the same cx, cy, w, h layout."""
         import copy
 
         model = copy.deepcopy(self._load().model).float().eval()
         for p in model.parameters():
             p.requires_grad_(False)
+        det = model.model[-1]
+        if getattr(det, "one2one_cv2", None) is not None:
+            det.end2end = self.end2end
         if fuse and hasattr(model, "fuse"):
             model = model.fuse(verbose=False)
+        if self.end2end:
+            return _one2one_raw(model)
         return model
 
     # ------------------------------------------------------------------ export
@@ -187,6 +213,32 @@ class UltralyticsAdapter(ModelAdapter):
         _set_shape(proto.graph.output[0], [b, self.layout.channels, n])
         self._raw_cache[key] = proto.SerializeToString()
         return proto
+
+
+def _one2one_raw(model: Any) -> Any:
+    """Wrap an end-to-end ultralytics model: images -> the one-to-one head's ``[B, 4 + C, N]`` (cx, cy, w, h,
+    scores), i.e. what ultralytics' ``Detect.postprocess`` (its top-k) receives, with boxes as centre-size."""
+    import types
+
+    import torch
+
+    det = model.model[-1]
+    det.postprocess = types.MethodType(lambda self, preds: preds, det)  # keep [B, N, 4 + C] x1y1x2y2 (no top-k)
+
+    class One2OneRaw(torch.nn.Module):
+        def __init__(self, inner: Any):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: Any) -> Any:
+            y = self.inner(x)
+            y = y[0] if isinstance(y, (list, tuple)) else y
+            xy1, xy2, rest = y[..., 0:2], y[..., 2:4], y[..., 4:]
+            return torch.cat([(xy1 + xy2) * 0.5, xy2 - xy1, rest], dim=-1).transpose(1, 2)
+
+    wrapped = One2OneRaw(model).eval()
+    wrapped.names, wrapped.stride = getattr(model, "names", None), getattr(model, "stride", None)
+    return wrapped
 
 
 def _set_shape(value_info: Any, dims: list) -> None:
