@@ -112,12 +112,14 @@ class _Interrupts:
             return self  # signal handlers can only be set from the main thread (main() called from a worker thread)
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._on_signal)
+        self._previous[signal.SIGALRM] = signal.getsignal(signal.SIGALRM)  # the deferral timer's, restored after
         return self
 
     def uninstall(self) -> None:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        if self._previous:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         self._previous.clear()
 
     @property
