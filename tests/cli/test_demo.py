@@ -36,7 +36,7 @@ def test_demo_writes_report_and_json(demo_out):
 
 def test_demo_bad_input_is_one_line(tmp_path):
     code, _, stderr = run_cli("demo", "--images", "2", "--out", str(tmp_path / "o"))
-    assert code == 2 and stderr.strip().count("\n") == 0 and "--images" in stderr
+    assert code == 2 and stderr.strip().count("\n") == 0 and "--val-images" in stderr  # --images: hidden alias
     f = tmp_path / "file"
     f.write_text("x")
     code, _, stderr = run_cli("demo", "--out", str(f))

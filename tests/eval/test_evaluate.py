@@ -17,7 +17,8 @@ from trtalign.core.errors import ConfigError, InputError
 from trtalign.eval.evaluate import NmsSettings, evaluate, parse_precisions
 
 IMGSZ = 96
-RESULT_KEYS = {"task", "metric", "model", "imgsz", "batch", "reference", "nms", "dataset", "results", "skipped"}
+RESULT_KEYS = {"task", "metric", "model", "imgsz", "batch", "reference", "nms", "dataset", "calibration", "results",
+               "skipped"}
 PRECISION_KEYS = {"precision", "runner", "model", "metrics", "delta_map", "delta_map50", "latency", "detections_file",
                   "notes", "delta_map_ci95", "delta_map50_ci95"}
 ASSETS = Path(__file__).resolve().parents[2] / "trtalign" / "assets" / "models"
@@ -115,8 +116,19 @@ def test_int8_emulation_runs_on_the_qdq_model(setup):
     res = evaluate(onnx_path, root / "data", ["fp32", "int8"], workdir=root / "work_int8", max_images=3)
     assert not res.skipped, res.skipped
     int8 = res.result("ort-int8sim")
-    assert "calibrated on the train split" in int8.notes[0] and Path(int8.model).name.endswith("_int8sim.onnx")
+    assert "calibrated on the train split" in int8.notes[0] and Path(int8.model).name.endswith(".qdq.onnx")
     assert res.reference == "ort-fp32" and int8.metrics.num_images == 3
+    # the JSON says which calibration was applied
+    assert res.to_dict()["calibration"]["method"] == "minmax" and res.to_dict()["calibration"]["num"] == 64
+    # one INT8 definition (issue 13 bug 6): the emulated model is the default plan's Q/DQ ONNX (head output in fp16)
+    import onnx
+
+    from trtalign.export.units import analyze_graph, default_plan, make_plan
+
+    meta = {p.key: p.value for p in onnx.load(int8.model).metadata_props}
+    units = analyze_graph(str(onnx_path)).units
+    assert json.loads(meta["trtalign_quantization"])["plan"] == default_plan(units).units == make_plan(units).units
+    assert "fp16" in default_plan(units).units.values()
 
 
 def test_onnx_model_skips_torch_with_reason(setup):
@@ -160,8 +172,13 @@ def test_cli_eval_end_to_end_and_errors(setup, cli, tmp_path):
     assert out_html.read_text().startswith("<!DOCTYPE html>")
     # bad input: one line on stderr, exit 2, nothing written
     bad_json = tmp_path / "bad.json"
+    # the settings actually applied: an exported ONNX's own NMS attributes (issue 13 bug 4)
+    assert (data["nms"]["iou_threshold"], data["nms"]["max_det"]) == (data["nms"]["onnx"]["iou_threshold"],
+                                                                      data["nms"]["onnx"]["max_output_boxes"])
     for args, message in [(["--precisions", "fp64"], "invalid precision"),
-                          (["--data", str(tmp_path / "missing")], "dataset not found")]:
+                          (["--data", str(tmp_path / "missing")], "dataset not found"),
+                          (["--iou", "0.5"], "NMS baked in, so --iou 0.5 (the file has 0.7) cannot be applied"),
+                          (["--json", str(tmp_path)], "is a folder; give a file name")]:
         argv = ["eval", onnx_path, "--json", str(bad_json)] + (["--data", str(root / "data")] if "--data" not in args
                                                                 else []) + args
         code, out, err = cli(*argv)
@@ -196,7 +213,9 @@ def test_bundled_proxy_model_precisions(task, tmp_path):
 
 
 def test_cli_reads_a_pipeline_config(tmp_path):
-    """CONFIG_OR_MODEL: a pipeline config supplies model, data, precisions and imgsz; a model yaml stays a model."""
+    """CONFIG_OR_MODEL: a pipeline config supplies model, data, precisions, imgsz and the calibration (images, method,
+    count, excluded units: issue 13 bug 4 — the config's calibration.method and num used to be ignored); a model
+    yaml stays a model."""
     import argparse
 
     from trtalign.cli import eval_cmd
@@ -205,13 +224,19 @@ def test_cli_reads_a_pipeline_config(tmp_path):
     eval_cmd.add_arguments(parser)
     cfg = tmp_path / "pipeline.yaml"
     cfg.write_text("model: m.onnx\nimgsz: 320\nprecisions: [fp32, fp16]\ndata: {val: data/val}\n"
-                   "calibration: {images: calib}\n")
-    model, data, precisions, imgsz, calib = eval_cmd._from_config(parser.parse_args([str(cfg)]))
-    assert (model, data, precisions, imgsz, calib) == (str(tmp_path / "m.onnx"), str(tmp_path / "data/val"),
-                                                       "fp32,fp16", 320, str(tmp_path / "calib"))
+                   "calibration: {images: calib, method: percentile, num: 9}\nquantize: {exclude: ['model.2*']}\n")
+    s = eval_cmd._from_config(parser.parse_args([str(cfg)]))
+    assert (s["model"], s["data"], s["precisions"], s["imgsz"]) == (str(tmp_path / "m.onnx"), str(tmp_path / "data/val"),
+                                                                    ["fp32", "fp16"], 320)
+    c = s["calibration"]
+    assert (str(c.images), c.method, c.num, c.exclude) == (str(tmp_path / "calib"), "percentile", 9, ("model.2*",))
     # command-line options win over the config
-    assert eval_cmd._from_config(parser.parse_args([str(cfg), "--data", "x", "--precisions", "int8"]))[1:3] == \
-        ("x", "int8")
+    s = eval_cmd._from_config(parser.parse_args([str(cfg), "--data", "x", "--precision", "int8", "--calib-method",
+                                                 "mse", "--calib-num", "20"]))
+    assert (s["data"], s["precisions"], s["calibration"].method, s["calibration"].num) == ("x", ["int8"], "mse", 20)
+    assert eval_cmd._from_config(parser.parse_args([str(cfg), "--precisions", "int8,fp32"]))["precisions"] == \
+        ["int8", "fp32"]  # the old spelling is a hidden alias
     arch = tmp_path / "yolov8n_custom.yaml"
     arch.write_text("nc: 8\nbackbone: []\nhead: []\n")
-    assert eval_cmd._from_config(parser.parse_args([str(arch), "--data", "d"]))[:2] == (str(arch), "d")
+    s = eval_cmd._from_config(parser.parse_args([str(arch), "--data", "d"]))
+    assert (s["model"], s["data"], s["calibration"].method) == (str(arch), "d", "minmax")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from trtalign.cli.args import check_outputs, with_example
 from trtalign.cli.output import add_json_argument, emit
 
 NAME = "align"
@@ -19,12 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw-tol", type=float, default=1e-3,
                         help="max |diff| of raw tensors relative to their scale (default 1e-3)")
     add_json_argument(parser)
+    with_example(parser, "trtalign align yolov8n.pt yolov8n.onnx --images val_images/ --max-images 8")
 
 
 def run(args: argparse.Namespace) -> int:
     from trtalign.core.errors import InputError
     from trtalign.eval.alignment import Tolerances, align
 
+    check_outputs(args)
     if args.raw_tol <= 0:
         raise InputError(f"--raw-tol must be > 0, got {args.raw_tol}")
     result = align(args.model, args.onnx, args.images, imgsz=args.imgsz, max_images=args.max_images,

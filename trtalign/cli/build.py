@@ -14,6 +14,7 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trtalign.cli.args import add_precision_args, add_trt_args, check_outputs, precisions, with_example
 from trtalign.cli.output import add_json_argument, emit
 from trtalign.core.logging import get_logger
 
@@ -25,10 +26,8 @@ HELP = "build TensorRT engines (fp32 / fp16 / int8) from the ONNX with a build p
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="pipeline config YAML")
-    parser.add_argument("--trt-version", default=None,
-                        help="target TensorRT version (default: config trt.version; 'auto' = the installed one)")
-    parser.add_argument("--precision", action="append", choices=["fp32", "fp16", "int8"], default=None,
-                        help="precision to build (repeatable; default: the config's precisions)")
+    add_trt_args(parser)
+    add_precision_args(parser, ("fp32", "fp16", "int8"), "engines to build (default: the config's precisions)")
     parser.add_argument("--onnx", default=None, help="ONNX to build (default: the config's model when it is .onnx)")
     parser.add_argument("--onnx-fp16", default=None, help="float16-typed ONNX for fp16 (TensorRT 11 / strongly typed)")
     parser.add_argument("--onnx-int8", default=None, help="Q/DQ ONNX for int8 (trt.int8_route: qdq)")
@@ -39,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="build for DLA core N (Jetson Xavier / Orin AGX / NX; fp16 and int8 only, static batch; "
                              "layers DLA cannot run fall back to the GPU); overrides the config's trt.dla_core")
     add_json_argument(parser)
+    with_example(parser, "trtalign build pipeline.yaml --trt-version 10.3 --precision int8 --onnx-int8 model.qdq.onnx",
+                 "trtalign build pipeline.yaml --trt-version 11.4 --plan-only   # no TensorRT needed")
 
 
 def _dla_core(text: str) -> int:
@@ -105,16 +106,19 @@ def run(args: argparse.Namespace) -> int:
     from trtalign.engines.plan import make_build_plan
     from trtalign.engines.versions import TrtVersion, installed_version
 
+    check_outputs(args)
     cfg = load_config(args.config)
     if args.dla_core is not None:
         cfg.trt.dla_core = args.dla_core
-    precisions = args.precision or [p for p in cfg.precisions if p != "torch"]
-    if not precisions:
+    if args.plugins:
+        cfg.trt.plugins = [*cfg.trt.plugins, *args.plugins]
+    wanted = precisions(args) or [p for p in cfg.precisions if p != "torch"]
+    if not wanted:
         raise ConfigError("nothing to build: the config's precisions list only 'torch'; pass --precision")
     target = args.trt_version or cfg.trt.version
     version = installed_version() if target == "auto" else TrtVersion.parse(target)
     plans = []
-    for precision in precisions:
+    for precision in wanted:
         onnx, note = _onnx_for(args, cfg, precision, version)
         if note:
             log.info(note)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
+from trtalign.cli.args import add_calibration_args, check_outputs, with_example
 from trtalign.cli.output import add_json_argument, emit
 
 NAME = "calibrate"
 HELP = "run the FP32 ONNX over calibration images and write per-tensor INT8 ranges (and a TensorRT cache)"
-METHODS = ("minmax", "percentile", "entropy", "mse", "best")
 
 
 @dataclass
@@ -35,11 +35,7 @@ class CalibrateResult:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("onnx", help="the FP32 ONNX (raw or end-to-end; NMS is cut off for calibration)")
-    parser.add_argument("--images", required=True, help="folder of calibration images")
-    parser.add_argument("--num", type=int, default=512, help="use at most N images (default 512; minimum 8)")
-    parser.add_argument("--method", choices=METHODS, default="entropy",
-                        help="amax per tensor: minmax, percentile, entropy (TensorRT's KL, 2048 bins), mse, or best "
-                             "(per tensor the lowest quantization error); default entropy")
+    add_calibration_args(parser, aliases=True, required=True)
     parser.add_argument("--percentile", type=float, default=99.99, help="for --method percentile (default 99.99)")
     parser.add_argument("--out", required=True, help="ranges.json to write")
     parser.add_argument("--imgsz", type=int, default=None, help="input size when the ONNX input is dynamic")
@@ -56,32 +52,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cache header algorithm (default: MinMaxCalibration for minmax, else "
                              "EntropyCalibration2)")
     add_json_argument(parser)
+    with_example(parser, "trtalign calibrate model.onnx --calib calib_images/ --calib-num 512 --out ranges.json "
+                         "--trt-cache calib.cache --trt-version 8.6")
 
 
 def run(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from trtalign.core.errors import ConfigError
+    from trtalign.core.enums import CalibrationMethod
+    from trtalign.core.errors import ConfigError, InputError
     from trtalign.export.calib_cache import ALGORITHM_FOR_METHOD, calibration_cache_text, trt_version_code
-    from trtalign.export.calibrate import collect_statistics
+    from trtalign.export.calibrate import MIN_IMAGES, collect_statistics
     from trtalign.export.ranges import save_ranges
     from trtalign.core.io import atomic_write_text
 
+    check_outputs(args, files=("json", "out", "trt_cache"))
+    method = args.calib_method or CalibrationMethod.default().value
+    num = 512 if args.calib_num is None else args.calib_num
+    if num < MIN_IMAGES:
+        raise InputError(f"--calib-num {num}: calibration needs at least {MIN_IMAGES} images (a range from fewer "
+                         f"images is mostly noise); use --calib-num {MIN_IMAGES} or more")
     if bool(args.trt_cache) != bool(args.trt_version):
         raise ConfigError("--trt-cache and --trt-version go together: the cache header names the TensorRT version "
                           "(e.g. --trt-cache calib.cache --trt-version 8.6.1)")
-    algorithm = args.trt_algorithm or ALGORITHM_FOR_METHOD.get(args.method, "EntropyCalibration2")
+    algorithm = args.trt_algorithm or ALGORITHM_FOR_METHOD.get(method, "EntropyCalibration2")
     if args.trt_version:
         trt_version_code(args.trt_version)  # fail before the long run
     scope = "all" if (args.all_tensors or args.trt_cache) else "qdq"
-    data = collect_statistics(args.onnx, args.images, num=args.num, imgsz=args.imgsz, cache_dir=args.cache_dir,
+    data = collect_statistics(args.onnx, args.calib, num=num, imgsz=args.imgsz, cache_dir=args.cache_dir,
                               scope=scope, on_nonfinite=args.nonfinite)
-    ranges = data.ranges(args.method, args.percentile)
+    ranges = data.ranges(method, args.percentile)
     cache_text = calibration_cache_text(ranges, args.trt_version, algorithm) if args.trt_cache else None
     save_ranges(ranges, args.out)
     if cache_text is not None:
         atomic_write_text(args.trt_cache, cache_text)
-    result = CalibrateResult(ranges=str(args.out), method=args.method, images=len(data.images),
+    result = CalibrateResult(ranges=str(args.out), method=method, images=len(data.images),
                              tensors=len(ranges.tensors),
                              methods_used=dict(Counter(r.method for r in ranges.tensors.values())),
                              trt_cache=args.trt_cache, trt_header=cache_text.splitlines()[0] if cache_text else None)

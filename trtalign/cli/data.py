@@ -27,6 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a generator parameter (see trtalign.data.synth.SynthParams), repeatable")
     add_json_argument(p)
+    p.epilog = "example:\n  trtalign data synth --out synth_ds --task obb --train 200 --val 100 --imgsz 320"
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "example:\n  trtalign data synth --out synth_ds --val 100"
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _overrides(items: list[str]) -> dict:

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from trtalign.cli.args import HIDDEN, check_outputs, with_example
 from trtalign.cli.output import add_json_argument, emit
 
 NAME = "demo"
@@ -27,9 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     parser.add_argument("--task", choices=["detect", "obb"], default="detect",
                         help="which bundled model: detect (axis-aligned) or obb (rotated); default detect")
-    parser.add_argument("--images", type=int, default=None,
+    parser.add_argument("--val-images", dest="images", type=int, default=None, metavar="N",
                         help="validation images to draw (default 200; --quick 32)")
-    parser.add_argument("--calib-images", type=int, default=None, help="calibration images (default 64; --quick 16)")
+    parser.add_argument("--images", dest="images", type=int, default=None, help=HIDDEN)
+    parser.add_argument("--calib-num", dest="calib_images", type=int, default=None, metavar="N",
+                        help="calibration images to draw and use (default 64; --quick 16)")
+    parser.add_argument("--calib-images", dest="calib_images", type=int, default=None, help=HIDDEN)
     parser.add_argument("--budget", type=float, default=0.5,
                         help="fallback budget: allowed mAP50-95 drop vs FP32 in mAP POINTS (default 0.5)")
     parser.add_argument("--seed", type=int, default=20261122, help="seed of the demo images (not the training seed)")
@@ -38,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: TensorRT engines too when TensorRT is importable, else ONNX Runtime emulation")
     parser.add_argument("--no-fallback", action="store_true", help="skip the sensitivity / fallback stage")
     add_json_argument(parser)
+    with_example(parser, "trtalign demo --quick --out demo_out   # re-running into the same folder replaces the "
+                         "earlier run")
 
 
 def _step(msg: str, t0: float) -> None:
@@ -62,13 +68,13 @@ def run(args: argparse.Namespace) -> int:
     n_val = args.images if args.images is not None else (32 if args.quick else 200)
     n_calib = args.calib_images if args.calib_images is not None else (16 if args.quick else 64)
     if n_val < 8:
-        raise InputError(f"--images must be >= 8 (half of them tune the fallback, half confirm it), got {n_val}")
+        raise InputError(f"--val-images must be >= 8 (half of them tune the fallback, half confirm it), got {n_val}")
     if n_calib < 8:
-        raise InputError(f"--calib-images must be >= 8, got {n_calib}")
+        raise InputError(f"--calib-num must be >= 8, got {n_calib}")
     budget = budget_from_points(args.budget)
+    check_outputs(args, folders=("out",))
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder")
+    _clear_earlier_run(out)
     out.mkdir(parents=True, exist_ok=True)
 
     weights = proxy_model_path(args.task)
@@ -162,3 +168,21 @@ def run(args: argparse.Namespace) -> int:
     text = f"wrote {out / 'report.html'} and {out / 'report.json'} in {summary['wall_seconds']} s"
     emit(summary, args, text)
     return 0
+
+
+#: what a demo run writes into --out (all of it is replaced by the next run into the same folder)
+DEMO_OUTPUTS = ("data", "models", "work", "detections", "fallback", "report.html", "report.json")
+
+
+def _clear_earlier_run(out: Path) -> None:
+    """Remove an earlier demo run's outputs from ``out`` so that none of its files survive into this run; a folder
+    with other content and no earlier run is refused (nothing is deleted that the demo did not write)."""
+    from trtalign.core.errors import InputError
+
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    ours = [p for p in out.iterdir() if p.name in DEMO_OUTPUTS or (p.suffix == ".onnx" and p.is_file())]
+    if not (out / "report.json").is_file() and not (out / "work").is_dir():
+        raise InputError(f"--out {out} is not empty and holds no earlier demo run; give a new or empty folder")
+    for p in ours:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()

@@ -14,7 +14,9 @@ import math
 import shutil
 from pathlib import Path
 
+from trtalign.cli.args import check_outputs, with_example
 from trtalign.cli.output import add_json_argument, emit
+from trtalign.core.enums import FallbackTarget, SensitivityMetric, SensitivityMode, values
 
 NAME = "fallback"
 HELP = "find the fewest units to keep in FP16/FP32 so INT8 mAP stays within a budget (prefix search + pruning)"
@@ -25,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=float, default=None, metavar="POINTS",
                         help="allowed mAP50-95 drop vs FP32 in mAP POINTS (0.5 = half a point = 0.005 absolute); "
                              "default: the config's fallback.budget (also in points)")
-    parser.add_argument("--target", choices=("fp16", "fp32"), default=None,
+    parser.add_argument("--target", choices=values(FallbackTarget), default=None,
                         help="precision of the units that fall back (default: the config's fallback.target)")
     parser.add_argument("--max-evals", type=int, default=None,
                         help="cap on full tuning evaluations of the search (default: the config's fallback.max_evals)")
@@ -33,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="use this `trtalign sensitivity --json` output instead of scoring units here")
     parser.add_argument("--latency-aware", action="store_true", default=None,
                         help="rank by sensitivity per unit of cost (conv MACs when no GPU timing exists)")
-    parser.add_argument("--metric", choices=("map", "mse", "cosine", "sqnr", "det"), default=None,
+    parser.add_argument("--metric", choices=values(SensitivityMetric), default=None,
                         help="sensitivity metric when no --ranking is given (default: the config's fallback.metric)")
-    parser.add_argument("--mode", choices=("disable-one", "enable-one"), default=None,
+    parser.add_argument("--mode", choices=values(SensitivityMode), default=None,
                         help="sensitivity mode when no --ranking is given (default: the config's fallback.mode)")
     parser.add_argument("--subset", type=int, default=None, help="tuning images for the sensitivity scores")
     parser.add_argument("--local", action="store_true", help="local one-pass sensitivity (mse / cosine / sqnr)")
@@ -48,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ort: ONNX Runtime INT8 emulation of each plan's Q/DQ ONNX (default); trt: a TensorRT "
                              "INT8 engine per plan (needs TensorRT and a GPU)")
     add_json_argument(parser)
+    with_example(parser, "trtalign fallback pipeline.yaml --budget 0.5 --ranking sens.json --out fallback/")
 
 
 def budget_from_points(points: float) -> float:
@@ -79,9 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if max_evals < 1:
         raise InputError(f"--max-evals must be >= 1, got {max_evals}")
     latency_aware = fb.latency_aware if args.latency_aware is None else args.latency_aware
+    check_outputs(args, folders=("out",))
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a folder")
     ranking_file = Path(args.ranking) if args.ranking else None
     sensitivity = load_sensitivity(ranking_file) if ranking_file else None  # read before any work
     if args.backend == "trt":  # fail before writing anything when TensorRT is missing

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from trtalign.cli.args import add_trt_args, check_outputs, with_example
 from trtalign.cli.output import add_json_argument, emit
 
 NAME = "inspect"
@@ -17,14 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", action="store_true", help="also list every layer with its precision and tactic")
     parser.add_argument("--live", action="store_true",
                         help="deserialize the engine with the installed TensorRT and inspect it (needs a GPU)")
-    parser.add_argument("--plugins", action="append", default=[], help="plugin library to load first (repeatable)")
+    add_trt_args(parser, version=False)
     add_json_argument(parser)
+    with_example(parser, "trtalign inspect out/model.int8.engine --layers")
 
 
 def run(args: argparse.Namespace) -> int:
     from trtalign.engines.cache import read_sidecar
     from trtalign.engines.inspector import check_inspectable, summarize_engine_information
 
+    check_outputs(args)
     path = Path(args.engine)
     check_inspectable(path, args.live)  # a missing file, an ONNX, a text file, an engine with nothing to read: errors
     result: dict = {"engine": str(path)}

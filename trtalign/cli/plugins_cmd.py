@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_json_argument(b)
     i = sub.add_parser("info", help="show the sources, compilers and CUDA architectures a build would use")
     add_json_argument(i)
+    for p, example in ((parser, "trtalign plugins build --cuda-arch 87 --out plugins/"),
+                       (b, "trtalign plugins build --cuda-arch 87 --out plugins/"), (i, "trtalign plugins info")):
+        p.epilog = f"example:\n  {example}"
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _info() -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
+from trtalign.cli.args import check_outputs, with_example
 from trtalign.cli.output import add_json_argument, emit
 
 NAME = "quantize"
@@ -51,7 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="the Q/DQ ONNX to write")
     parser.add_argument("--save-plan", default=None, metavar="FILE", help="write the plan used to FILE")
     parser.add_argument("--list-units", action="store_true", help="print every unit with its MACs and precision")
+    parser.add_argument("--allow-other-model", action="store_true",
+                        help="accept ranges calibrated on another file (e.g. a re-export of the same network): "
+                             "without it, ranges whose recorded model sha256 differs are an error")
     add_json_argument(parser)
+    with_example(parser, "trtalign quantize model.onnx --ranges ranges.json --out model.qdq.onnx --save-plan plan.json")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--naive ignores plans: drop --plan/--exclude, or drop --naive")
     if not args.list_units and not (args.out and args.ranges):
         raise ConfigError("quantize needs --ranges and --out (or --list-units to only list the units)")
+    check_outputs(args, files=("json", "out", "save_plan"))
+    ranges = load_ranges(args.ranges) if args.ranges else None  # a bad file fails before any work
     model = load_model(args.onnx)
     units = analyze_graph(model).units
     sha = sha256_file(args.onnx)
@@ -78,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     result = QuantizeResult(units=[u.to_dict() for u in units], plan=dict(plan.units),
                             int8_mac_fraction=int8_mac_fraction(units, plan), excluded=excluded)
     if args.out:
-        ranges = load_ranges(args.ranges)
+        _check_same_model(ranges, args.onnx, sha, args.allow_other_model)
         out, qdq = insert_qdq(model, ranges, None if args.naive else plan, "naive" if args.naive else "trt")
         data = out.SerializeToString()
         if args.save_plan and not args.naive:
@@ -91,3 +98,19 @@ def run(args: argparse.Namespace) -> int:
         save_plan(plan, args.save_plan)
     emit(result, args, result.summary(args.list_units))
     return 0
+
+
+def _check_same_model(ranges, onnx: str, sha: str, allow: bool) -> None:
+    """Ranges record the sha256 of the ONNX they were calibrated on: another file is an error unless allowed (two
+    networks with the same layer names, e.g. the detect and OBB proxies, would otherwise quantize silently)."""
+    from trtalign.core.errors import InputError
+    from trtalign.core.logging import get_logger
+
+    if not ranges.model_sha256 or ranges.model_sha256 == sha:
+        return
+    text = (f"the ranges were calibrated on {ranges.model_file or 'another model'} (sha256 {ranges.model_sha256[:12]}), "
+            f"not on {onnx} (sha256 {sha[:12]})")
+    if not allow:
+        raise InputError(f"{text}; run `trtalign calibrate {onnx}`, or pass --allow-other-model if this file is a "
+                         f"re-export of the same network")
+    get_logger(__name__).warning("%s; using them (--allow-other-model)", text)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import argparse
 
+from trtalign.cli.args import check_outputs, with_example
 from trtalign.cli.output import add_json_argument, emit
+from trtalign.core.enums import FallbackTarget, SensitivityMetric, SensitivityMode, values
 
 NAME = "sensitivity"
 HELP = "score how much quantizing each INT8 unit hurts (mAP, output MSE / cosine / SQNR, detection-aware)"
-METRICS = ("map", "mse", "cosine", "sqnr", "det", "scorebox")
-MODES = ("disable-one", "enable-one")
+METRICS = values(SensitivityMetric)
+MODES = values(SensitivityMode)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--local", action="store_true",
                         help="mse / cosine / sqnr of each unit's own output from ONE FP32 pass (fake-quantized "
                              "input and weights); cheapest, ignores error propagation")
-    parser.add_argument("--target", choices=("fp16", "fp32"), default=None,
+    parser.add_argument("--target", choices=values(FallbackTarget), default=None,
                         help="precision a restored unit runs in (default: the config's fallback.target)")
     parser.add_argument("--hard", type=int, default=8, help="images used by --metric det (default 8)")
     parser.add_argument("--workdir", default=None, help="cache folder (default: <outputs.dir>/tuning)")
@@ -37,12 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ort: ONNX Runtime INT8 emulation of each plan's Q/DQ ONNX (default); trt: a TensorRT "
                              "INT8 engine per plan (needs TensorRT and a GPU)")
     add_json_argument(parser)
+    with_example(parser, "trtalign sensitivity pipeline.yaml --metric sqnr --local --subset 32 --json sens.json")
 
 
 def run(args: argparse.Namespace) -> int:
     from trtalign.core.config import load_config
     from trtalign.tune.tuning import session_from_config
 
+    check_outputs(args)
     cfg = load_config(args.config)
     fb = cfg.fallback
     session = session_from_config(cfg, args.workdir, backend=args.backend)

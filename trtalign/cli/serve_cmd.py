@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jsonl", default=None, help="video mode: JSON lines file, one object per frame")
     parser.add_argument("--max-frames", type=int, default=None, help="video mode: stop after N frames")
     add_json_argument(parser)
+    parser.epilog = "example:\n  trtalign serve out/model.int8.engine --onnx model.onnx --port 8000 --max-batch 8"
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _output_filter(args: argparse.Namespace):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from trtalign.cli.args import check_outputs, with_example
 from trtalign.cli.output import add_json_argument, emit
 
 NAME = "triton-export"
@@ -24,10 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="plugin library to ship (libtrtalign_plugins.so from `trtalign plugins build`)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model folder of that name")
     add_json_argument(parser)
+    with_example(parser, "trtalign triton-export out/model.int8.engine --repo triton_repo --max-batch 8")
 
 
 def run(args: argparse.Namespace) -> int:
     from trtalign.serve.triton import export_triton_repository
+
+    check_outputs(args)
 
     result = export_triton_repository(args.model, args.repo, name=args.name, max_batch=args.max_batch,
                                       onnx=args.onnx, plugin=args.plugin, max_queue_delay_us=args.max_queue_delay_us,

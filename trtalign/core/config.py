@@ -207,8 +207,9 @@ class PipelineConfig(_Model):
         return v
 
     def resolve_paths(self, base: Path) -> "PipelineConfig":
-        """Return a copy with every relative Path resolved against ``base``."""
-        data = self.model_dump()
+        """Return a copy with every relative Path resolved against ``base`` (the fields set stay the only ones set:
+        "imgsz not given" means the model's own size)."""
+        data = self.model_dump(exclude_unset=True)
 
         def fix(obj: Any) -> Any:
             if isinstance(obj, dict):

@@ -174,6 +174,7 @@ class EvalResult:
     results: list = field(default_factory=list)
     skipped: dict = field(default_factory=dict)
     reference: Optional[str] = None
+    calibration: dict = field(default_factory=dict)  # the INT8 calibration settings applied ({} without int8)
 
     def __bool__(self) -> bool:
         return bool(self.results)
@@ -191,7 +192,12 @@ class EvalResult:
         if not self.results:
             return
         names = [r.runner for r in self.results]
-        ref = reference or ("torch" if "torch" in names else names[0])
+        # the reference is the float model: torch, else FP32; with neither there is no delta (an INT8 runner
+        # measured against itself would print +0.0000)
+        ref = reference or next((n for n in ("torch", "ort-fp32", "trt-fp32") if n in names), None)
+        if ref is None:
+            self.reference = None
+            return
         base = self.result(ref).metrics
         self.reference = ref
         for r in self.results:
@@ -211,11 +217,13 @@ class EvalResult:
     def to_dict(self) -> dict:
         return {"task": self.task, "metric": self.metric, "model": self.model, "imgsz": list(self.imgsz),
                 "batch": self.batch, "reference": self.reference, "nms": self.nms, "dataset": self.dataset,
-                "results": [r.to_dict() for r in self.results], "skipped": dict(self.skipped)}
+                "calibration": dict(self.calibration), "results": [r.to_dict() for r in self.results],
+                "skipped": dict(self.skipped)}
 
     def summary(self) -> str:
         lines = [f"{self.metric} on {self.dataset.get('images')} images ({self.dataset.get('root')}), "
-                 f"imgsz {self.imgsz[0]}x{self.imgsz[1]}, reference {self.reference}",
+                 f"imgsz {self.imgsz[0]}x{self.imgsz[1]}, reference "
+                 f"{self.reference or 'none (no torch or fp32 run: no deltas)'}",
                  f"{'runner':<14}{'mAP50-95':>10}{'mAP50':>9}{'delta':>9}{'ms/img':>9}  delta 95% CI"]
         for r in self.results:
             d = "" if r.delta_map is None else f"{r.delta_map:+.4f}"
@@ -396,7 +404,7 @@ class ModelSource:
 
 
 def prepare_model(model: str | os.PathLike, workdir: Path, imgsz: int | None, batch: int, nms: NmsSettings,
-                  onnx: Any = None) -> ModelSource:
+                  onnx: Any = None, task: str = "auto") -> ModelSource:
     """``model`` -> :class:`ModelSource` through :class:`trtalign.export.loaders.OnnxFromModel` (``onnx``: a
     loader or path of the model's ONNX, to share one export)."""
     from trtalign.export.loaders import OnnxFromModel, resolve
@@ -405,7 +413,7 @@ def prepare_model(model: str | os.PathLike, workdir: Path, imgsz: int | None, ba
     path = Path(model)
     is_onnx = path.suffix.lower() == ".onnx"
     if onnx is None:
-        onnx = OnnxFromModel(path, workdir, imgsz=imgsz, batch=batch, nms=nms.export_kwargs())
+        onnx = OnnxFromModel(path, workdir, imgsz=imgsz, batch=batch, nms=nms.export_kwargs(), task=task)
     onnx_path = resolve(onnx)
     meta = read_metadata(str(onnx_path)) or {}
     if not meta.get("names") or not meta.get("imgsz") or not meta.get("nms"):
@@ -506,7 +514,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
              nms: NmsSettings | None = None, coco_backend: str = "auto",
              calibration: CalibrationSettings | None = None,
              split: str = "val", data_format: str = "auto", onnx: Any = None, ranges: Any = None,
-             plugins: Sequence[str] = ()) -> EvalResult:
+             plugins: Sequence[str] = (), task: str = "auto") -> EvalResult:
     """Evaluate ``model`` on ``data`` at each precision.
 
     Args:
@@ -519,7 +527,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
         nms: evaluation NMS (:class:`NmsSettings`); on an exported ONNX only its own settings can apply.
         calibration: :class:`CalibrationSettings` of the INT8 runner (the INT8 plan is export.units.default_plan).
         onnx / ranges: loaders (or values) to share the export / calibration with other steps
-            (``trtalign.export.loaders``). plugins: TensorRT plugin libraries.
+            (``trtalign.export.loaders``). plugins: TensorRT plugin libraries. task: ``auto`` or the task the model
+            must have (config ``task``).
 
     Returns:
         :class:`EvalResult`. A precision that cannot run here (no TensorRT, torch for an ONNX model, ...) is listed
@@ -547,7 +556,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        src = prepare_model(model, workdir, imgsz, batch, nms, onnx)
+        src = prepare_model(model, workdir, imgsz, batch, nms, onnx, task)
         nms = nms.applied_to(src.nms, exported_here=src.torch_ok or getattr(src.onnx, "exported", False))
         dataset = data if isinstance(data, Dataset) else load_dataset(data, split=split, fmt=data_format,
                                                                       task=src.task)
@@ -558,6 +567,10 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
         result = EvalResult(src.task, "rotated" if dataset.rotated else "coco-bbox", str(src.path), list(src.imgsz),
                             batch, dataset.summary(), {**nms.to_dict(), "onnx": src.nms})
         recipe = _Recipe(src, workdir, dataset, calibration, batch, ranges, plugins)
+        if "int8" in precisions:
+            result.calibration = {**calibration.to_dict(), "images": str(getattr(recipe.ranges, "images", "")) or None,
+                                  "method": getattr(recipe.ranges, "method", calibration.method),
+                                  "num": getattr(recipe.ranges, "num", calibration.num)}
         for precision in precisions:
             label = RunnerName.for_precision(precision, backend).value
             try:

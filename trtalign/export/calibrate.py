@@ -32,6 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
+from trtalign.core.enums import CalibrationMethod, values
 from trtalign.core.errors import ConfigError, InputError, ModelError, choices_text
 from trtalign.core.io import atomic_write_bytes, sha256_bytes
 from trtalign.core.logging import get_logger, progress
@@ -40,7 +41,7 @@ from trtalign.export.units import calibration_tensors, export_like, load_model
 
 log = get_logger(__name__)
 
-METHODS = ("minmax", "percentile", "entropy", "mse", "best")
+METHODS = values(CalibrationMethod)  # the default is CalibrationMethod.default() (minmax)
 NUM_BINS = 2048
 MIN_IMAGES = 8
 CACHE_VERSION = 1
@@ -408,9 +409,30 @@ def collect_statistics(model_path: str | os.PathLike, images: str | os.PathLike,
     return data
 
 
-def calibrate(model_path: str | os.PathLike, images: str | os.PathLike, method: str = "entropy", num: int = 512,
-              percentile: float = 99.99, **kwargs) -> Ranges:
-    """Collect statistics (or load them from the cache) and compute ranges with ``method``."""
+def calibrate(model_path: str | os.PathLike, images: str | os.PathLike,
+              method: str = CalibrationMethod.default().value, num: int = 512, percentile: float = 99.99,
+              **kwargs) -> Ranges:
+    """Collect activation statistics of the FP32 ONNX over ``images`` (or load them from the cache) and compute the
+    ranges with ``method``.
+
+    Args:
+        model_path: the FP32 ONNX (NMS is cut off for the observation model).
+        images: folder of calibration images (letterboxed like inference).
+        method: a :class:`trtalign.core.enums.CalibrationMethod` value; default minmax.
+        num: images used at most (at least ``MIN_IMAGES`` readable ones are needed). percentile: for ``percentile``.
+        **kwargs: passed to :func:`collect_statistics` (``imgsz``, ``cache_dir``, ``scope``, ``on_nonfinite``).
+
+    Returns:
+        :class:`trtalign.export.ranges.Ranges` (amax per tensor; int8 scale = amax / 127).
+
+    Raises:
+        ConfigError (unknown method), InputError (too few readable images), ModelError (non-finite activations).
+
+    Example::
+
+        ranges = calibrate("model.onnx", "calib/", num=256)
+        save_ranges(ranges, "ranges.json")
+    """
     if method not in METHODS:
         raise ConfigError(f"invalid calibration method {method!r}; valid choices: {choices_text(METHODS)}")
     return collect_statistics(model_path, images, num=num, **kwargs).ranges(method, percentile)
