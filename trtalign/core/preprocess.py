@@ -28,23 +28,43 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 PAD_VALUE = 114
 
 
+#: pre-processing recipes: ``ultralytics`` (the default, its LetterBox; see the module docstring) or ``yolov5``
+#: (YOLOv5's val.py data path for a fixed-size model, see :func:`letterbox_image`)
+PREPROCESS_MODES = ("ultralytics", "yolov5")
+
+
 @dataclass(frozen=True)
 class LetterboxMeta:
-    """How one image was letterboxed: shapes are (height, width); ``pad`` is (left, top) in input pixels."""
+    """How one image was letterboxed: shapes are (height, width); ``pad`` is (left, top) in input pixels.
+
+    ``scale``: how boxes go back to the original image when it is not ultralytics' per-axis recomputation:
+    ``((gain_y, gain_x), (pad_x, pad_y))`` with float pads (YOLOv5's ``scale_boxes(..., ratio_pad)``).
+    """
 
     orig_shape: tuple
     input_shape: tuple
     resized_shape: tuple
     pad: tuple
+    scale: tuple | None = None
 
     @property
     def gain(self) -> tuple:
         """(gain_y, gain_x): resized / original, per axis (as ultralytics' scale_boxes recomputes it)."""
+        if self.scale is not None:
+            return tuple(self.scale[0])
         return (self.resized_shape[0] / self.orig_shape[0], self.resized_shape[1] / self.orig_shape[1])
 
+    @property
+    def box_pad(self) -> tuple:
+        """(pad_x, pad_y) subtracted from boxes by :func:`scale_boxes`."""
+        return tuple(self.scale[1]) if self.scale is not None else tuple(self.pad)
+
     def to_dict(self) -> dict:
-        return {"orig_shape": list(self.orig_shape), "input_shape": list(self.input_shape),
-                "resized_shape": list(self.resized_shape), "pad": list(self.pad)}
+        out = {"orig_shape": list(self.orig_shape), "input_shape": list(self.input_shape),
+               "resized_shape": list(self.resized_shape), "pad": list(self.pad)}
+        if self.scale is not None:
+            out["scale"] = [list(self.scale[0]), list(self.scale[1])]
+        return out
 
 
 def as_hw(shape: int | Sequence[int]) -> tuple[int, int]:
@@ -59,17 +79,32 @@ def as_hw(shape: int | Sequence[int]) -> tuple[int, int]:
     return values
 
 
+def check_mode(mode: str) -> str:
+    if mode not in PREPROCESS_MODES:
+        raise InputError(f"invalid pre-processing {mode!r}; valid choices: {', '.join(map(repr, PREPROCESS_MODES))}")
+    return mode
+
+
 def letterbox_image(image: np.ndarray, new_shape: int | Sequence[int], pad_value: int = PAD_VALUE,
-                    scaleup: bool = True) -> tuple[np.ndarray, LetterboxMeta]:
-    """Resize ``image`` (HWC uint8) keeping its aspect ratio and pad it to ``new_shape``; returns (HWC image, meta)."""
+                    scaleup: bool = True, mode: str = "ultralytics") -> tuple[np.ndarray, LetterboxMeta]:
+    """Resize ``image`` (HWC uint8) keeping its aspect ratio and pad it to ``new_shape``; returns (HWC image, meta).
+
+    ``mode="yolov5"`` reproduces YOLOv5's val.py for a fixed-size (exported) model: ``load_image`` resizes so that the
+    long side is ``max(new_shape)`` (sizes ``ceil(w0 * r) x ceil(h0 * r)``; ``cv2.INTER_AREA`` when shrinking,
+    ``INTER_LINEAR`` when enlarging), then ``letterbox(auto=False, scaleup=False)`` pads to ``new_shape``; boxes go
+    back with YOLOv5's single gain ``h / h0`` and unrounded pads (``meta.scale``).
+    """
     import cv2
 
+    check_mode(mode)
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
         raise InputError(f"expected an HxW or HxWxC image array, got {getattr(image, 'shape', type(image).__name__)}")
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     h0, w0 = image.shape[:2]
     new_h, new_w = as_hw(new_shape)
+    if mode == "yolov5":
+        return _letterbox_yolov5(image, (new_h, new_w), pad_value)
     r = min(new_h / h0, new_w / w0)
     if not scaleup:
         r = min(r, 1.0)
@@ -84,10 +119,37 @@ def letterbox_image(image: np.ndarray, new_shape: int | Sequence[int], pad_value
     return image, meta
 
 
+def _letterbox_yolov5(image: np.ndarray, new_hw: tuple, pad_value: int) -> tuple[np.ndarray, LetterboxMeta]:
+    import math
+
+    import cv2
+
+    h0, w0 = image.shape[:2]
+    new_h, new_w = new_hw
+    r = max(new_h, new_w) / max(h0, w0)  # load_image: img_size / max(h0, w0)
+    if r != 1:
+        interp = cv2.INTER_LINEAR if r > 1 else cv2.INTER_AREA
+        image = cv2.resize(image, (math.ceil(w0 * r), math.ceil(h0 * r)), interpolation=interp)
+    h1, w1 = image.shape[:2]
+    r2 = min(new_h / h1, new_w / w1, 1.0)  # letterbox(scaleup=False)
+    unpad_w, unpad_h = int(round(w1 * r2)), int(round(h1 * r2))
+    dw, dh = (new_w - unpad_w) / 2, (new_h - unpad_h) / 2
+    if (w1, h1) != (unpad_w, unpad_h):
+        image = cv2.resize(image, (unpad_w, unpad_h), interpolation=cv2.INTER_LINEAR)
+    top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
+    left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
+    image = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+    # YOLOv5's __getitem__: shapes = (h0, w0), ((h1 / h0 * r2, w1 / w0 * r2), (dw, dh)); scale_boxes uses gain[0]
+    gain = h1 / h0 * r2
+    meta = LetterboxMeta((h0, w0), (new_h, new_w), (unpad_h, unpad_w), (left, top), scale=((gain, gain), (dw, dh)))
+    return image, meta
+
+
 def letterbox(image: np.ndarray, new_shape: int | Sequence[int], bgr: bool = True,
-              pad_value: int = PAD_VALUE) -> tuple[np.ndarray, LetterboxMeta]:
-    """One image -> (``[1, 3, H, W]`` float32 RGB tensor in [0, 1], meta). ``bgr``: the image is OpenCV BGR."""
-    padded, meta = letterbox_image(image, new_shape, pad_value=pad_value)
+              pad_value: int = PAD_VALUE, mode: str = "ultralytics") -> tuple[np.ndarray, LetterboxMeta]:
+    """One image -> (``[1, 3, H, W]`` float32 RGB tensor in [0, 1], meta). ``bgr``: the image is OpenCV BGR.
+    ``mode``: one of :data:`PREPROCESS_MODES`."""
+    padded, meta = letterbox_image(image, new_shape, pad_value=pad_value, mode=mode)
     if padded.ndim == 3 and padded.shape[2] == 4:
         padded = padded[..., :3]
     chw = padded.transpose(2, 0, 1)
@@ -98,11 +160,11 @@ def letterbox(image: np.ndarray, new_shape: int | Sequence[int], bgr: bool = Tru
 
 
 def letterbox_batch(images: Sequence[np.ndarray], new_shape: int | Sequence[int],
-                    bgr: bool = True) -> tuple[np.ndarray, list[LetterboxMeta]]:
+                    bgr: bool = True, mode: str = "ultralytics") -> tuple[np.ndarray, list[LetterboxMeta]]:
     """Several images -> (``[B, 3, H, W]`` tensor, metas)."""
     if not images:
         raise InputError("letterbox_batch needs at least one image")
-    parts = [letterbox(im, new_shape, bgr=bgr) for im in images]
+    parts = [letterbox(im, new_shape, bgr=bgr, mode=mode) for im in images]
     return np.concatenate([p[0] for p in parts], axis=0), [p[1] for p in parts]
 
 
@@ -120,7 +182,7 @@ def scale_boxes(boxes: np.ndarray, meta: LetterboxMeta, box_format: BoxFormat | 
     if out.ndim != 2 or out.shape[1] != width:
         raise InputError(f"scale_boxes: {fmt} boxes must be [N, {width}], got shape {out.shape}")
     gain_y, gain_x = meta.gain
-    pad_x, pad_y = meta.pad
+    pad_x, pad_y = meta.box_pad
     out[:, 0] -= pad_x
     out[:, 1] -= pad_y
     if fmt is BoxFormat.XYXY:
