@@ -176,13 +176,15 @@ def test_tensorrt_engines_rank_the_outlier_unit_first(setup, tmp_path):
 
 
 def test_gated_model_runs_any_plan_like_its_own_qdq_model(setup):
-    """One gated session reproduces the per-plan Q/DQ models (insert_qdq) for mixed plans, tie group included."""
+    """One gated session reproduces the per-plan Q/DQ models (insert_qdq) for mixed plans, tie group included (the
+    gated model runs the float units in FP32: it is compared with the per-plan models without FP16 emulation)."""
     from trtalign.runtime.plan_runners import GatedQdqModel
     from trtalign.tune.sensitivity import run_outputs
 
     gated = GatedQdqModel(setup["onnx"], setup["ranges"])
     names = gated.unit_names
-    raw = QdqPlanModels(setup["onnx"], setup["ranges"], setup["data"].parent / "raw_plans", only=("output0",))
+    raw = QdqPlanModels(setup["onnx"], setup["ranges"], setup["data"].parent / "raw_plans", only=("output0",),
+                        fp16sim=False)
     inputs = setup["inputs"][:3]
     for fallback in ([], names, [SENSITIVE], ["model.concat", "model.head"], ["model.0.conv", "model.conv2a"]):
         plan = make_plan(names, fallback)
@@ -241,3 +243,41 @@ def test_scorebox_sees_silenced_scores_that_whole_tensor_sqnr_misses():
     shifted[0, 0] += 0.1 * ref[0, 2]  # every box moved by a tenth of its width
     score, box = scorebox_error([ref[0]], [shifted[0]], nc, rotated=False)
     assert score == 0.0 and box == pytest.approx(0.01 / 4, rel=1e-5)
+
+
+def test_fp16_units_run_with_fp16_numerics_and_int8_scales_stay_fp32(setup, tmp_path):
+    """A plan's "fp16" units run in FP16 in the emulation (fp16sim outside the Q/DQ paths), not in FP32."""
+    import onnx
+    from onnx import numpy_helper
+
+    from trtalign.export.fp16sim import fp16sim_model
+    from trtalign.runtime.ort_runner import OrtRunner
+
+    names = setup["models"].unit_names
+    emu = QdqPlanModels(setup["onnx"], setup["ranges"], tmp_path / "emu")
+    plain = QdqPlanModels(setup["onnx"], setup["ranges"], tmp_path / "plain", fp16sim=False)
+    mixed = make_plan(names, [SENSITIVE], "fp16")
+    m_emu, m_plain = onnx.load(str(emu.path_for(mixed))), onnx.load(str(plain.path_for(mixed)))
+    assert any(n.op_type == "Cast" for n in m_emu.graph.node) and not any(n.op_type == "Cast"
+                                                                          for n in m_plain.graph.node)
+
+    def scales(m):
+        inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+        return {n.input[1]: inits[n.input[1]].tolist() for n in m.graph.node
+                if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[1] in inits}
+
+    assert scales(m_emu) == scales(m_plain) and scales(m_emu)  # INT8 scales untouched
+    x = setup["inputs"][0]
+    with OrtRunner(emu.path_for(mixed)) as a, OrtRunner(plain.path_for(mixed)) as b:
+        ya, yb = a.infer({"images": x})["output0"], b.infer({"images": x})["output0"]
+    assert not np.array_equal(ya, yb) and np.abs(ya - yb).max() <= 2e-2 * np.abs(yb).max()
+    # every unit in fp16: no Q/DQ left, and the emulation is exactly the FP16 emulation of the FP32 model
+    every = make_plan(names, names, "fp16")
+    from trtalign.export.graph_nms import expose_outputs
+
+    ref = expose_outputs(fp16sim_model(onnx.load(str(setup["onnx"])))[0], ["output0"])
+    with OrtRunner(emu.path_for(every)) as a, OrtRunner(ref) as b:
+        np.testing.assert_array_equal(a.infer({"images": x})["output0"], b.infer({"images": x})["output0"])
+    # a plan without fp16 units is the plain Q/DQ model
+    all_int8 = make_plan(names, [], "fp16")
+    assert emu.path_for(all_int8).name == plain.path_for(all_int8).name

@@ -10,6 +10,10 @@ What TensorRT does in FP16 mode, and what this transform reproduces in a graph t
 - decode and NMS stay in FP32: the network part is every node upstream of the raw head tensor ``output0`` (the
   boundary, from the export contract in docs/ARCHITECTURE.md); nodes downstream of it are not touched.
 
+In a Q/DQ model (a plan with some units INT8 and the rest FP16, ``runtime.plan_runners``) the QuantizeLinear /
+DequantizeLinear nodes and their constants are left alone: INT8 scales stay FP32 as in TensorRT, and the INT8 path
+is exact integers anyway; everything else computes in float16, as an engine built with INT8 + FP16 runs it.
+
 ONNX Runtime does not fold these Cast pairs (a test runs the emulated model and compares with numpy float16
 rounding). Graph edits go through onnx-graphsurgeon.
 """
@@ -49,6 +53,9 @@ class Fp16SimInfo:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
 def round_to_fp16(values: np.ndarray) -> np.ndarray:
@@ -131,6 +138,8 @@ def fp16sim_model(model: Any, boundary: str | None = DECODE_BOUNDARY) -> tuple[A
     # weights: float32 constants read by network nodes
     done: set[str] = set()
     for node in network:
+        if node.op in QDQ_OPS:  # INT8 scales stay FP32 (TensorRT keeps them so), and so do weights before their Q
+            continue
         for inp in node.inputs:
             if isinstance(inp, gs.Constant) and inp.name not in done and _is_float32(inp):
                 done.add(inp.name)

@@ -34,10 +34,13 @@ class QdqPlanModels:
 
     ``expose`` names intermediate tensors (the raw head ``output0``) that the Q/DQ model also outputs; ``only``
     instead cuts the model down to those outputs (e.g. ``("output0",)``: no decode, no NMS, for output metrics).
+    ``fp16sim``: a plan with units in ``fp16`` runs with FP16 numerics outside the INT8 Q/DQ paths
+    (:func:`trtalign.export.fp16sim.fp16sim_model`), so its figures are those of the INT8 + FP16 engine; without
+    it the units a plan puts in FP16 run in FP32.
     """
 
     def __init__(self, model: Any, ranges: Any, cache_dir: str | os.PathLike, expose: Sequence[str] = (RAW_OUTPUT,),
-                 only: Sequence[str] | None = None):
+                 only: Sequence[str] | None = None, fp16sim: bool = True):
         from trtalign.export.units import analyze_graph, load_model
 
         self.model = load_model(model)
@@ -48,6 +51,7 @@ class QdqPlanModels:
         self.cache_dir = Path(cache_dir)
         self.expose = list(expose)
         self.only = list(only) if only else None
+        self.fp16sim = fp16sim
         ranges_text = json.dumps(ranges.to_dict()["tensors"], sort_keys=True)
         self._salt = sha256_bytes(self.model.SerializeToString() + ranges_text.encode())[:16]
         self.built = 0  # Q/DQ models written by this object (cache misses)
@@ -59,10 +63,15 @@ class QdqPlanModels:
         from trtalign.export.graph_nms import expose_outputs
         from trtalign.export.qdq import insert_qdq
 
-        tag = "-raw" if self.only else ""
+        fp16 = self.fp16sim and any(p == "fp16" for p in plan.units.values())
+        tag = ("-raw" if self.only else "") + ("-fp16sim" if fp16 else "")
         path = self.cache_dir / f"qdq-{self._salt}-{plan_key(plan.units)}{tag}.onnx"
         if not path.is_file():
             out, _ = insert_qdq(self.model, self.ranges, plan)
+            if fp16:
+                from trtalign.export.fp16sim import fp16sim_model
+
+                out, _ = fp16sim_model(out)
             if self.only:
                 out = keep_outputs(out, self.only)
             elif self.expose:
@@ -78,7 +87,8 @@ class QdqPlanModels:
 
 
 class GatedQdqModel:
-    """One ONNX Runtime session that runs the Q/DQ emulation of ANY plan (see the module doc)."""
+    """One ONNX Runtime session that runs the Q/DQ emulation of ANY plan (see the module doc). The units a plan
+    keeps in float run in FP32 here (no FP16 emulation): use it to rank, and :class:`QdqPlanModels` to measure."""
 
     def __init__(self, model: Any, ranges: Any, analysis: Any = None, only: Sequence[str] = (RAW_OUTPUT,)):
         from trtalign.export.units import analyze_graph, load_model
