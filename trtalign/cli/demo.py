@@ -152,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
         _step(f"fallback: {len(fb.fallback_units)} of {len(session.unit_names)} units in fp16, INT8 MAC fraction "
               f"{fb.int8_mac_fraction if fb.int8_mac_fraction is None else round(fb.int8_mac_fraction, 3)}, "
               f"val mAP50-95 fp32 {fb.fp32_map_val:.4f} / int8 {fb.int8_map_val:.4f} / final {fb.final_map_val:.4f} "
-              f"({fb.status})", t0)
+              f"({fb.status})" + ("" if not fb.final_delta_val else f", val drop {-fb.final_delta_val[0]:.4f} (95% "
+                                  f"interval {-fb.final_delta_val[2]:.4f} .. {-fb.final_delta_val[1]:.4f})"), t0)
         if fb.val_warning():
             _step(fb.val_warning(), t0)
 
