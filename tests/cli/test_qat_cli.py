@@ -36,7 +36,7 @@ def synth(tmp_path_factory):
     from trtalign.data.synth import SynthParams, generate_dataset
 
     root = tmp_path_factory.mktemp("qat_cli_data")
-    generate_dataset(root, SynthParams(imgsz=IMGSZ), train=2, val=1, seed=3, show_progress=False)
+    generate_dataset(root, SynthParams(imgsz=IMGSZ), train=8, val=2, seed=3, show_progress=False)
     return root
 
 
@@ -81,3 +81,34 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, yolo_checkpoint, syn
     rc, _, err = _main(capsys, "qat", str(cfg), "--out", str(tmp_path / "out"))
     _one_line_error(rc, err, fragment)
     assert not (tmp_path / "out" / "model.qat.qdq.onnx").exists()
+
+
+@pytest.mark.slow  # one epoch + five evaluations: ~30 s of CPU
+def test_qat_end_to_end_writes_a_buildable_qdq_onnx_and_report(capsys, tmp_path, synth):
+    import json
+
+    import onnx
+
+    from trtalign.export.metadata import read_metadata
+
+    from trtalign.data.synth.proxy_models import proxy_model_path
+
+    # the bundled detect proxy (yolov8n trained on generated shapes, the synth class names), run at 64 px
+    cfg = _config(tmp_path / "qat.yaml", proxy_model_path("detect"), synth, epochs=1, batch=2)
+    out = tmp_path / "out"
+    rc, stdout, err = _main(capsys, "qat", str(cfg), "--out", str(out), "--json", str(tmp_path / "qat.json"))
+    assert rc == 0, err
+    result = json.loads((tmp_path / "qat.json").read_text())
+    assert [e["epoch"] for e in result["epochs"]] == [0, 1]
+    assert set(result["comparison"]) == {"fp32", "fp16", "ptq", "qat"}
+    assert result["int8_mac_fraction"] == pytest.approx(1.0)
+    model = onnx.load(result["files"]["onnx"])
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") > 50 and "EfficientNMS_TRT" in ops  # Q/DQ + the NMS node
+    meta = read_metadata(result["files"]["onnx"])
+    assert meta["imgsz"] == [IMGSZ, IMGSZ] and meta["nms"]["op"] == "EfficientNMS_TRT"
+    engine_yaml = (out / "engine.yaml").read_text()
+    assert "int8_route: qdq" in engine_yaml and "plan.json" in engine_yaml
+    html = (out / "report.html").read_text()
+    assert "Quantization-aware training" in html and "QAT beside FP32" in html and "<img" in html
+    assert "model.qat.qdq.onnx" in stdout

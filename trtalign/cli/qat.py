@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fixed-scales", action="store_true", help="keep the calibrated activation scales")
     parser.add_argument("--train-images", type=int, default=None, help="cap on training images")
     parser.add_argument("--val-images", type=int, default=None, help="cap on validation images per epoch")
+    parser.add_argument("--no-compare", action="store_true",
+                        help="skip the FP32 / FP16 evaluations beside QAT on the validation split")
     parser.add_argument("--out", default=None, help="output folder (default: qat.out, else outputs.dir/qat)")
     add_json_argument(parser)
 
@@ -61,13 +63,15 @@ def run(args: argparse.Namespace) -> int:
 
         val = load_dataset(cfg.data.val, split="val")
     result = run_qat(cfg.model, data, out, settings, imgsz=cfg.imgsz, ranges=ranges, val=val,
-                     calibration_images=cfg.calibration.images)
-    qat_report(result).write(out / "report.html")
+                     calibration_images=cfg.calibration.images, compare=not args.no_compare)
+    labels = {"fp32": "FP32", "fp16": "FP16 (emulation)", "ptq": "PTQ, same plan", "qat": "QAT"}
+    qat_report(result, {labels[k]: v for k, v in result.comparison.items()}).write(out / "report.html")
     first, last = result.epochs[0], result.epochs[-1]
     text = (f"qat: {len(result.epochs) - 1} epoch(s){' (resumed after epoch %d)' % result.resumed_from_epoch if result.resumed_from_epoch else ''}, "
             f"{result.int8_mac_fraction * 100:.1f}% of conv MACs INT8, {result.wall_s:.0f} s\n"
             f"  val mAP50-95 (Q/DQ ONNX in ONNX Runtime, {result.val_images} images): before QAT {first.val_map:.4f}"
-            f" -> after {last.val_map:.4f}\n"
+            f" -> after {last.val_map:.4f}"
+            f"{'' if not result.comparison else '  (FP32 %.4f, FP16 %.4f)' % (result.comparison['fp32'], result.comparison['fp16'])}\n"
             f"  -> {result.files['onnx']} (build: trtalign build {result.files['engine_config']} --precision int8 "
             f"--onnx-int8 {result.files['onnx']})\n  report: {out / 'report.html'}")
     emit(result.to_dict(), args, text)

@@ -109,6 +109,8 @@ class QatResult:
     resumed_from_epoch: int = 0
     val_images: int = 0
     notes: dict = field(default_factory=dict)
+    #: mAP50-95 on the validation split: fp32, fp16 (emulation), ptq (same plan, calibrated scales), qat
+    comparison: dict = field(default_factory=dict)
 
     @property
     def final_map(self) -> float:
@@ -119,7 +121,8 @@ class QatResult:
                 "int8_mac_fraction": self.int8_mac_fraction, "epochs": [e.to_dict() for e in self.epochs],
                 "final_map": self.final_map, "files": {k: str(v) for k, v in self.files.items()},
                 "settings": self.settings, "wall_s": self.wall_s, "resumed_from_epoch": self.resumed_from_epoch,
-                "val_images": self.val_images, "plan": self.plan_units, "notes": self.notes}
+                "val_images": self.val_images, "plan": self.plan_units, "notes": self.notes,
+                "comparison": dict(self.comparison)}
 
 
 # ------------------------------------------------------------------------------------------------- preparation
@@ -261,6 +264,18 @@ def qdq_map(onnx_path: Path, dataset: Any) -> tuple[float, float]:
     return float(metrics.map), float(metrics.stats.get("map50", float("nan")))
 
 
+def compare_precisions(fp32_onnx: Path, dataset: Any, workdir: Path) -> dict:
+    """mAP50-95 of the FP32 ONNX and of its FP16 emulation (``export.fp16sim``) on ``dataset``."""
+    import onnx
+
+    from trtalign.export.fp16sim import fp16sim_model
+
+    fp16 = workdir / f"{fp32_onnx.stem}.fp16sim.onnx"
+    if not fp16.is_file():
+        atomic_write_bytes(fp16, fp16sim_model(onnx.load(str(fp32_onnx)))[0].SerializeToString())
+    return {"fp32": qdq_map(fp32_onnx, dataset)[0], "fp16": qdq_map(fp16, dataset)[0]}
+
+
 # ---------------------------------------------------------------------------------------------------- training
 def _seed_all(seed: int) -> None:
     import torch
@@ -273,7 +288,7 @@ def _seed_all(seed: int) -> None:
 def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str | os.PathLike,
             settings: QatSettings | None = None, imgsz: int | None = None, ranges: Any = None,
             val: Any = None, calibration_images: str | os.PathLike | None = None,
-            on_epoch_end: Callable[[QatEpoch], None] | None = None) -> QatResult:
+            on_epoch_end: Callable[[QatEpoch], None] | None = None, compare: bool = False) -> QatResult:
     """Fine-tune ``model_path`` with fake quantization and export the Q/DQ ONNX into ``out_dir``.
 
     Args:
@@ -285,6 +300,7 @@ def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str
         ranges: calibrated ``Ranges`` of the FP32 ONNX; default: calibrate on the training images.
         val: validation ``Dataset`` (default: the dataset's val split).
         on_epoch_end: called after each epoch's checkpoint is written (tests interrupt a run here).
+        compare: also measure FP32 and FP16 (emulation) on the validation split (``result.comparison``).
 
     Returns:
         :class:`QatResult`; ``files["onnx"]`` is the Q/DQ ONNX for ``trtalign build``.
@@ -391,6 +407,9 @@ def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str
                        notes={"train_images": min(len(train_imgs), settings.train_images or len(train_imgs)),
                               "steps_per_epoch": steps_per_epoch, "sites": len(site_map.sites),
                               "scale_groups": len(site_map.groups), "ranges_method": ranges.method})
+    if compare:
+        result.comparison = {**compare_precisions(fp32, val, work), "ptq": history[0].val_map,
+                             "qat": history[-1].val_map}
     atomic_write_json(out_dir / "qat.json", result.to_dict())
     return result
 

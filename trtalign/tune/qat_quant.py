@@ -241,7 +241,9 @@ def map_sites(model: Any, raw_onnx: Any, analysis: Any, plan: Any, ranges: Range
     weight_calls: dict[tuple, str] = {}
     int8_conv_nodes = {n for u in analysis.units if plan.units[u.name] == "int8" and u.kind == "conv" and u.weights
                        for n in u.nodes}
-    for lab in sorted(set(consumers) | int8_conv_nodes):
+    order = {lab: i for i, lab in enumerate(by_label)}
+    used: set = set()
+    for lab in sorted(set(consumers) | int8_conv_nodes, key=lambda n: order[n]):  # graph (= execution) order
         node = by_label[lab]
         if node.op_type == "Conv":
             w = numpy_helper.to_array(inits[node.input[1]]) if node.input[1] in inits else None
@@ -252,11 +254,14 @@ def map_sites(model: Any, raw_onnx: Any, analysis: Any, plan: Any, ranges: Range
             hits = [c for c, kind, cins, _ in calls if kind == node.op_type and len(cins) == len(ins)
                     and all(a is not None and b is not None and a.shape == b.shape
                             and np.allclose(a, b, rtol=1e-3, atol=1e-4) for a, b in zip(cins, ins))]
-        hits = list(dict.fromkeys(hits))
-        if len(hits) != 1:
+        # several calls with equal inputs (e.g. SPPF's repeated MaxPool on a feature map it has already saturated)
+        # are numerically interchangeable; they are taken in call order, as the exporter emitted their nodes
+        free = [c for c in dict.fromkeys(hits) if c not in used]
+        if not free or (len(free) > 1 and node.op_type == "Conv"):
             raise ModelError(f"cannot map ONNX node {lab!r} ({node.op_type}) to one operator call of the torch model: "
-                             f"{len(hits)} candidates {hits[:3]}; the checkpoint and the ONNX must be the same network")
-        call = hits[0]
+                             f"{len(free)} candidates {free[:3]}; the checkpoint and the ONNX must be the same network")
+        call = free[0]
+        used.add(call)
         if lab in int8_conv_nodes:
             weight_calls[call] = lab
         for k, t in consumers.get(lab, []):
