@@ -89,6 +89,9 @@ def test_unsimplified_graph_calibrates_and_quantizes(tmp_path):
         out = runner.infer({"images": x})
     assert out["detection_boxes"].shape == (1, 300, 4)
     assert any(n.op_type == "QuantizeLinear" for n in qdq.graph.node)
+    naive, _ = insert_qdq(onnx.load(str(exported)), ranges, mode="naive")  # every Concat input, but no shape one
+    with OrtRunner(naive, name="naive") as runner:
+        assert runner.infer({"images": x})["num_detections"].shape == (1, 1)
 
 
 # ---------------------------------------------------------------------------------------------------- output0

@@ -133,6 +133,7 @@ def insert_qdq(model, ranges: Ranges, plan: Plan | None = None, mode: str = "trt
             if plan.units[u.name] == "int8" and u.kind == "conv" and u.weights:
                 weight_nodes.extend(u.nodes)
     else:  # naive: every weighted-op input and every Concat input, head and decode included
+        candidates = set(analysis.qdq_candidates)
         groups: dict[str, str] = {}
         for lab, n in zip(labels, nodes):
             if n.op in WEIGHTED_OPS:
@@ -141,10 +142,10 @@ def insert_qdq(model, ranges: Ranges, plan: Plan | None = None, mode: str = "trt
                         act_sites.setdefault(t.name, []).append((lab, k))
                 if len(n.inputs) > 1 and isinstance(n.inputs[1], gs.Constant):
                     weight_nodes.append(lab)
-            elif n.op == "Concat":
-                ins = [t.name for t in n.inputs if isinstance(t, gs.Variable)]
+            elif n.op == "Concat":  # float activations only: never a Concat of shape values (unsimplified graphs)
+                ins = [t.name for t in n.inputs if isinstance(t, gs.Variable) and t.name in candidates]
                 for k, t in enumerate(n.inputs):
-                    if isinstance(t, gs.Variable):
+                    if isinstance(t, gs.Variable) and t.name in candidates:
                         act_sites.setdefault(t.name, []).append((lab, k))
                 roots = {groups.get(t, t) for t in ins}
                 root = min(roots) if roots else None

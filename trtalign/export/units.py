@@ -305,15 +305,20 @@ def weight_axis(op_type: str, trans_b: int = 0) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------ analysis
-def _integer_tensors(inferred, nodes) -> set[str]:
-    """Tensors typed as non-float by shape inference, plus everything computed only from Shape outputs."""
+def _shape_tensors(inferred, nodes, inputs) -> set[str]:
+    """Tensors that are never quantization sites: typed non-float by shape inference, and every tensor computed
+    without a data path from the graph inputs other than through Shape / Size (the sizes and scales an unsimplified
+    export computes for Resize / Reshape, even after a Cast to float)."""
     import onnx
 
     out = {vi.name for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
            if vi.type.tensor_type.elem_type not in (0, onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16,
                                                      onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)}
-    for n in nodes:  # in graph order: Shape outputs and ops whose inputs are all integer
-        if n.op_type == "Shape" or (n.op_type not in ("Cast", "ConstantOfShape") and n.input and all(t in out for t in n.input if t)):
+    data = set(inputs)
+    for n in nodes:  # graph order is topological
+        if n.op_type not in ("Shape", "Size") and any(t in data for t in n.input if t):
+            data.update(o for o in n.output if o)
+        else:
             out.update(o for o in n.output if o)
     return out
 
@@ -332,9 +337,10 @@ def analyze_graph(model) -> GraphAnalysis:
                 consumers.setdefault(t, []).append(i)
     constants = _constant_names(graph)
     shapes, inferred = _shapes(model)
-    # integer tensors (an unsimplified export's Shape -> Gather/Slice -> Concat -> Resize sizes) are never
+    # shape tensors (an unsimplified export's Shape -> Gather/Slice -> Concat -> Resize sizes / scales) are never
     # quantization sites: neither Concat units nor scale ties
-    integers = _integer_tensors(inferred, nodes)
+    initializers = {t.name for t in graph.initializer}
+    integers = _shape_tensors(inferred, nodes, [i.name for i in graph.input if i.name not in initializers])
 
     def is_activation(t: str) -> bool:
         return bool(t) and t not in constants and t not in integers
