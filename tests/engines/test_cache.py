@@ -8,7 +8,7 @@ import pytest
 from trtalign.core.errors import EngineError, InputError
 from trtalign.engines.cache import EngineCache, EngineSidecar, cache_key, check_engine_compatible, read_sidecar, \
     sidecar_path, write_engine
-from trtalign.engines.calibrator import CalibrationBatches, parse_cache, read_cache, version_code
+from trtalign.engines.calibrator import CalibrationBatches, read_cache
 
 
 def test_key_depends_on_content_not_names():
@@ -110,16 +110,18 @@ def test_calibration_batches_from_images_letterboxed(tmp_path):
 
 
 def test_calibration_cache_written_by_export_is_read_back(tmp_path):
-    from trtalign.export.calib_cache import write_calibration_cache
+    """One cache format, one parser (export.calib_cache) for trtalign calibrate and the engine calibrator."""
+    from trtalign.export.calib_cache import parse_calibration_cache, trt_version_code, write_calibration_cache
 
     path = tmp_path / "calib.cache"
     write_calibration_cache({"images": 1.0, "/model.0/conv/Conv_output_0": 12.7}, path, "8.6.1")
-    header, scales = parse_cache(path.read_bytes())
-    assert (header.algorithm, header.version_code, header.num_tensors) == ("entropy2", 8601, 2)
-    assert scales["/model.0/conv/Conv_output_0"] == pytest.approx(0.1)
+    cache = parse_calibration_cache(path.read_text())
+    assert (cache.algorithm, cache.version_code, len(cache.scales)) == ("EntropyCalibration2", 8601, 2)
+    assert cache.scales["/model.0/conv/Conv_output_0"] == pytest.approx(0.1)
     assert read_cache(path, "8.6.1", "entropy2") == path.read_bytes()
     assert read_cache(path, "10.3.0", "entropy2") is None  # another version's cache is ignored (TensorRT would too)
     assert read_cache(path, "8.6.1", "minmax") is None
-    assert (version_code("8.6.1"), version_code("10.3.0")) == (8601, 100300)
-    with pytest.raises(InputError, match="not a TensorRT calibration cache"):
-        parse_cache(b"hello\nworld")
+    assert (trt_version_code("8.6.1"), trt_version_code("10.3.0")) == (8601, 100300)
+    path.write_text("hello\nworld")
+    with pytest.raises(InputError, match="not a TensorRT cache header"):
+        read_cache(path, "8.6.1", "entropy2")

@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -75,51 +73,20 @@ class CalibrationBatches:
             yield np.ascontiguousarray(np.stack([self._image(i) for i in idx]), dtype=np.float32)
 
 
-@dataclass(frozen=True)
-class CacheHeader:
-    algorithm: str  # entropy2 | minmax | <other header text>
-    version_code: int
-    num_tensors: int
-
-
-def version_code(version: "str | TrtVersion") -> int:
-    v = TrtVersion.parse(version)
-    return v.major * 1000 + v.minor * 100 + v.patch if v.major < 10 else v.major * 10000 + v.minor * 100 + v.patch
-
-
-def parse_cache(data: bytes) -> tuple[CacheHeader, dict[str, float]]:
-    """Header and ``tensor -> scale`` of a TensorRT calibration cache; a malformed cache raises InputError."""
-    import struct
-
-    lines = data.decode("ascii", errors="replace").strip().splitlines()
-    m = re.fullmatch(r"TRT-(\d+)-(\w+)", lines[0].strip()) if lines else None
-    if not m:
-        raise InputError(f"not a TensorRT calibration cache: first line {lines[0][:60] if lines else ''!r}, expected "
-                         f"'TRT-<version>-EntropyCalibration2' or '...-MinMaxCalibration'")
-    algo = {v: k for k, v in ALGORITHM_HEADER.items()}.get(m.group(2), m.group(2))
-    scales = {}
-    for line in lines[1:]:
-        name, sep, hexval = line.rpartition(":")
-        if not sep:
-            raise InputError(f"malformed calibration cache line {line[:80]!r}: expected 'tensor: <hex>'")
-        try:
-            scales[name.strip()] = struct.unpack(">f", bytes.fromhex(hexval.strip().zfill(8)))[0]
-        except ValueError:
-            raise InputError(f"malformed calibration cache line {line[:80]!r}: the scale is not 8 hex digits") from None
-    return CacheHeader(algo, int(m.group(1)), len(scales)), scales
-
-
 def read_cache(path: str | os.PathLike | None, trt_version: "str | TrtVersion", algorithm: str) -> bytes | None:
-    """The cache bytes if ``path`` exists and fits this TensorRT version and algorithm, else None (with a warning)."""
+    """The cache bytes if ``path`` exists and fits this TensorRT version and algorithm, else None (with a warning).
+    Parsed by :func:`trtalign.export.calib_cache.parse_calibration_cache` (the one cache parser)."""
+    from trtalign.export.calib_cache import parse_calibration_cache, trt_version_code
+
     if not path or not Path(path).is_file():
         return None
     data = Path(path).read_bytes()
-    header, _ = parse_cache(data)
-    want = version_code(trt_version)
-    if header.version_code != want or header.algorithm != algorithm:
+    header = parse_calibration_cache(data.decode("ascii", errors="replace"), source=str(path))
+    want, want_algo = trt_version_code(trt_version), ALGORITHM_HEADER.get(algorithm, algorithm)
+    if header.version_code != want or header.algorithm != want_algo:
         log.warning("ignoring calibration cache %s: written by TensorRT code %d with %s, this build is %d with %s "
                     "(TensorRT would ignore it too); recalibrating", path, header.version_code, header.algorithm,
-                    want, algorithm)
+                    want, want_algo)
         return None
     return data
 

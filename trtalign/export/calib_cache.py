@@ -33,23 +33,18 @@ ALGORITHM_FOR_METHOD = {"entropy": "EntropyCalibration2", "minmax": "MinMaxCalib
 _HEADER = re.compile(r"^TRT-(\d+)-([A-Za-z0-9]+)$")
 
 
-def trt_version_code(version: str) -> int:
-    """``"8.6.1"`` -> 8601, ``"10.3.0"`` -> 100300 (a missing patch counts as 0). TensorRT >= 11 or < 8 raises."""
-    parts = str(version).strip().split(".")
-    try:
-        nums = [int(p) for p in parts[:3]] + [0] * (3 - len(parts[:3]))
-    except ValueError as exc:
-        raise ConfigError(f"invalid TensorRT version {version!r}; expected MAJOR.MINOR[.PATCH], e.g. 8.6.1 or 10.3.0"
-                          ) from exc
-    major, minor, patch = nums
-    if major >= 11:
+def trt_version_code(version: "str | object") -> int:
+    """``"8.6.1"`` -> 8601, ``"10.3.0"`` -> 100300 (a missing patch counts as 0), parsed by the one version parser
+    (:class:`trtalign.core.versions.TrtVersion`). TensorRT >= 11 (no implicit calibration) or < 8.5 raises."""
+    from trtalign.core.versions import TrtVersion
+
+    v = TrtVersion.parse(version)
+    if v.major >= 11:
         raise UnsupportedError(f"TensorRT {version} has no implicit INT8 calibration (removed in 11): use the Q/DQ "
                                f"ONNX from `trtalign quantize` instead of a calibration cache")
-    if major < 8:
-        raise UnsupportedError(f"TensorRT {version} is not supported; supported: 8.5, 8.6, 10.x")
-    if minor > 99 or patch > 99:
+    if v.minor > 99 or v.patch > 99:
         raise ConfigError(f"invalid TensorRT version {version!r}: minor and patch must be < 100")
-    return major * 1000 + minor * 100 + patch if major < 10 else major * 10000 + minor * 100 + patch
+    return v.major * 1000 + v.minor * 100 + v.patch if v.major < 10 else v.major * 10000 + v.minor * 100 + v.patch
 
 
 def scale_to_hex(scale: float) -> str:

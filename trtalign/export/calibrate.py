@@ -36,6 +36,7 @@ from trtalign.core.enums import CalibrationMethod, values
 from trtalign.core.errors import ConfigError, InputError, ModelError, choices_text
 from trtalign.core.io import atomic_write_bytes, sha256_bytes
 from trtalign.core.logging import get_logger, progress
+from trtalign.core.ort import ort_session
 from trtalign.export.ranges import MIN_AMAX, Ranges, TensorRange
 from trtalign.export.units import calibration_tensors, export_like, load_model
 
@@ -340,7 +341,6 @@ def collect_statistics(model_path: str | os.PathLike, images: str | os.PathLike,
     Fewer readable images than ``num`` warns and continues; fewer than ``min_images`` raises InputError.
     ``on_nonfinite``: ``error`` (ModelError naming tensor and image) or ``skip`` (exclude NaN/inf with a warning).
     """
-    import onnxruntime as ort
 
     from trtalign.core.preprocess import letterbox, list_images, read_image
 
@@ -380,10 +380,7 @@ def collect_statistics(model_path: str | os.PathLike, images: str | os.PathLike,
         log.info("resuming calibration from %s: %d of %d images already collected", cache, done, len(readable))
     if done >= len(readable):
         return data
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(_observation_model(model, names), opts, providers=["CPUExecutionProvider"])
+    sess = ort_session(_observation_model(model, names), threads=threads)
     input_name = sess.get_inputs()[0].name
     warned: set[str] = set()
     for k in progress(range(done, len(readable)), total=len(readable) - done, desc="calibrating", unit="img"):
@@ -516,8 +513,6 @@ def score_guard(model_path, ranges: Ranges, inputs: Sequence[np.ndarray], num_cl
     Raises:
         InputError: no inputs, or a model without ``output0``.
     """
-    import onnxruntime as ort
-
     from trtalign.export.metadata import read_metadata
     from trtalign.export.qdq import insert_qdq
 
@@ -530,12 +525,9 @@ def score_guard(model_path, ranges: Ranges, inputs: Sequence[np.ndarray], num_cl
             raise InputError("the score guard needs num_classes (the model has no trtalign metadata)")
         num_classes = len(names)
     tensors = [t for t in ranges.tensors if t != "output0"]
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
 
     def run(proto, names: list[str]) -> list[list[np.ndarray]]:
-        sess = ort.InferenceSession(_observation_model(proto, names), opts, providers=["CPUExecutionProvider"])
+        sess = ort_session(_observation_model(proto, names), threads=threads)
         feed = sess.get_inputs()[0].name
         return [sess.run(names, {feed: x}) for x in inputs]
 

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from trtalign.core.errors import InputError, ModelError
+from trtalign.core.errors import ModelError
 from trtalign.core.lazy import require
 from trtalign.runtime.base import Runner, TensorMeta
 
@@ -61,22 +61,7 @@ def _np_dtype(ort_type: str) -> str:
     return table.get(ort_type, ort_type)
 
 
-THREADS_ENV = "TRTALIGN_ORT_THREADS"
-
-
-def ort_threads() -> int | None:
-    """``$TRTALIGN_ORT_THREADS``: ONNX Runtime intra-op threads per session (unset: ONNX Runtime's default, one per
-    physical core). Set it to 1 to run several evaluations side by side without oversubscribing the CPU."""
-    value = os.environ.get(THREADS_ENV, "").strip()
-    if not value:
-        return None
-    try:
-        threads = int(value)
-    except ValueError:
-        threads = -1
-    if threads < 1:
-        raise InputError(f"${THREADS_ENV} must be a positive integer (threads per ONNX Runtime session), got {value!r}")
-    return threads
+from trtalign.core.ort import THREADS_ENV, ort_session, ort_threads  # noqa: E402,F401 (re-exported)
 
 
 class OrtRunner(Runner):
@@ -107,7 +92,6 @@ class OrtRunner(Runner):
         self.uses_custom_ops = False
 
     def activate_impl(self) -> None:
-        ort = require("onnxruntime", purpose="ONNX Runtime inference")
         threads = ort_threads()  # a bad value fails before any work
         from trtalign.export.loaders import resolve
 
@@ -116,13 +100,9 @@ class OrtRunner(Runner):
         if custom:
             ort_ops = require("trtalign.plugins.ort_ops")
             options = ort_ops.make_session_options(options)
-        if threads is not None:
-            options = options or ort.SessionOptions()
-            options.intra_op_num_threads = threads
         self.uses_custom_ops = custom
         try:
-            self.session = ort.InferenceSession(model.SerializeToString(), sess_options=options,
-                                                providers=self.providers)
+            self.session = ort_session(model, options, threads, self.providers, quiet=False)
         except Exception as exc:
             raise ModelError(f"ONNX Runtime cannot load the model: {str(exc).splitlines()[0]}") from None
 

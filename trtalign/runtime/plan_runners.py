@@ -102,17 +102,9 @@ class GatedQdqModel:
 
     def session_(self) -> Any:
         if self.session is None:
-            import onnxruntime as ort
+            from trtalign.core.ort import ort_session
 
-            from trtalign.runtime.ort_runner import ort_threads
-
-            opts = ort.SessionOptions()
-            opts.log_severity_level = 3
-            threads = ort_threads()
-            if threads is not None:
-                opts.intra_op_num_threads = threads
-            self.session = ort.InferenceSession(self.proto.SerializeToString(), opts,
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort_session(self.proto)
         return self.session
 
     def gates(self, plan: Any) -> dict[str, np.ndarray]:
