@@ -142,7 +142,7 @@ def test_settings_are_a_wrapping_key_value_table():
     assert "<td>onnx.op</td><td>EfficientNMS_TRT</td>" in settings
     assert "class_0, class_1, class_2" in settings  # a list: comma-separated, free to wrap
     css = html[html.index("<style>"):html.index("</style>")]
-    assert ".kv td{text-align:left;white-space:normal;overflow-wrap:anywhere}" in css
+    assert ".kv td,.kv th{text-align:left;white-space:normal;overflow-wrap:anywhere}" in css
     assert "@media (max-width:700px)" in css and ".scroll{overflow-x:auto" in css  # phone width
 
 

@@ -30,18 +30,18 @@ from trtalign.core.io import atomic_write_text
 
 CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;background:#f6f7f9;color:#1d232b}
-main{max-width:1100px;margin:0 auto;padding:24px 28px 60px}
+main{max-width:1280px;margin:0 auto;padding:24px 28px 60px}
 h1{font-size:26px;margin:8px 0 4px}h2{font-size:19px;margin:0 0 10px;color:#233}
 .sub{color:#5b6775;margin:0 0 18px}
 section{background:#fff;border:1px solid #dde2e8;border-radius:8px;padding:16px 20px;margin:16px 0}
 table{border-collapse:collapse;font-size:14px;margin:6px 0}
 th,td{border-bottom:1px solid #e6e9ee;padding:5px 10px;text-align:right;white-space:nowrap}
 th{background:#eef1f5;font-weight:600}td:first-child,th:first-child{text-align:left}
-td.note{text-align:left;white-space:normal;color:#5b6775;font-size:12px;max-width:360px}
+td.note{text-align:left;white-space:normal;color:#5b6775;font-size:12px;min-width:220px;max-width:360px}
 .bad{color:#b3261e;font-weight:600}.good{color:#1b7f3b}.muted{color:#8a96a3}
 figure{margin:8px 0}figure img{max-width:100%;height:auto}figcaption{color:#5b6775;font-size:13px}
 code{background:#eef1f5;padding:1px 4px;border-radius:3px}
-.kv td{text-align:left;white-space:normal;overflow-wrap:anywhere}.kv td:first-child{white-space:nowrap;color:#5b6775}
+.kv td,.kv th{text-align:left;white-space:normal;overflow-wrap:anywhere}.kv td:first-child{white-space:nowrap;color:#5b6775}
 .scroll{overflow-x:auto;max-width:100%}
 .grid figure{display:inline-block;width:49%;vertical-align:top;margin:0 0 8px}
 .legend span{display:inline-block;padding:0 6px;margin-right:6px;border-radius:3px;background:#eef1f5}
