@@ -139,8 +139,8 @@ def run(args: argparse.Namespace) -> int:
             "outputs": {"dir": str(out)},
         })
         session = session_from_config(cfg, workdir / "tuning", onnx=onnx_path, ranges=ranges)
-        _step(f"sensitivity of {len(session.unit_names)} INT8 units (local SQNR, one FP32 pass) on the tuning split",
-              t0)
+        _step(f"sensitivity of {len(session.unit_names)} units ({len(session.plan(()).int8_units())} INT8 in the INT8 "
+              f"plan; local SQNR, one FP32 pass) on the tuning split", t0)
         sens = session.sensitivity("sqnr", "disable-one", cfg.fallback.subset, "fp16", local=True)
         _step(f"fallback search, budget {args.budget} mAP points", t0)
         fb = session.fallback(budget, sensitivity=sens, target="fp16", max_evals=cfg.fallback.max_evals,
