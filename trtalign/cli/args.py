@@ -23,7 +23,8 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from trtalign.core.enums import CalibrationMethod, Precision, values
+from trtalign.core.enums import (CalibrationMethod, FallbackTarget, Precision, SensitivityMetric, SensitivityMode,
+                                 values)
 from trtalign.core.errors import ConfigError, InputError, choices_text
 
 HIDDEN = argparse.SUPPRESS
@@ -110,6 +111,29 @@ def add_trt_args(parser: argparse.ArgumentParser, version: bool = True) -> None:
     g.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="LIB",
                    help="TensorRT plugin library to load (repeatable; from `trtalign plugins build`)")
     g.add_argument("--plugins", dest="plugins", action="append", help=HIDDEN)
+
+
+def add_sensitivity_args(parser: argparse.ArgumentParser) -> None:
+    """How units are scored and where trial plans run (``trtalign sensitivity`` and ``trtalign fallback``); every
+    default is the config's ``fallback.*``."""
+    g = parser.add_argument_group("sensitivity")
+    g.add_argument("--metric", choices=values(SensitivityMetric), default=None,
+                   help="map: mAP on the subset; mse / cosine / sqnr: of the raw head output0 vs FP32; det: "
+                        "class-score and box errors on the images where full INT8 errs most; scorebox: class-score "
+                        "noise ratio + box error relative to box size (default: the config's fallback.metric)")
+    g.add_argument("--mode", choices=values(SensitivityMode), default=None,
+                   help="disable-one: start from the INT8 plan and restore one unit; enable-one: start float and "
+                        "quantize one unit (default: the config's fallback.mode)")
+    g.add_argument("--subset", type=int, default=None,
+                   help="tuning images to score on (default: the config's fallback.subset)")
+    g.add_argument("--local", action="store_true",
+                   help="mse / cosine / sqnr of each unit's own output from ONE FP32 pass (fake-quantized input and "
+                        "weights); cheapest, ignores error propagation")
+    g.add_argument("--target", choices=values(FallbackTarget), default=None,
+                   help="precision of the units kept out of INT8 (default: the config's fallback.target)")
+    g.add_argument("--backend", choices=("ort", "trt"), default="ort",
+                   help="ort: ONNX Runtime INT8 emulation of each plan's Q/DQ ONNX (default); trt: a TensorRT INT8 "
+                        "engine per plan (needs TensorRT and a GPU)")
 
 
 def check_output_file(value: str | None, flag: str) -> None:

@@ -14,9 +14,8 @@ import math
 import shutil
 from pathlib import Path
 
-from trtalign.cli.args import check_outputs, with_example
+from trtalign.cli.args import add_sensitivity_args, check_outputs, with_example
 from trtalign.cli.output import add_json_argument, emit
-from trtalign.core.enums import FallbackTarget, SensitivityMetric, SensitivityMode, values
 
 NAME = "fallback"
 HELP = "find the fewest units to keep in FP16/FP32 so INT8 mAP stays within a budget (prefix search + pruning)"
@@ -27,28 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=float, default=None, metavar="POINTS",
                         help="allowed mAP50-95 drop vs FP32 in mAP POINTS (0.5 = half a point = 0.005 absolute); "
                              "default: the config's fallback.budget (also in points)")
-    parser.add_argument("--target", choices=values(FallbackTarget), default=None,
-                        help="precision of the units that fall back (default: the config's fallback.target)")
     parser.add_argument("--max-evals", type=int, default=None,
                         help="cap on full tuning evaluations of the search (default: the config's fallback.max_evals)")
     parser.add_argument("--ranking", default=None, metavar="SENS_JSON",
                         help="use this `trtalign sensitivity --json` output instead of scoring units here")
     parser.add_argument("--latency-aware", action="store_true", default=None,
                         help="rank by sensitivity per unit of cost (conv MACs when no GPU timing exists)")
-    parser.add_argument("--metric", choices=values(SensitivityMetric), default=None,
-                        help="sensitivity metric when no --ranking is given (default: the config's fallback.metric)")
-    parser.add_argument("--mode", choices=values(SensitivityMode), default=None,
-                        help="sensitivity mode when no --ranking is given (default: the config's fallback.mode)")
-    parser.add_argument("--subset", type=int, default=None, help="tuning images for the sensitivity scores")
-    parser.add_argument("--local", action="store_true", help="local one-pass sensitivity (mse / cosine / sqnr)")
     parser.add_argument("--no-prune", action="store_true", help="skip the pruning pass after the prefix search")
     parser.add_argument("--search", choices=("gallop", "bisect"), default=None,
                         help="prefix search: gallop (1, 2, 4, ... then bisection; few evaluations when few units "
                              "matter) or bisect (over all units); default: the config's fallback.search (gallop)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--backend", choices=("ort", "trt"), default="ort",
-                        help="ort: ONNX Runtime INT8 emulation of each plan's Q/DQ ONNX (default); trt: a TensorRT "
-                             "INT8 engine per plan (needs TensorRT and a GPU)")
+    add_sensitivity_args(parser)
     add_json_argument(parser)
     with_example(parser, "trtalign fallback pipeline.yaml --budget 0.5 --ranking sens.json --out fallback/")
 

@@ -57,14 +57,6 @@ class Backend(ParseableEnum):
     TORCH = "torch"
 
 
-class UnitPrecision(ParseableEnum):
-    """What a quantization unit runs in (a plan maps every unit to one)."""
-
-    INT8 = "int8"
-    FP16 = "fp16"
-    FP32 = "fp32"
-
-
 class FallbackTarget(ParseableEnum):
     """Precision of the units a fallback keeps out of INT8 (and of the head's output convs in the default plan)."""
 
