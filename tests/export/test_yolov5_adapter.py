@@ -40,6 +40,10 @@ def _yolov5_code():
 
 @pytest.fixture(scope="module")
 def generated_pt(tmp_path_factory) -> Path:
+    return make_yolov5_checkpoint(tmp_path_factory.mktemp("v5") / "yolov5n.pt")  # a name ultralytics rewrites
+
+
+def make_yolov5_checkpoint(path: Path) -> Path:
     """A 3-class YOLOv5n from the package's yaml, with spread-out objectness, saved like YOLOv5's train.py does."""
     DetectionModel, _ = _yolov5_code()
     torch.manual_seed(0)
@@ -51,7 +55,6 @@ def generated_pt(tmp_path_factory) -> Path:
         for conv in head.m:
             conv.weight.mul_(4.0)
             conv.bias.normal_(-2.0, 1.0)
-    path = tmp_path_factory.mktemp("v5") / "yolov5n.pt"  # the name ultralytics would rewrite to yolov5nu.pt
     torch.save({"epoch": -1, "model": model, "ema": None}, path)
     return path
 

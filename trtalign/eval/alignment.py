@@ -280,7 +280,7 @@ def align(model_path: str | os.PathLike, onnx_path: str | os.PathLike | bytes, i
     from trtalign.export.metadata import read_metadata
     from trtalign.runtime.ort_runner import OrtRunner, load_model_proto
     from trtalign.runtime.postprocess import nms_outputs_to_detections
-    from trtalign.runtime.torch_runner import TorchRunner
+    from trtalign.runtime.torch_runner import TorchRunner, torch_options_for
 
     start = time.perf_counter()
     tol = tolerances or Tolerances()
@@ -298,7 +298,7 @@ def align(model_path: str | os.PathLike, onnx_path: str | os.PathLike | bytes, i
     hw = as_hw(imgsz)
     if None not in file_hw and tuple(file_hw) != hw:
         raise InputError(f"--imgsz {hw[0]}x{hw[1]} does not match the ONNX input {file_hw[0]}x{file_hw[1]}")
-    torch_runner = TorchRunner(model_path, hw)
+    torch_runner = TorchRunner(model_path, hw, **torch_options_for(meta))
     layout = torch_runner.adapter.layout
     if meta.get("layout") and int(meta["layout"].get("num_classes", layout.num_classes)) != layout.num_classes:
         raise ModelError(f"the ONNX file was exported for {meta['layout']['num_classes']} classes, the torch model "

@@ -456,11 +456,12 @@ class _Recipe:
         src = self.src
         name = RunnerName.for_precision(precision, backend).value
         if precision == "torch":
-            from trtalign.runtime.torch_runner import TorchRunner
+            from trtalign.runtime.torch_runner import TorchRunner, torch_options_for
 
             if not src.torch_ok:
                 raise TrtalignError("the torch runner needs the .pt/.yaml model, not an ONNX file")
-            return TorchRunner(src.path, imgsz=src.imgsz, name=name), str(src.path), ""
+            return (TorchRunner(src.path, imgsz=src.imgsz, name=name, **torch_options_for({"nms": src.nms})),
+                    str(src.path), "")
         if backend == "trt":
             return self._trt(precision, name)
         if precision == "fp32":

@@ -1,5 +1,6 @@
-"""The PyTorch reference: the ultralytics model (BatchNorm fused, float32, CPU) and ultralytics' own
-post-processing (its ``non_max_suppression`` and ``scale_boxes``)."""
+"""The PyTorch reference: the model through its family's own code (ultralytics, or YOLOv5's for YOLOv5 checkpoints;
+BatchNorm fused, float32, CPU) and ultralytics' post-processing (its ``non_max_suppression`` and ``scale_boxes``;
+multi-label for YOLOv5 as its val.py; ultralytics' top-k for one-to-one heads)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ from trtalign.core.preprocess import LetterboxMeta, letterbox_batch
 from trtalign.runtime.base import Runner, TensorMeta
 
 
+def torch_options_for(meta: Mapping | None) -> dict:
+    """Adapter options that make the torch model match an export, from its ``metadata_props["trtalign"]``: an
+    NMS-free top-k export (``nms.op`` ``TopK``) ran the one-to-one head."""
+    from trtalign.export.graph_nms import TOPK_SELECT
+
+    nms = (meta or {}).get("nms") or {}
+    return {"head": "one2one"} if nms.get("op") == TOPK_SELECT else {}
+
+
 class TorchRunner(Runner):
     """``infer({"images": x})`` -> ``{"output0": raw head}``; :meth:`postprocess` / :meth:`predict` -> Detections."""
 
@@ -23,11 +33,12 @@ class TorchRunner(Runner):
 
     def __init__(self, model_path: str | os.PathLike, imgsz: int | Sequence[int] | None = None,
                  name: str | None = "torch",
-                 device: str = "cpu", adapter: Any = None):
+                 device: str = "cpu", adapter: Any = None, **options: Any):
         super().__init__(name)
         from trtalign.export.adapters import load_adapter
 
-        self.adapter = adapter if adapter is not None else load_adapter(model_path)
+        # options: adapter options (``repo`` for a YOLOv5 clone, ``head`` for end-to-end ultralytics models)
+        self.adapter = adapter if adapter is not None else load_adapter(model_path, **options)
         if not hasattr(self.adapter, "torch_model"):
             raise InputError(f"{model_path}: the torch runner needs a PyTorch model (.pt/.yaml), "
                              f"got a {self.adapter.family} model")
@@ -79,9 +90,12 @@ class TorchRunner(Runner):
         if getattr(self.adapter, "end2end", False):
             return self._topk_postprocess(output0, metas, conf, max_det, agnostic)
 
+        # YOLOv5's val.py keeps every (box, class) pair above the threshold (multi_label=True); on output0 (score =
+        # objectness x class) that is YOLOv5's own NMS but for its time limit
+        multi_label = self.info.family == "yolov5"
         preds = nms.non_max_suppression(torch.from_numpy(np.asarray(output0, dtype=np.float32)), conf, iou,
                                         agnostic=agnostic, max_det=max_det, nc=self.info.num_classes,
-                                        rotated=self.rotated)
+                                        rotated=self.rotated, multi_label=multi_label)
         h, w = self.imgsz
         out = []
         for i, pred in enumerate(preds):
