@@ -35,6 +35,17 @@ class Detections:
         class_ids: ``[N]`` int64.
         box_format: BoxFormat.XYXY or BoxFormat.XYWHR; inferred from the box width when omitted.
         data: free-form per-image metadata (image id, original shape, ...).
+
+    Raises:
+        InputError (in ``__post_init__``): boxes not ``[N, 4]`` / ``[N, 5]``, a ``box_format`` that contradicts the
+        box width, or boxes, scores and class ids of different lengths.
+
+    Example::
+
+        det = Detections(boxes=[[10, 20, 50, 80]], scores=[0.9], class_ids=[2])
+        det.filter(min_score=0.25).to_dict(names=["person", "car", "bus"])
+        Detections.from_nms_outputs(out["num_detections"], out["detection_boxes"], out["detection_scores"],
+                                    out["detection_classes"], index=0)  # image 0 of an exported ONNX's outputs
     """
 
     boxes: np.ndarray

@@ -98,7 +98,28 @@ def _placement(analysis: GraphAnalysis, plan: Plan | None, mode: str, model) -> 
 
 
 def insert_qdq(model, ranges: Ranges, plan: Plan | None = None, mode: str = "trt") -> tuple[object, QdqResult]:
-    """Return (Q/DQ ``onnx.ModelProto``, result). ``plan`` None = every unit INT8 (mode ``trt``)."""
+    """Insert TensorRT-style Q/DQ pairs into an FP32 ONNX as ``plan`` says (see the module doc for the placement).
+
+    Args:
+        model: path or ``onnx.ModelProto`` of the FP32 ONNX (opset >= 13).
+        ranges: calibrated :class:`trtalign.export.ranges.Ranges` of that model.
+        plan: unit -> ``int8`` | ``fp16`` | ``fp32``; None = every unit INT8. The INT8 plan users mean is
+            :func:`trtalign.export.units.default_plan` (the head's output convs out of INT8), which
+            :class:`trtalign.export.loaders.QdqOnnxFromPlan` applies when given no plan.
+        mode: ``trt`` (the plan) or ``naive`` (every weighted-op and Concat input, head included; ignores the plan).
+
+    Returns:
+        ``(onnx.ModelProto, QdqResult)``; the same inputs give a byte-identical model.
+
+    Raises:
+        ConfigError (unknown mode, a plan that does not match the model's units), InputError (the ranges miss a tensor
+        the plan needs, e.g. ranges of another model), ModelError (opset < 13, or the result fails onnx.checker).
+
+    Example::
+
+        model, result = insert_qdq("model.onnx", load_ranges("ranges.json"), default_plan(list_units("model.onnx")))
+        result.int8_mac_fraction
+    """
     import onnx
     import onnx_graphsurgeon as gs
 

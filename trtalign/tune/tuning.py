@@ -85,7 +85,7 @@ class TuningSession:
 
     Args:
         onnx_path: FP32 ONNX with NMS and trtalign metadata (``trtalign export``).
-        tune, val: the two splits (``eval.datasets.Dataset``).
+        tune, val: the two splits (``data.datasets.Dataset``).
         ranges: calibrated ``export.ranges.Ranges`` of ``onnx_path``.
         workdir: where per-plan Q/DQ models are cached.
         runner_factory: ``Plan -> Runner``; default: ONNX Runtime on the plan's Q/DQ ONNX (``ort-int8sim``).
