@@ -132,3 +132,18 @@ def test_eval_interrupted_exits_130_without_abort(eval_setup, tmp_path, delay):
     code, _, err = interrupt(proc)
     assert_clean_interrupt(code, err, "eval")
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "no report, no JSON, no temp file"
+
+
+def test_calibrate_interrupted_writes_no_ranges(eval_setup, tmp_path):
+    """`calibrate` runs ONNX Runtime over the images (no Python callback: NMS is cut off); stopped mid-way it writes
+    neither the ranges nor the TensorRT cache, and leaves no temporary file."""
+    folder, onnx_path = eval_setup
+    proc = start_cli("calibrate", str(onnx_path), "--images", str(folder / "ds" / "images" / "val"), "--num", "150",
+                     "--method", "entropy", "--out", str(tmp_path / "ranges.json"), "--trt-cache",
+                     str(tmp_path / "calib.cache"), "--trt-version", "10.3", cwd=tmp_path)
+    time.sleep(3.0)
+    if proc.poll() is not None:
+        pytest.skip("calibrate finished in under 3 s: nothing left to interrupt")
+    code, _, err = interrupt(proc)
+    assert_clean_interrupt(code, err, "calibrate")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
