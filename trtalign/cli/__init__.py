@@ -122,6 +122,13 @@ class _Interrupts:
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
         self._previous.clear()
 
+    def ignore_further(self) -> None:
+        """The command is over and the process exits next: ignore SIGINT / SIGTERM from now on."""
+        if self._previous:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
+
     @property
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum else "SIGINT"
@@ -154,8 +161,12 @@ def _offline_defaults() -> None:
             disable()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``trtalign`` with ``argv``; returns the exit code (0 ok, 2 user error, 130 interrupted)."""
+def main(argv: Sequence[str] | None = None, *, process_exit: bool = False) -> int:
+    """Run ``trtalign`` with ``argv``; returns the exit code (0 ok, 2 user error, 130 interrupted).
+
+    ``process_exit``: the process ends right after (the console entry point): once the command is done, further
+    SIGINT / SIGTERM are ignored instead of restoring Python's handler, so a signal that arrives between the end of
+    the work and the exit cannot kill the process with a signal status (or a traceback) after a complete run."""
     interrupts = _Interrupts().install()
     command = "trtalign"
     try:
@@ -178,11 +189,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{command}: interrupted ({interrupts.name})", file=sys.stderr)
         return 130
     finally:
-        interrupts.uninstall()
+        if process_exit:
+            interrupts.ignore_further()
+        else:
+            interrupts.uninstall()
 
 
 def entry() -> None:  # console_scripts entry point
-    code = main()
+    try:
+        code = main(process_exit=True)
+    except KeyboardInterrupt:  # a signal while an error line was being printed: still one line, exit 130
+        print("trtalign: interrupted", file=sys.stderr)
+        code = 130
     if code == 130:
         # stop now: no atexit hooks or finalizers of half-torn-down native libraries (ONNX Runtime, torch) that could
         # still print or abort after the one-line message
