@@ -351,6 +351,8 @@ def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str
     site_map = map_sites(float_model, raw, analysis, plan, ranges, (imgsz, imgsz), seed=settings.seed)
     atomic_write_json(work / "sites.json", site_map.to_dict())
     fq = make_fake_quant_model(float_model, site_map, learn_scales=settings.learn_scales)
+    fq.train()
+    fq.check_coverage(torch.zeros(1, 3, imgsz, imgsz))  # the training forward meets every site of the eval probe
     fingerprint = {"model_sha256": adapter.sha256, "imgsz": imgsz, "plan": plan.units,
                    "settings": {k: v for k, v in settings.to_dict().items() if k not in ("epochs",)},
                    "data": str(data_yaml.resolve()), "ranges": {g: site_map.init_amax[g] for g in sorted(site_map.groups)}}
@@ -360,6 +362,7 @@ def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str
     optimizer = make_optimizer(fq, settings)
     history: list[QatEpoch] = []
     first_epoch = 1
+    state: dict = {}
     ckpt_path = out_dir / CHECKPOINT
     if ckpt_path.is_file():
         state = load_checkpoint(ckpt_path, fingerprint)
@@ -369,18 +372,20 @@ def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str
         first_epoch = int(state["epoch"]) + 1
         log.info("resuming QAT from %s after epoch %d", ckpt_path, first_epoch - 1)
     resumed_from = first_epoch - 1
+    earlier_wall = float(state.get("wall_s", 0.0)) if resumed_from else 0.0  # time of the interrupted parts
     for p in float_model.parameters():
         p.requires_grad_(True)
 
-    def evaluate_epoch(epoch: int, loss: float | None, seconds: float, lr: float | None) -> QatEpoch:
+    def evaluate_epoch(epoch: int, loss: float | None, t0: float, lr: float | None) -> QatEpoch:
+        """Export the current state and score it; ``seconds``: since ``t0`` (training + export + evaluation)."""
         paths = export_qat(float_model, fq, site_map, ranges, plan, model_path, imgsz, work / "epoch", "model.qat")
         m, m50 = qdq_map(paths["onnx"], val)
-        return QatEpoch(epoch=epoch, loss=loss, val_map=m, val_map50=m50, seconds=seconds, lr=lr)
+        return QatEpoch(epoch=epoch, loss=loss, val_map=m, val_map50=m50, seconds=time.perf_counter() - t0, lr=lr)
 
     if not history:
         t0 = time.perf_counter()
         fq.eval()
-        history.append(evaluate_epoch(0, None, time.perf_counter() - t0, None))
+        history.append(evaluate_epoch(0, None, t0, None))
         log.info("epoch 0 (PTQ, same plan): val mAP50-95 %.4f", history[0].val_map)
     total_steps = steps_per_epoch * settings.epochs
     for epoch in range(first_epoch, settings.epochs + 1):
@@ -390,9 +395,10 @@ def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str
         fq.train()
         loss, lr = train_one_epoch(fq, float_model, loader, optimizer, settings, epoch, steps_per_epoch, total_steps)
         fq.eval()
-        record = evaluate_epoch(epoch, loss, time.perf_counter() - t0, lr)
+        record = evaluate_epoch(epoch, loss, t0, lr)
         history.append(record)
-        save_checkpoint(ckpt_path, fq, optimizer, epoch, history, fingerprint)
+        save_checkpoint(ckpt_path, fq, optimizer, epoch, history, fingerprint,
+                        wall_s=earlier_wall + time.perf_counter() - start_time)
         log.info("epoch %d/%d: loss %.4f, val mAP50-95 %.4f (%.0f s)", epoch, settings.epochs, loss,
                  record.val_map, record.seconds)
         if on_epoch_end is not None:
@@ -402,7 +408,7 @@ def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str
     frac = int8_mac_fraction(analysis.units, plan)
     result = QatResult(model=str(model_path), task=info.task.value, plan_units=dict(plan.units),
                        int8_mac_fraction=frac, epochs=history, files={**files, "checkpoint_state": ckpt_path},
-                       settings=settings.to_dict(), wall_s=time.perf_counter() - start_time,
+                       settings=settings.to_dict(), wall_s=earlier_wall + time.perf_counter() - start_time,
                        resumed_from_epoch=resumed_from, val_images=len(val.images),
                        notes={"train_images": min(len(train_imgs), settings.train_images or len(train_imgs)),
                               "steps_per_epoch": steps_per_epoch, "sites": len(site_map.sites),

@@ -85,13 +85,15 @@ def train_one_epoch(fq: Any, float_model: Any, loader: Any, optimizer: Any, sett
     return total / max(images, 1), lr
 
 
-def save_checkpoint(path: Path, fq: Any, optimizer: Any, epoch: int, history: Sequence[Any], fingerprint: dict) -> Path:
+def save_checkpoint(path: Path, fq: Any, optimizer: Any, epoch: int, history: Sequence[Any], fingerprint: dict,
+                    wall_s: float = 0.0) -> Path:
+    """Write the resumable state after ``epoch`` atomically (``wall_s``: seconds spent so far, all runs)."""
     import torch
 
     buf = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, "version": 1, "epoch": int(epoch), "fq": fq.state_dict(),
                 "optimizer": optimizer.state_dict(), "history": [h.to_dict() for h in history],
-                "fingerprint": fingerprint}, buf)
+                "fingerprint": fingerprint, "wall_s": float(wall_s)}, buf)
     return atomic_write_bytes(path, buf.getvalue())
 
 
