@@ -67,7 +67,7 @@ class QatSettings:
     val_images: int | None = None  # cap on validation images per epoch (None: all)
     train_images: int | None = None  # cap on training images (None: all)
     calibration_images: int = 256
-    calibration_method: str = "entropy"
+    calibration_method: str = ""  # "" = the project's default (core.enums.CalibrationMethod.default())
 
     def __post_init__(self) -> None:
         if self.start not in STARTS:
@@ -76,6 +76,10 @@ class QatSettings:
             raise ConfigError("qat.start: plan needs qat.plan (a plan.json, e.g. from `trtalign fallback`)")
         if self.epochs < 1 or self.batch < 1:
             raise ConfigError(f"qat.epochs and qat.batch must be >= 1, got {self.epochs} and {self.batch}")
+        if not self.calibration_method:
+            from trtalign.core.enums import CalibrationMethod
+
+            self.calibration_method = CalibrationMethod.default().value
         if not (self.lr > 0 and self.scale_lr >= 0):
             raise ConfigError(f"qat.lr must be > 0 and qat.scale_lr >= 0, got {self.lr}, {self.scale_lr}")
 
