@@ -271,3 +271,23 @@ def test_interrupted_run_resumes_from_its_checkpoint(tiny, tmp_path):
 
     with pytest.raises(InputError, match="other"):
         run_qat(ckpt, data, tmp_path / "a", QatSettings(epochs=2, batch=4, lr=5e-4), imgsz=IMGSZ, ranges=ranges)
+
+
+def test_report_section_has_the_curve_the_epochs_and_the_comparison(tmp_path):
+    from trtalign.eval.report import Report
+    from trtalign.tune.qat import QatEpoch, QatResult
+    from trtalign.tune.qat_report import add_qat_section
+
+    epochs = [QatEpoch(0, None, 0.61, 0.80, 3.0), QatEpoch(1, 2.5, 0.63, 0.81, 40.0, 1e-4),
+              QatEpoch(2, 2.4, 0.645, 0.82, 41.0, 1e-6)]
+    result = QatResult(model="m.pt", task="detect", plan_units={"a": "int8"}, int8_mac_fraction=1.0, epochs=epochs,
+                       files={}, settings={"learn_scales": True}, wall_s=90.0, val_images=50,
+                       notes={"sites": 112, "scale_groups": 44})
+    report = add_qat_section(Report("t"), result, {"FP32": 0.65, "PTQ, same plan": 0.61, "QAT": 0.645})
+    html = report.render()
+    assert [s.title for s in report.sections] == ["Quantization-aware training", "QAT loss and validation mAP per epoch",
+                                                  "QAT epochs", "QAT beside FP32 / PTQ"]
+    assert "0.6100 before" in html and "0.6450 after" in html and "<img" in html
+    assert html.count("<tr>") >= 3 + 1 + 3 + 1
+    report.write(tmp_path / "r.html")
+    assert (tmp_path / "r.html").read_text() == html
