@@ -175,6 +175,10 @@ def main(argv=None) -> int:
     ap.add_argument("--calib", type=int, default=128, help="train2017 calibration images")
     ap.add_argument("--methods", default=",".join(METHODS), help="calibration methods (comma separated)")
     ap.add_argument("--no-rect", action="store_true", help="skip the validator's rectangular-batch row")
+    ap.add_argument("--fallback", type=float, default=None, metavar="POINTS",
+                    help="also run the fallback search (minmax ranges, local SQNR ranking) with this mAP50-95 budget in "
+                         "points, tuned on --tune train2017 images, reported on the val images")
+    ap.add_argument("--tune", type=int, default=64, help="train2017 images of the fallback's tuning split")
     ap.add_argument("--workdir", default=None, help="keep exports and calibration caches here")
     ap.add_argument("--json", default=None, help="write the table as JSON")
     args = ap.parse_args(argv)
@@ -284,14 +288,34 @@ def main(argv=None) -> int:
             naive, _ = insert_qdq(proto, ranges, None, mode="naive")
             score("ort-int8sim naive (minmax)", naive.SerializeToString(), note="Q/DQ on every conv and Concat input")
 
+    if args.fallback is not None:
+        from trtalign.tune.tuning import TuningSession
+
+        start = time.perf_counter()
+        ranges = calibrate(fp32, calib_dir, method="minmax", num=args.calib, imgsz=args.imgsz,
+                           cache_dir=work / "calib_cache")
+        tune = load_dataset(real / "coco" / "data.yaml", split="train").subset(args.tune)
+        session = TuningSession(fp32, tune, dataset, ranges, work / "tuning")
+        sens = session.sensitivity(metric="sqnr", local=True, subset=min(32, args.tune))
+        result = session.fallback(args.fallback / 100.0, sensitivity=sens)
+        secs = time.perf_counter() - start
+        coco = {"map": result.final_map_val, "map50": float("nan")}
+        add(f"fallback {args.fallback:g} pt (minmax)", None, coco, secs,
+            f"{len(result.fallback_units)} unit(s) FP16, status {result.status}; tune {result.fp32_map_tune:.4f} -> "
+            f"int8 {result.int8_map_tune:.4f} -> {result.final_map_tune:.4f}; val fp32 {result.fp32_map_val:.4f} int8 "
+            f"{result.int8_map_val:.4f} (trtalign eval pre-processing, COCO)")
+
     print(f"\nYOLOv5n at {args.imgsz} on {len(paths)} COCO val2017 images ({real}); {platform.node()}, "
           f"{os.cpu_count()} CPUs; total {time.perf_counter() - t0:.0f} s")
     print(f"{'row':40s} {'yolov5 mAP50-95':>15s} {'d vs val.py':>11s} {'mAP50':>7s} {'coco mAP50-95':>13s} "
           f"{'mAP50':>7s} {'s':>6s}  note")
+    def f(v, width: int) -> str:
+        return f"{v:{width}.4f}" if isinstance(v, float) else " " * (width - 1) + "-"
+
     for r in rows:
         d = "" if r["yolov5_map"] is None else f"{r['yolov5_map'] - validator['map']:+.4f}"
-        print(f"{r['row']:40s} {r['yolov5_map']:15.4f} {d:>11s} {r['yolov5_map50']:7.4f} {r['coco_map']:13.4f} "
-              f"{r['coco_map50']:7.4f} {r['seconds']:6.0f}  {r['note']}")
+        print(f"{r['row']:40s} {f(r['yolov5_map'], 15)} {d:>11s} {f(r['yolov5_map50'], 7)} {f(r['coco_map'], 13)} "
+              f"{f(r['coco_map50'], 7)} {r['seconds']:6.0f}  {r['note']}")
     print(f"\nort-fp32 vs YOLOv5's validator (same images, same pre-processing, same AP code): "
           f"{fp32_v5['map'] - validator['map']:+.4f} mAP50-95")
     if args.json:
