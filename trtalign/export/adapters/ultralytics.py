@@ -153,6 +153,12 @@ class UltralyticsAdapter(ModelAdapter):
                                    train_imgsz=train_imgsz)
         return self._info
 
+    def layout_dict(self) -> dict:
+        out = self.layout.to_dict()
+        if getattr(self._load().model.model[-1], "one2one_cv2", None) is not None:
+            out["head"] = self.head  # an end-to-end model: which of its two heads output0 is
+        return out
+
     @property
     def end2end(self) -> bool:
         """True when the one-to-one head is exported (NMS-free top-k selection instead of an NMS node)."""
