@@ -129,3 +129,14 @@ def test_one2one_needs_an_end2end_model(tmp_path):
         export_onnx("yolov8n.yaml", tmp_path / "x.onnx", imgsz=IMGSZ, head="one2one")
     with pytest.raises(InputError, match="valid choices"):
         load_adapter("yolo26n.yaml", head="both")
+
+
+def test_cli_head_flag(tmp_path, cli):
+    code, out, err = cli("export", "yolo26n.yaml", "--head", "one2one", "--imgsz", str(IMGSZ), "--out",
+                         str(tmp_path / "m.onnx"))
+    assert code == 0, err
+    assert "NMS-free top-k" in out
+    assert read_metadata(str(tmp_path / "m.onnx"))["layout"]["head"] == "one2one"
+    code, out, err = cli("export", "yolov8n.yaml", "--head", "one2one", "--imgsz", str(IMGSZ), "--out",
+                         str(tmp_path / "x.onnx"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "one-to-one branch" in err

@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nms-domain", default=None, metavar="DOMAIN",
                         help="escape hatch: write the NMS node in this ONNX domain ('' = default domain, a "
                              "TensorRT-only file that fails onnx.checker); default: 'trtalign'")
+    parser.add_argument("--repo", default=None, metavar="DIR",
+                        help="YOLOv5 checkpoints: your YOLOv5 clone (default: the yolov5 package, or $TRTALIGN_YOLOV5_REPO)")
+    parser.add_argument("--head", default=None, choices=["one2many", "one2one"],
+                        help="end-to-end models (YOLOv10, YOLO26): one2many + NMS node (default) or one2one (NMS-free top-k)")
     parser.add_argument("--config", default=None, help="pipeline config YAML (model, imgsz, batch, nms, opset, layout)")
     add_json_argument(parser)
     with_example(parser, "trtalign export yolov8n.pt --imgsz 640 --dynamic-batch 8 --out yolov8n.onnx")
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         max_det=args.max_det if args.max_det is not None else nms.max_output_boxes,
         class_agnostic=bool(args.class_agnostic) if args.class_agnostic is not None else nms.class_agnostic,
         box_coding=args.box_coding if args.box_coding is not None else nms.box_coding,
-        layout=cfg.layout, nms_domain=args.nms_domain)
+        layout=cfg.layout, nms_domain=args.nms_domain, repo=args.repo, head=args.head)
     emit(result, args, result.summary())
     return 0
 

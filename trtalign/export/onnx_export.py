@@ -55,6 +55,9 @@ class ExportResult:
         nms = f"{self.nms_op} (score>={self.nms['score_threshold']}, iou>={self.nms['iou_threshold']}, " \
               f"max {self.nms['max_output_boxes']}, {'agnostic' if self.nms['class_agnostic'] else 'per-class'})" \
             if self.nms_op else "none (outputs boxes, scores)"
+        if self.nms_op == TOPK_SELECT:
+            nms = f"none: NMS-free top-k of the one-to-one head (score>={self.nms['score_threshold']}, max " \
+                  f"{self.nms['max_output_boxes']}, {'agnostic' if self.nms['class_agnostic'] else 'per-class'})"
         batch = f"dynamic (1..{self.max_batch})" if self.batch == "batch" else str(self.batch)
         outs = ", ".join(f"{o['name']}{o['shape']}" for o in self.outputs)
         return (f"exported {self.source.get('file', '?')} ({self.family} {self.task}, {len(self.names)} classes) -> "
