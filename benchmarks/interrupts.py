@@ -149,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-delay", type=float, default=60.0,
                         help="latest moment of an interrupt in seconds (default 60; long commands are interrupted "
                              "in their first minute)")
+    parser.add_argument("--min-delay", type=float, default=0.3,
+                        help="earliest moment of an interrupt in seconds (default 0.3); raise it to aim at late phases")
+    parser.add_argument("--assume-duration", type=float, default=None,
+                        help="skip the uninterrupted run and take this as every command's duration in seconds")
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one, removed)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
@@ -165,16 +169,20 @@ def main(argv: list[str] | None = None) -> int:
             folder = work / name / "full"
             folder.mkdir(parents=True)
             t0 = time.monotonic()
-            proc = subprocess.run([sys.executable, "-m", "trtalign", *cmds[name]], cwd=str(folder), env=_env(),
-                                  capture_output=True, text=True, timeout=1800)
-            full_s = time.monotonic() - t0
+            if args.assume_duration is None:
+                proc = subprocess.run([sys.executable, "-m", "trtalign", *cmds[name]], cwd=str(folder), env=_env(),
+                                      capture_output=True, text=True, timeout=1800)
+            else:
+                proc = subprocess.CompletedProcess([], 0, "", "")
+            full_s = args.assume_duration or time.monotonic() - t0
             if proc.returncode != 0:  # nothing to learn from interrupting it: say so and go on
                 print(f"{name:10s} fails without interrupt (exit {proc.returncode}): "
                       f"{proc.stderr.strip().splitlines()[-1:]}", flush=True)
                 table[name] = {"full_s": round(full_s, 1), "error": proc.stderr[-2000:]}
                 continue
             latest = min(full_s, args.max_delay)
-            runs = [interrupt_once(name, cmds[name], work / name / f"run{i}", rng.uniform(0.3, latest))
+            runs = [interrupt_once(name, cmds[name], work / name / f"run{i}", rng.uniform(min(args.min_delay, latest),
+                                                                                      latest))
                     for i in range(args.runs)]
             results += runs
             table[name] = {"full_s": round(full_s, 1), "ok": sum(r["outcome"] == "ok" for r in runs),
