@@ -120,7 +120,7 @@ class MatchTable:
         parts: list = [[] for _ in range(nc)]  # per class: (image index, scores, tp, fp)
         rotated = dataset.rotated
         if rotated:
-            from trtalign.eval.rotated_metrics import rotated_iou_matrix
+            from trtalign.core.geometry import rotated_iou_matrix
         for i, iid in enumerate(self.image_ids):
             gt = dataset.ground_truth(iid)
             det = detections.get(iid)  # images outside ``image_ids`` are left out
