@@ -49,7 +49,6 @@ class Precision(ParseableEnum):
         return self in (Precision.FP32, Precision.FP16)
 
 
-
 class Backend(ParseableEnum):
     AUTO = "auto"
     ORT = "ort"
@@ -57,11 +56,9 @@ class Backend(ParseableEnum):
     TORCH = "torch"
 
 
-class FallbackTarget(ParseableEnum):
-    """Precision of the units a fallback keeps out of INT8 (and of the head's output convs in the default plan)."""
-
-    FP16 = "fp16"
-    FP32 = "fp32"
+#: precision of the units a fallback keeps out of INT8 (and of the head's output convs in the INT8 plan): the float
+#: members of Precision
+FallbackTarget = ParseableEnum("FallbackTarget", [(p.name, p.value) for p in Precision if p.is_float])
 
 
 class RunnerName(ParseableEnum):
