@@ -217,3 +217,25 @@ def test_needs_float16_onnx(version, strongly, needs):
     from trtalign.engines.plan import needs_float16_onnx
 
     assert needs_float16_onnx(version, strongly) is needs
+
+
+def test_build_settings_are_explicit(tmp_path, onnx):
+    """Issue 13 bug 2 at the plan level: internal callers pass BuildSettings, so the batch profile and the FP16 flag
+    come from what they know (the batch asked for, the unit plan), not from a throwaway config's defaults."""
+    from trtalign.engines.plan import BuildSettings
+
+    plan = make_build_plan(BuildSettings(imgsz=64, batch=4), onnx["float"], "10.3.0", "fp16")
+    assert (plan.profile.min[0], plan.profile.opt[0], plan.profile.max[0]) == (1, 4, 4)
+    fp32_units = {"model.0.conv": "int8", "model.1.conv": "fp32"}
+    int8 = make_build_plan(BuildSettings(imgsz=64, batch=2, unit_plan=fp32_units), onnx["qdq"], "10.3.0", "int8",
+                           unit_nodes=UNIT_NODES)
+    assert "FP16" not in int8.builder_flags and "INT8" in int8.builder_flags
+    fp16_units = {"model.0.conv": "int8", "model.1.conv": "fp16"}
+    int8 = make_build_plan(BuildSettings(imgsz=64, batch=2, unit_plan=fp16_units), onnx["qdq"], "10.3.0", "int8",
+                           unit_nodes=UNIT_NODES)
+    assert "FP16" in int8.builder_flags
+    # no unit plan: the settings' float precision decides (a config's fallback.target through from_config)
+    cfg = make_config(tmp_path)
+    cfg.fallback.target = "fp32"
+    assert "FP16" not in make_build_plan(cfg, onnx["qdq"], "10.3.0", "int8").builder_flags
+    assert BuildSettings.from_config(cfg).float_precision == "fp32"
