@@ -73,3 +73,31 @@ def test_real_images_match_yolov5_dataloader():
 def test_unknown_mode_is_an_error():
     with pytest.raises(InputError, match="valid choices"):
         letterbox(np.zeros((10, 10, 3), np.uint8), 32, mode="mmdet")
+
+
+@pytest.mark.skipif(not REAL_VAL.is_dir(), reason=f"{REAL_VAL} absent (the shared real images)")
+def test_eval_preprocess_yolov5_is_applied(tmp_path):
+    """``evaluate(..., preprocess="yolov5")`` scores the detections of YOLOv5-style inputs: equal to running the
+    same ONNX by hand on ``letterbox(mode="yolov5")`` tensors."""
+    from trtalign.core.detections import Detections
+    from trtalign.data.datasets import load_dataset
+    from trtalign.eval.coco_metrics import CocoMetrics
+    from trtalign.eval.evaluate import evaluate
+    from trtalign.export.onnx_export import export_onnx
+    from trtalign.runtime.ort_runner import OrtRunner
+    from trtalign.runtime.postprocess import nms_outputs_to_detections
+
+    onnx_path = tmp_path / "v5.onnx"
+    export_onnx(REAL_VAL.parents[2] / "yolov5n.pt", onnx_path, imgsz=320)
+    data = REAL_VAL.parents[1] / "data.yaml"
+    result = evaluate(onnx_path, data, ["fp32"], backend="ort", max_images=3, workdir=tmp_path / "w",
+                      preprocess="yolov5")
+    assert result.dataset["preprocess"] == "yolov5"
+    dataset = load_dataset(data, split="val").subset(3)
+    metric = CocoMetrics(dataset)
+    with OrtRunner(str(onnx_path)) as runner:
+        for im in dataset.images:
+            x, meta = letterbox(read_image(im.path), 320, mode="yolov5")
+            d = nms_outputs_to_detections(runner.infer({"images": x}), [meta])[0]
+            metric.update(im.id, Detections(d.boxes, d.scores, d.class_ids))
+    assert result.results[0].map == pytest.approx(metric.compute().stats["map"], abs=1e-9)

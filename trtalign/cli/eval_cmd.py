@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fp32/fp16/int8 on ONNX Runtime emulation (ort) or TensorRT (trt); auto: trt when "
                              "TensorRT is importable")
     parser.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
+    parser.add_argument("--preprocess", default="ultralytics", choices=["ultralytics", "yolov5"],
+                        help="letterbox recipe: ultralytics (default) or yolov5 (its val.py: INTER_AREA resize of the long "
+                             "side, square letterbox)")
     add_nms_args(parser, "an exported ONNX has its NMS baked in: these apply to a .pt/.yaml model (export and torch)")
     parser.add_argument("--torch-nms", choices=["ultralytics", "aligned"], default="ultralytics",
                         help="NMS for the torch runner: ultralytics' own, or the exported EfficientNMS reference "
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(s["model"], s["data"], plist, backend=args.backend, imgsz=s["imgsz"], batch=args.batch,
                       max_images=args.max_images, workdir=args.workdir, save_detections_dir=args.save_detections,
                       nms=nms, calibration=s["calibration"], split=args.split, data_format=args.data_format,
-                      plugins=s["plugins"], task=s["task"])
+                      plugins=s["plugins"], task=s["task"], preprocess=args.preprocess)
     if not result.results:
         raise InputError("nothing could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in result.skipped.items()))
     if args.report:

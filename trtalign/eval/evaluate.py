@@ -275,8 +275,10 @@ def torch_postprocess(runner: Any, nms: NmsSettings) -> Postprocess:
 
 
 def run_runner(runner: Any, dataset: Dataset, imgsz: Sequence[int], postprocess: Postprocess, batch: int = 1,
-               class_map: np.ndarray | None = None, desc: str = "") -> tuple[dict, LatencyStats]:
-    """Run an active runner over every image: ``{image_id: Detections}`` (dataset class indices) + latency."""
+               class_map: np.ndarray | None = None, desc: str = "",
+               preprocess: str = "ultralytics") -> tuple[dict, LatencyStats]:
+    """Run an active runner over every image: ``{image_id: Detections}`` (dataset class indices) + latency.
+    ``preprocess``: ``ultralytics`` or ``yolov5`` (core.preprocess.PREPROCESS_MODES)."""
     from trtalign.core.preprocess import letterbox_batch, read_image
 
     if batch < 1:
@@ -287,7 +289,7 @@ def run_runner(runner: Any, dataset: Dataset, imgsz: Sequence[int], postprocess:
     detections: dict = {}
     seconds, sizes = [], []
     for n, group in enumerate(progress(groups, total=len(groups), desc=desc or runner.name, unit="batch")):
-        x, metas = letterbox_batch([read_image(im.path) for im in group], imgsz)
+        x, metas = letterbox_batch([read_image(im.path) for im in group], imgsz, mode=preprocess)
         if static is not None and static != len(group):
             if static < len(group):
                 raise InputError(f"{runner.name}: the model has a fixed batch of {static}; use batch <= {static}")
@@ -515,13 +517,14 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
              nms: NmsSettings | None = None, coco_backend: str = "auto",
              calibration: CalibrationSettings | None = None,
              split: str = "val", data_format: str = "auto", onnx: Any = None, ranges: Any = None,
-             plugins: Sequence[str] = (), task: str = "auto") -> EvalResult:
+             plugins: Sequence[str] = (), task: str = "auto", preprocess: str = "ultralytics") -> EvalResult:
     """Evaluate ``model`` on ``data`` at each precision.
 
     Args:
         model: ``.pt`` / ultralytics ``.yaml`` (exported here, torch runs too) or an ONNX from ``trtalign export``.
         data: a dataset path (COCO json / folder, data.yaml, DOTA folder) or a loaded ``Dataset``.
         precisions: ``torch``, ``fp32``, ``fp16``, ``int8`` (runner names such as ``ort-int8sim`` also accepted).
+        preprocess: letterbox recipe, ``ultralytics`` (default) or ``yolov5`` (its val.py for a fixed-size model).
         backend: ``ort`` (ONNX Runtime emulation), ``trt`` (TensorRT engines through the engine cache) or ``auto``.
         imgsz: input size of an export (None: the model's own); must match an ONNX's size.
         batch: images per inference (an export gets a dynamic batch up to it; engines a profile up to it).
@@ -566,7 +569,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
         dataset = dataset.subset(max_images).require_boxes()  # mAP of no ground truth is NaN
         cmap = category_map(src.names, dataset)
         result = EvalResult(src.task, "rotated" if dataset.rotated else "coco-bbox", str(src.path), list(src.imgsz),
-                            batch, dataset.summary(), {**nms.to_dict(), "onnx": src.nms})
+                            batch, {**dataset.summary(), **({"preprocess": preprocess} if preprocess != "ultralytics"
+                                                            else {})}, {**nms.to_dict(), "onnx": src.nms})
         recipe = _Recipe(src, workdir, dataset, calibration, batch, ranges, plugins)
         if "int8" in precisions:
             result.calibration = {**calibration.to_dict(), "images": str(getattr(recipe.ranges, "images", "")) or None,
@@ -582,7 +586,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
                 continue
             with runner:
                 post = torch_postprocess(runner, nms) if precision == "torch" else ort_postprocess(dataset.rotated)
-                dets, latency = run_runner(runner, dataset, src.imgsz, post, batch, cmap, desc=label)
+                dets, latency = run_runner(runner, dataset, src.imgsz, post, batch, cmap, desc=label,
+                                           preprocess=preprocess)
             metrics = score_detections(dataset, dets, coco_backend)
             pr = PrecisionResult(precision, label, metrics, latency, model_file, notes=[note] if note else [],
                                  detections=dets)

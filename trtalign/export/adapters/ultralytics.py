@@ -117,7 +117,7 @@ class UltralyticsAdapter(ModelAdapter):
                 yolo = ultralytics.YOLO(source)
         except Exception as exc:  # any failure inside ultralytics/torch.load: a corrupt or foreign file
             raise ModelError(f"cannot load {self.path} as an ultralytics model ({_first_line(exc)})") from None
-        if self._builtin is None:
+        if self._builtin is None and self.path.suffix.lower() == ".pt":  # checkpoints are what ultralytics renames
             check_loaded_file(self.path, getattr(yolo, "ckpt_path", None) or getattr(yolo.model, "pt_path", None),
                               framework="ultralytics")
         task = getattr(yolo, "task", None)
