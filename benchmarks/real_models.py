@@ -22,6 +22,13 @@ Rows:
 
 The validator's NMS has a time limit (0.5 + 0.05 * batch seconds); on a loaded CPU it silently drops the remaining
 images' detections. The number of "NMS time limit exceeded" warnings is reported; a non-zero count invalidates that row.
+
+Measured 2026-11-29 on 2 shared CPU cores, ``nice -n 10 python benchmarks/real_models.py --json real.json`` (491 s;
+mAP50-95, YOLOv5 AP code / COCO): yolov5 val.py square 0.335322 / 0.3364; ort-fp32 0.335321 / 0.3364 (-1e-6: ONNX
+Runtime vs torch rounding; EfficientNMS keeps the best 5000 (box, class) pairs, val.py 30000); ort-fp32 with
+trtalign's default pre-processing and IoU 0.7: 0.3306 / 0.3326; val.py rect (batch 32) hit the NMS time limit on both
+batches: 0.1860 (invalid); fp16sim 0.3340 / 0.3360; INT8 every unit: minmax 0.3238 / 0.3251, mse 0.3239 / 0.3257,
+percentile 0.3159 / 0.3176, entropy 0.2793 / 0.2796; naive Q/DQ 0.0000.
 """
 
 from __future__ import annotations
