@@ -72,10 +72,11 @@ def test_rotated_resample_equals_rotated_metrics_of_the_multiset():
         return np.c_[(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2], rng.uniform(-0.3, 0.3, len(b))]
 
     rng = np.random.default_rng(1)
-    anns = {k: GroundTruth(to_r(g.boxes, rng), g.class_ids, np.zeros(len(g), bool), g.areas)
+    anns = {k: GroundTruth(to_r(g.boxes, rng), g.class_ids, g.ignore, g.areas)  # ignored boxes count as crowd
             for k, g in ds.annotations.items()}
     rds = Dataset(Task.OBB, ds.images, anns, ds.names, ds.category_ids, "test")
     rdets = {k: Detections(to_r(d.boxes, rng), d.scores, d.class_ids) for k, d in dets.items()}
+    assert any(g.ignore.any() for g in anns.values())
     table = MatchTable(rds, rdets)
     full = evaluate_rotated(rds, rdets).stats
     assert table.map()[0] == pytest.approx(full["map"], abs=1e-12)

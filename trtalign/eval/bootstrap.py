@@ -3,7 +3,7 @@
 Two models' detections on the same images are matched against the ground truth once (pycocotools' ``evaluateImg``:
 per image and class, detections sorted by score and cut at 100, greedy matching preferring non-ignored ground truth,
 crowd boxes matched any number of times; rotated datasets use the exact polygon IoU of
-:mod:`trtalign.eval.rotated_metrics`). A resample draws image ids with replacement; the mAP of each model on the
+:mod:`trtalign.core.geometry` with the crowd rules of :mod:`trtalign.eval.rotated_metrics`). A resample draws image ids with replacement; the mAP of each model on the
 resampled multiset is recomputed from the stored matches by pycocotools' ``accumulate`` (no re-matching), and the
 difference of the two is one bootstrap draw. Because matching is per image, the mAP of a resample equals a full
 COCO evaluation of a dataset in which every drawn image appears as often as it was drawn (the tests check it against
@@ -120,7 +120,7 @@ class MatchTable:
         parts: list = [[] for _ in range(nc)]  # per class: (image index, scores, tp, fp)
         rotated = dataset.rotated
         if rotated:
-            from trtalign.core.geometry import rotated_iou_matrix
+            from trtalign.core.geometry import iou_from_intersection, rotated_intersection_matrix
         for i, iid in enumerate(self.image_ids):
             gt = dataset.ground_truth(iid)
             det = detections.get(iid)  # images outside ``image_ids`` are left out
@@ -143,9 +143,15 @@ class MatchTable:
                 g_order = np.argsort(g_ig, kind="mergesort")
                 g_boxes, g_ig, crowd = g_boxes[g_order], g_ig[g_order], crowd[g_order]
                 d_out = np.zeros(len(order), bool)  # unmatched detections outside the area range are ignored
-                if rotated:
-                    ious = rotated_iou_matrix(det.boxes[order].astype(np.float64), g_boxes)
-                    crowd = np.zeros(len(g_ig), bool)
+                if rotated:  # as eval.rotated_metrics: an ignored box is a crowd box (intersection / detection area)
+                    d = det.boxes[order].astype(np.float64)
+                    g = np.asarray(g_boxes, np.float64).reshape(-1, 5)
+                    inter = rotated_intersection_matrix(d, g)
+                    d_area = d[:, 2] * d[:, 3]
+                    crowd_iou = np.where(d_area[:, None] > 0, inter / np.where(d_area > 0, d_area, 1.0)[:, None], 0.0)
+                    ious = np.where(g_ig[None, :], crowd_iou, iou_from_intersection(d[:, None, :], g[None, :, :],
+                                                                                       inter))
+                    crowd = g_ig
                 else:
                     d = det.boxes[order].astype(np.float64)
                     d = np.stack([d[:, 0], d[:, 1], d[:, 2] - d[:, 0], d[:, 3] - d[:, 1]], 1)
