@@ -468,10 +468,14 @@ class ScoreGuard:
             return (f"class scores kept: score SQNR {self.score_sqnr_db:.1f} dB >= {self.threshold_db:.1f} dB on "
                     f"{self.images} calibration images")
         names = ", ".join(f"{c['tensor']} (amax {c['amax']:.4g} vs observed max {c['observed_max']:.4g})"
-                          for c in self.culprits) or "none found"
-        fix = "" if self.repaired_sqnr_db is None else (
-            f"; with those at their observed max the score SQNR is {self.repaired_sqnr_db:.1f} dB")
-        if self.repaired_sqnr_db is None or self.repaired_sqnr_db < self.threshold_db:
+                          for c in self.culprits[:8]) or "none found"
+        if len(self.culprits) > 8:
+            names += f" and {len(self.culprits) - 8} more"
+        if self.culprits:
+            fix = f"; with those at their observed max the score SQNR is {self.repaired_sqnr_db:.1f} dB"
+        else:
+            fix = ("" if self.repaired_sqnr_db is None else
+                   f"; even with every clipped range at its observed max it is {self.repaired_sqnr_db:.1f} dB")
             fix += (" (no clipped range explains it: a tensor whose range is set by an outlier channel loses the "
                     "rest to rounding; keep the units in front of the scores in FP16)")
         return (f"the calibrated ranges collapse the class scores: score SQNR {self.score_sqnr_db:.1f} dB < "
@@ -504,9 +508,10 @@ def score_guard(model_path, ranges: Ranges, inputs: Sequence[np.ndarray], num_cl
 
     Runs the FP32 model and its Q/DQ model (every unit INT8, :func:`trtalign.export.qdq.insert_qdq`) up to the raw
     head ``output0`` ``[B, 4 + C (+1), N]`` and takes the SQNR of the class-score rows alone (pixel boxes would drown
-    them). Below ``threshold_db`` it names the ranges that did it: calibrated tensors ranked by their own SQNR under
-    their amax (lowest first) whose amax clips what FP32 produced; the first 1, 2, 4, ... of them are set to their
-    observed max until the scores come back (at most ``max_culprits``).
+    them). Below ``threshold_db`` it names the ranges that did it: the calibrated tensors whose amax clips what FP32
+    produced, ranked by their own SQNR under their amax (lowest first); if setting all of them to their observed max
+    brings the scores back, the shortest prefix of that ranking that does (bisection, O(log n) Q/DQ runs) is named.
+    ``max_culprits`` is kept for callers; the message lists the first 8.
 
     Returns:
         :class:`ScoreGuard` (truthy when the scores are kept).
@@ -556,17 +561,29 @@ def score_guard(model_path, ranges: Ranges, inputs: Sequence[np.ndarray], num_cl
             cands.append({"tensor": t, "amax": amax, "observed_max": observed,
                           "local_sqnr_db": _sqnr_db(x, _fake_quant(x, amax))})
     cands.sort(key=lambda c: (c["local_sqnr_db"], c["tensor"]))
-    k = 1
-    while cands and k <= min(max_culprits, len(cands)) * 2:
-        chosen = cands[:min(k, max_culprits, len(cands))]
-        fixed = Ranges(tensors={**ranges.tensors, **{c["tensor"]: TensorRange(amax=c["observed_max"],
-                                                                              method="minmax")
+    if not cands:
+        return guard
+
+    def restored(chosen: list) -> float:
+        fixed = Ranges(tensors={**ranges.tensors, **{c["tensor"]: TensorRange(amax=c["observed_max"], method="minmax")
                                                    for c in chosen}},
                        method=ranges.method, model_sha256=ranges.model_sha256, model_file=ranges.model_file,
                        params=ranges.params, data=ranges.data)
-        guard.culprits, guard.repaired_sqnr_db = chosen, sqnrs(fixed)[0]
-        if guard.repaired_sqnr_db >= threshold_db or len(chosen) >= min(max_culprits, len(cands)):
-            break
-        k *= 2
+        return sqnrs(fixed)[0]
+
+    # does clipping explain it at all? then the shortest prefix of the ranking that brings the scores back
+    best = restored(cands)
+    if best < threshold_db:
+        guard.repaired_sqnr_db = best
+    else:
+        lo, hi, at_hi = 0, len(cands), best  # restoring cands[:hi] passes, cands[:lo] does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            value = restored(cands[:mid])
+            if value >= threshold_db:
+                hi, at_hi = mid, value
+            else:
+                lo = mid
+        guard.culprits, guard.repaired_sqnr_db = cands[:hi], at_hi
     log.warning(guard.message())
     return guard
