@@ -38,6 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--budget", type=float, default=0.5, help="fallback budget in mAP points")
     p.add_argument("--max-evals", type=int, default=12, help="fallback search: full tuning evaluations at most")
     p.add_argument("--calib", type=int, default=128, help="calibration images (from the fine-tuning split)")
+    p.add_argument("--calib-method", default="", help="calibration method (default: the project's, minmax)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     return p.parse_args(argv)
 
@@ -69,7 +70,8 @@ def run_task(task: str, args: argparse.Namespace, out: Path) -> dict:
     tune = load_dataset(train_dir, split="val", task=task)
 
     settings = QatSettings(epochs=args.epochs, batch=args.batch, lr=args.lr, scale_lr=args.scale_lr,
-                           learn_scales=not args.fixed_scales, calibration_images=args.calib)
+                           learn_scales=not args.fixed_scales, calibration_images=args.calib,
+                           calibration_method=args.calib_method)
     t0 = time.perf_counter()
     qat = run_qat(model, train_dir, work / "qat", settings)
     qat_wall = time.perf_counter() - t0
