@@ -1,5 +1,7 @@
-// Attributes, serialization and format checks shared by the TensorRT front ends. See rotated_nms_plugin_common.h.
+// Logic shared by the TensorRT front ends. See rotated_nms_plugin_common.h.
 #include "rotated_nms_plugin_common.h"
+
+#include "rotated_nms_kernels.cuh"
 
 #include <cstdio>
 #include <cstring>
@@ -56,19 +58,161 @@ bool readFloat(PluginField const& f, float& out)
     default: return false;
     }
 }
+
+// The attributes in creator-field order: the float ones, then the int32 ones.
+struct FloatAttribute
+{
+    char const* name;
+    float RotatedNmsParams::*member;
+};
+struct IntAttribute
+{
+    char const* name;
+    int32_t RotatedNmsParams::*member;
+};
+constexpr FloatAttribute kFloatAttributes[] = {
+    {"score_threshold", &RotatedNmsParams::scoreThreshold},
+    {"iou_threshold", &RotatedNmsParams::iouThreshold},
+};
+constexpr IntAttribute kIntAttributes[] = {
+    {"max_output_boxes", &RotatedNmsParams::maxOutputBoxes},
+    {"background_class", &RotatedNmsParams::backgroundClass},
+    {"score_activation", &RotatedNmsParams::scoreActivation},
+    {"class_agnostic", &RotatedNmsParams::classAgnostic},
+    {"box_coding", &RotatedNmsParams::boxCoding},
+};
+
+//! The attribute fields, pointing into ``values`` (null: names and types only).
+std::vector<PluginField> attributeFields(RotatedNmsParams* values)
+{
+    std::vector<PluginField> fields;
+    for (FloatAttribute const& a : kFloatAttributes)
+    {
+        fields.emplace_back(a.name, values ? &(values->*a.member) : nullptr, PluginFieldType::kFLOAT32, 1);
+    }
+    for (IntAttribute const& a : kIntAttributes)
+    {
+        fields.emplace_back(a.name, values ? &(values->*a.member) : nullptr, PluginFieldType::kINT32, 1);
+    }
+    return fields;
+}
+
+//! Read field ``f`` into ``p`` when it names an attribute; false when it does but its type or data is unusable.
+bool readAttribute(PluginField const& f, RotatedNmsParams& p)
+{
+    for (FloatAttribute const& a : kFloatAttributes)
+    {
+        if (std::strcmp(f.name, a.name) == 0)
+        {
+            return readFloat(f, p.*a.member);
+        }
+    }
+    for (IntAttribute const& a : kIntAttributes)
+    {
+        if (std::strcmp(f.name, a.name) == 0)
+        {
+            return readInt(f, p.*a.member);
+        }
+    }
+    return true; // unknown attributes are ignored
+}
+
+template <typename Desc>
+nvinfer1::PluginTensorDesc const& tensorDesc(Desc const& d) noexcept;
+template <>
+nvinfer1::PluginTensorDesc const& tensorDesc(nvinfer1::PluginTensorDesc const& d) noexcept
+{
+    return d;
+}
+template <>
+nvinfer1::PluginTensorDesc const& tensorDesc(nvinfer1::DynamicPluginTensorDesc const& d) noexcept
+{
+    return d.desc;
+}
+
+//! Whether (pos, type, format) is a supported I/O combination, ``types`` and ``formats`` known up to ``pos``.
+bool supportsFormat(int32_t pos, nvinfer1::DataType const* types, nvinfer1::TensorFormat const* formats) noexcept
+{
+    if (formats[pos] != nvinfer1::TensorFormat::kLINEAR)
+    {
+        return false;
+    }
+    nvinfer1::DataType const t = types[pos];
+    switch (pos)
+    {
+    case 0: return t == nvinfer1::DataType::kFLOAT || t == nvinfer1::DataType::kHALF; // boxes
+    case 1:                                                                             // scores: same as boxes
+    case 3:                                                                             // detection_boxes
+    case 4: return t == types[0];                                                       // detection_scores
+    default: return t == nvinfer1::DataType::kINT32; // num_detections, detection_classes
+    }
+}
+
+template <typename Desc>
+bool supportsFormatOf(int32_t pos, Desc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
+{
+    if (nbInputs != kRotatedNmsNbInputs || nbOutputs != kRotatedNmsNbOutputs || pos < 0
+        || pos >= nbInputs + nbOutputs)
+    {
+        return false;
+    }
+    nvinfer1::DataType types[kRotatedNmsNbInputs + kRotatedNmsNbOutputs];
+    nvinfer1::TensorFormat formats[kRotatedNmsNbInputs + kRotatedNmsNbOutputs];
+    for (int32_t i = 0; i <= pos; ++i)
+    {
+        types[i] = tensorDesc(inOut[i]).type;
+        formats[i] = tensorDesc(inOut[i]).format;
+    }
+    return supportsFormat(pos, types, formats);
+}
+
+//! Check input shapes [B,N,5] and [B,N,C] (static dims, -1 accepted for unknown); "" when fine.
+std::string checkInputDims(nvinfer1::Dims const& boxes, nvinfer1::Dims const& scores)
+{
+    if (boxes.nbDims != 3 || scores.nbDims != 3)
+    {
+        return "expected boxes [B, N, 5] and scores [B, N, C] (rank 3), got ranks " + std::to_string(boxes.nbDims)
+            + " and " + std::to_string(scores.nbDims);
+    }
+    if (boxes.d[2] != -1 && boxes.d[2] != kRotatedBoxValues)
+    {
+        return "boxes last dimension must be 5 (cx, cy, w, h, angle), got " + std::to_string(boxes.d[2]);
+    }
+    for (int i = 0; i < 2; ++i)
+    {
+        if (boxes.d[i] != -1 && scores.d[i] != -1 && boxes.d[i] != scores.d[i])
+        {
+            return "boxes and scores disagree in dimension " + std::to_string(i) + ": " + std::to_string(boxes.d[i])
+                + " vs " + std::to_string(scores.d[i]);
+        }
+    }
+    return std::string();
+}
+
+template <typename Desc>
+int32_t checkInputsOf(char const* where, Desc const* in, int32_t nbInputs, int32_t nbOutputs) noexcept
+{
+    try
+    {
+        std::string const msg = nbInputs != kRotatedNmsNbInputs || nbOutputs != kRotatedNmsNbOutputs
+            ? std::string("expected 2 inputs (boxes, scores) and 4 outputs")
+            : checkInputDims(tensorDesc(in[0]).dims, tensorDesc(in[1]).dims);
+        if (msg.empty())
+        {
+            return 0;
+        }
+        logRotatedNmsError(where, msg);
+    }
+    catch (...)
+    {
+    }
+    return -1;
+}
 } // namespace
 
 RotatedNmsFields::RotatedNmsFields()
+    : mNameList(attributeFields(nullptr))
 {
-    mNameList = {
-        PluginField("score_threshold", nullptr, PluginFieldType::kFLOAT32, 1),
-        PluginField("iou_threshold", nullptr, PluginFieldType::kFLOAT32, 1),
-        PluginField("max_output_boxes", nullptr, PluginFieldType::kINT32, 1),
-        PluginField("background_class", nullptr, PluginFieldType::kINT32, 1),
-        PluginField("score_activation", nullptr, PluginFieldType::kINT32, 1),
-        PluginField("class_agnostic", nullptr, PluginFieldType::kINT32, 1),
-        PluginField("box_coding", nullptr, PluginFieldType::kINT32, 1),
-    };
     mNames.nbFields = (int32_t) mNameList.size();
     mNames.fields = mNameList.data();
 }
@@ -76,15 +220,7 @@ RotatedNmsFields::RotatedNmsFields()
 nvinfer1::PluginFieldCollection const* RotatedNmsFields::fieldsOf(RotatedNmsParams const& p) noexcept
 {
     mValues = p;
-    mValueList = {
-        PluginField("score_threshold", &mValues.scoreThreshold, PluginFieldType::kFLOAT32, 1),
-        PluginField("iou_threshold", &mValues.iouThreshold, PluginFieldType::kFLOAT32, 1),
-        PluginField("max_output_boxes", &mValues.maxOutputBoxes, PluginFieldType::kINT32, 1),
-        PluginField("background_class", &mValues.backgroundClass, PluginFieldType::kINT32, 1),
-        PluginField("score_activation", &mValues.scoreActivation, PluginFieldType::kINT32, 1),
-        PluginField("class_agnostic", &mValues.classAgnostic, PluginFieldType::kINT32, 1),
-        PluginField("box_coding", &mValues.boxCoding, PluginFieldType::kINT32, 1),
-    };
+    mValueList = attributeFields(&mValues);
     mValuesFc.nbFields = (int32_t) mValueList.size();
     mValuesFc.fields = mValueList.data();
     return &mValuesFc;
@@ -99,43 +235,9 @@ std::string parseRotatedNmsFields(nvinfer1::PluginFieldCollection const* fc, Rot
     for (int32_t i = 0; i < fc->nbFields; ++i)
     {
         PluginField const& f = fc->fields[i];
-        if (f.name == nullptr)
+        if (f.name != nullptr && !readAttribute(f, p))
         {
-            continue;
-        }
-        std::string const name = f.name;
-        bool ok = true;
-        if (name == "score_threshold")
-        {
-            ok = readFloat(f, p.scoreThreshold);
-        }
-        else if (name == "iou_threshold")
-        {
-            ok = readFloat(f, p.iouThreshold);
-        }
-        else if (name == "max_output_boxes")
-        {
-            ok = readInt(f, p.maxOutputBoxes);
-        }
-        else if (name == "background_class")
-        {
-            ok = readInt(f, p.backgroundClass);
-        }
-        else if (name == "score_activation")
-        {
-            ok = readInt(f, p.scoreActivation);
-        }
-        else if (name == "class_agnostic")
-        {
-            ok = readInt(f, p.classAgnostic);
-        }
-        else if (name == "box_coding")
-        {
-            ok = readInt(f, p.boxCoding);
-        }
-        if (!ok)
-        {
-            return "attribute '" + name + "' has an unexpected type or no data";
+            return "attribute '" + std::string(f.name) + "' has an unexpected type or no data";
         }
     }
     char const* msg = validateRotatedNmsParams(p);
@@ -177,64 +279,88 @@ bool deserializeRotatedNmsParams(void const* data, size_t length, RotatedNmsPara
     return validateRotatedNmsParams(p) == nullptr;
 }
 
-bool toNmsDataType(nvinfer1::DataType t, NmsDataType& out) noexcept
+bool supportsRotatedNmsFormat(
+    int32_t pos, nvinfer1::PluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
 {
-    if (t == nvinfer1::DataType::kFLOAT)
-    {
-        out = NmsDataType::kFLOAT32;
-        return true;
-    }
-    if (t == nvinfer1::DataType::kHALF)
-    {
-        out = NmsDataType::kFLOAT16;
-        return true;
-    }
-    return false;
+    return supportsFormatOf(pos, inOut, nbInputs, nbOutputs);
 }
 
-bool supportsRotatedNmsFormat(int32_t pos, nvinfer1::DataType const* types, nvinfer1::TensorFormat const* formats,
-    int32_t nbInputs, int32_t nbOutputs) noexcept
+bool supportsRotatedNmsFormat(
+    int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
 {
-    if (nbInputs != kRotatedNmsNbInputs || nbOutputs != kRotatedNmsNbOutputs || pos < 0
-        || pos >= nbInputs + nbOutputs)
-    {
-        return false;
-    }
-    if (formats[pos] != nvinfer1::TensorFormat::kLINEAR)
-    {
-        return false;
-    }
-    nvinfer1::DataType const t = types[pos];
-    switch (pos)
-    {
-    case 0: return t == nvinfer1::DataType::kFLOAT || t == nvinfer1::DataType::kHALF; // boxes
-    case 1:                                                                             // scores: same as boxes
-    case 3:                                                                             // detection_boxes
-    case 4: return t == types[0];                                                       // detection_scores
-    default: return t == nvinfer1::DataType::kINT32; // num_detections, detection_classes
-    }
+    return supportsFormatOf(pos, inOut, nbInputs, nbOutputs);
 }
 
-std::string checkRotatedNmsInputDims(nvinfer1::Dims const& boxes, nvinfer1::Dims const& scores)
+int32_t checkRotatedNmsInputs(char const* where, nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+    int32_t nbOutputs) noexcept
 {
-    if (boxes.nbDims != 3 || scores.nbDims != 3)
+    return checkInputsOf(where, in, nbInputs, nbOutputs);
+}
+
+int32_t checkRotatedNmsInputs(
+    char const* where, nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, int32_t nbOutputs) noexcept
+{
+    return checkInputsOf(where, in, nbInputs, nbOutputs);
+}
+
+nvinfer1::DataType rotatedNmsOutputType(int32_t index, nvinfer1::DataType boxesType) noexcept
+{
+    return (index == 0 || index == 3) ? nvinfer1::DataType::kINT32 : boxesType;
+}
+
+nvinfer1::DimsExprs rotatedNmsOutputShape(int32_t index, nvinfer1::DimsExprs const& boxes, int32_t maxOutputBoxes,
+    nvinfer1::IExprBuilder& exprBuilder) noexcept
+{
+    nvinfer1::DimsExprs out;
+    out.nbDims = index == 1 ? 3 : 2;
+    out.d[0] = boxes.d[0]; // batch, dynamic or not
+    out.d[1] = exprBuilder.constant(index == 0 ? 1 : maxOutputBoxes);
+    if (index == 1)
     {
-        return "expected boxes [B, N, 5] and scores [B, N, C] (rank 3), got ranks " + std::to_string(boxes.nbDims)
-            + " and " + std::to_string(scores.nbDims);
+        out.d[2] = exprBuilder.constant(kRotatedBoxValues);
     }
-    if (boxes.d[2] != -1 && boxes.d[2] != kRotatedBoxValues)
+    return out;
+}
+
+size_t rotatedNmsWorkspaceBytes(nvinfer1::Dims const& scores) noexcept
+{
+    if (scores.nbDims != 3)
     {
-        return "boxes last dimension must be 5 (cx, cy, w, h, angle), got " + std::to_string(boxes.d[2]);
+        return 0;
     }
-    for (int i = 0; i < 2; ++i)
+    return rotatedNmsWorkspaceSize((int32_t) scores.d[0], (int32_t) scores.d[1], (int32_t) scores.d[2]);
+}
+
+int32_t enqueueRotatedNms(RotatedNmsParams const& params, nvinfer1::PluginTensorDesc const* inputDesc,
+    void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept
+{
+    NmsDataType type;
+    if (inputDesc[0].type == nvinfer1::DataType::kFLOAT)
     {
-        if (boxes.d[i] != -1 && scores.d[i] != -1 && boxes.d[i] != scores.d[i])
-        {
-            return "boxes and scores disagree in dimension " + std::to_string(i) + ": " + std::to_string(boxes.d[i])
-                + " vs " + std::to_string(scores.d[i]);
-        }
+        type = NmsDataType::kFLOAT32;
     }
-    return std::string();
+    else if (inputDesc[0].type == nvinfer1::DataType::kHALF)
+    {
+        type = NmsDataType::kFLOAT16;
+    }
+    else
+    {
+        logRotatedNmsError("enqueue", "boxes must be FP32 or FP16");
+        return -1;
+    }
+    RotatedNmsParams p = params;
+    p.batchSize = (int32_t) inputDesc[1].dims.d[0];
+    p.numBoxes = (int32_t) inputDesc[1].dims.d[1];
+    p.numClasses = (int32_t) inputDesc[1].dims.d[2];
+    size_t const wsBytes = rotatedNmsWorkspaceSize(p.batchSize, p.numBoxes, p.numClasses);
+    cudaError_t const err = rotatedNmsLaunch(p, type, inputs[0], inputs[1], static_cast<int32_t*>(outputs[0]),
+        outputs[1], outputs[2], static_cast<int32_t*>(outputs[3]), workspace, wsBytes, stream);
+    if (err != cudaSuccess)
+    {
+        logRotatedNmsError("enqueue", cudaGetErrorString(err));
+        return -1;
+    }
+    return 0;
 }
 
 void logRotatedNmsError(char const* where, std::string const& message) noexcept

@@ -1,6 +1,7 @@
 // Pieces shared by the TensorRT front ends of EfficientRotatedNMS_TRT (IPluginV3 for 10.x/11.x, IPluginV2DynamicExt
-// for 8.5/8.6): the plugin's identity, its attributes (those of EfficientNMS_TRT) and their parsing, serialization
-// and tensor checks. Needs the TensorRT headers (NvInferRuntime.h), not the CUDA kernels.
+// for 8.5/8.6): the plugin's identity, its attributes (those of EfficientNMS_TRT) and their parsing, serialization,
+// tensor checks, output shapes and types, workspace size and enqueue. Each front end only adapts its TensorRT
+// interface to these. Needs the TensorRT headers (NvInferRuntime.h); the CUDA kernels are linked, not included.
 #ifndef TRTALIGN_ROTATED_NMS_PLUGIN_COMMON_H
 #define TRTALIGN_ROTATED_NMS_PLUGIN_COMMON_H
 
@@ -51,18 +52,104 @@ size_t rotatedNmsSerializedSize() noexcept;
 void serializeRotatedNmsParams(RotatedNmsParams const& p, void* buffer) noexcept;
 bool deserializeRotatedNmsParams(void const* data, size_t length, RotatedNmsParams& p) noexcept;
 
-//! Tensor data type -> kernel element type; false for types other than FP32 / FP16.
-bool toNmsDataType(nvinfer1::DataType t, NmsDataType& out) noexcept;
+//! Whether the tensor at ``pos`` of ``inOut`` (inputs 0 boxes, 1 scores; outputs 2..5) has a supported type and
+//! format, given those before it; one overload per descriptor type (IPluginV2DynamicExt, IPluginV3).
+bool supportsRotatedNmsFormat(
+    int32_t pos, nvinfer1::PluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept;
+bool supportsRotatedNmsFormat(
+    int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept;
 
-//! Whether (pos, type, format) is a supported I/O combination (inputs 0 boxes, 1 scores; outputs 2..5).
-bool supportsRotatedNmsFormat(int32_t pos, nvinfer1::DataType const* types, nvinfer1::TensorFormat const* formats,
-    int32_t nbInputs, int32_t nbOutputs) noexcept;
+//! Check the tensor counts (2 inputs, 4 outputs) and the input shapes [B,N,5], [B,N,C] (-1 accepted for unknown
+//! dims): 0 when fine, else -1 after logging the reason under ``where``. One overload per descriptor type
+//! (configurePlugin, onShapeChange).
+int32_t checkRotatedNmsInputs(char const* where, nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+    int32_t nbOutputs) noexcept;
+int32_t checkRotatedNmsInputs(
+    char const* where, nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, int32_t nbOutputs) noexcept;
 
-//! Check input shapes [B,N,5] and [B,N,C] (static dims, -1 accepted for unknown); "" when fine.
-std::string checkRotatedNmsInputDims(nvinfer1::Dims const& boxes, nvinfer1::Dims const& scores);
+//! Type of output ``index`` (num_detections, detection_boxes, detection_scores, detection_classes).
+nvinfer1::DataType rotatedNmsOutputType(int32_t index, nvinfer1::DataType boxesType) noexcept;
+
+//! Shape of output ``index`` for boxes of shape ``boxes`` ([B,1], [B,K,5], [B,K], [B,K]; B dynamic or not).
+nvinfer1::DimsExprs rotatedNmsOutputShape(int32_t index, nvinfer1::DimsExprs const& boxes, int32_t maxOutputBoxes,
+    nvinfer1::IExprBuilder& exprBuilder) noexcept;
+
+//! Device workspace bytes for scores of shape ``scores`` [B,N,C] (0 when the rank is not 3).
+size_t rotatedNmsWorkspaceBytes(nvinfer1::Dims const& scores) noexcept;
+
+//! Run the kernels for the shapes and type in ``inputDesc``: 0, or -1 after logging the reason.
+int32_t enqueueRotatedNms(RotatedNmsParams const& params, nvinfer1::PluginTensorDesc const* inputDesc,
+    void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept;
 
 //! Report an error through TensorRT's logger-free channel (stderr), prefixed with the plugin name.
 void logRotatedNmsError(char const* where, std::string const& message) noexcept;
+
+//! What the creators of both front ends answer alike: name, version, attribute fields and namespace.
+//! ``CreatorInterface``: nvinfer1::IPluginCreator (IPluginV2) or nvinfer1::IPluginCreatorV3One.
+template <typename CreatorInterface>
+class RotatedNmsCreatorBase : public CreatorInterface
+{
+public:
+    char const* getPluginName() const noexcept override
+    {
+        return kRotatedNmsPluginName;
+    }
+    char const* getPluginVersion() const noexcept override
+    {
+        return kRotatedNmsPluginVersion;
+    }
+    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override
+    {
+        return mFields.fieldNames();
+    }
+    char const* getPluginNamespace() const noexcept override
+    {
+        return mNamespace.c_str();
+    }
+
+protected:
+    RotatedNmsFields mFields;
+    std::string mNamespace;
+};
+
+//! A new ``Plugin`` (a front end's plugin class) with these attributes in namespace ``ns``; null when allocation
+//! fails (TensorRT's entry points must not throw).
+template <typename Plugin>
+Plugin* newRotatedNmsPlugin(RotatedNmsParams const& params, std::string const& ns) noexcept
+{
+    try
+    {
+        auto* plugin = new Plugin(params);
+        plugin->setPluginNamespace(ns.c_str());
+        return plugin;
+    }
+    catch (...)
+    {
+        return nullptr;
+    }
+}
+
+//! A new ``Plugin`` from a creator's field collection; null (after logging the reason) when the attributes are invalid.
+template <typename Plugin>
+Plugin* createRotatedNmsPlugin(nvinfer1::PluginFieldCollection const* fc, std::string const& ns) noexcept
+{
+    RotatedNmsParams p;
+    std::string msg;
+    try
+    {
+        msg = parseRotatedNmsFields(fc, p);
+    }
+    catch (...)
+    {
+        return nullptr;
+    }
+    if (!msg.empty())
+    {
+        logRotatedNmsError("createPlugin", msg);
+        return nullptr;
+    }
+    return newRotatedNmsPlugin<Plugin>(p, ns);
+}
 
 } // namespace trtalign
 

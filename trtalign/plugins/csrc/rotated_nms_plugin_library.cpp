@@ -25,20 +25,21 @@
 // TensorRT-side error recorder, so there is nothing to keep.
 TRTALIGN_EXPORT void setLoggerFinder(nvinfer1::ILoggerFinder* /*finder*/) {}
 
+// loadLibrary looks up getCreators (IPluginV3 creators) on 10.x/11.x and getPluginCreators (IPluginV2) on 8.6.
 #if NV_TENSORRT_MAJOR >= 10
-TRTALIGN_EXPORT nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
-{
-    static trtalign::RotatedNmsPluginCreatorV3 creator;
-    static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
-    nbCreators = 1;
-    return creators;
-}
+#define TRTALIGN_CREATORS_ENTRY getCreators
+using CreatorInterface = nvinfer1::IPluginCreatorInterface;
+using RotatedNmsCreator = trtalign::RotatedNmsPluginCreatorV3;
 #else
-TRTALIGN_EXPORT nvinfer1::IPluginCreator* const* getPluginCreators(int32_t& nbCreators)
+#define TRTALIGN_CREATORS_ENTRY getPluginCreators
+using CreatorInterface = nvinfer1::IPluginCreator;
+using RotatedNmsCreator = trtalign::RotatedNmsPluginCreatorV2;
+#endif
+
+TRTALIGN_EXPORT CreatorInterface* const* TRTALIGN_CREATORS_ENTRY(int32_t& nbCreators)
 {
-    static trtalign::RotatedNmsPluginCreatorV2 creator;
-    static nvinfer1::IPluginCreator* const creators[] = {&creator};
+    static RotatedNmsCreator creator;
+    static CreatorInterface* const creators[] = {&creator};
     nbCreators = 1;
     return creators;
 }
-#endif

@@ -49,24 +49,13 @@ private:
     std::string mNamespace;
 };
 
-class RotatedNmsPluginCreatorV2 : public nvinfer1::IPluginCreator
+class RotatedNmsPluginCreatorV2 : public RotatedNmsCreatorBase<nvinfer1::IPluginCreator>
 {
 public:
-    RotatedNmsPluginCreatorV2() = default;
-    ~RotatedNmsPluginCreatorV2() override = default;
-
-    char const* getPluginName() const noexcept override;
-    char const* getPluginVersion() const noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
     nvinfer1::IPluginV2* createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc) noexcept override;
     nvinfer1::IPluginV2* deserializePlugin(
         char const* name, void const* serialData, size_t serialLength) noexcept override;
     void setPluginNamespace(char const* ns) noexcept override;
-    char const* getPluginNamespace() const noexcept override;
-
-private:
-    RotatedNmsFields mFields;
-    std::string mNamespace;
 };
 
 } // namespace trtalign

@@ -3,8 +3,6 @@
 
 #if NV_TENSORRT_MAJOR >= 10
 
-#include "rotated_nms_kernels.cuh"
-
 namespace trtalign
 {
 using namespace nvinfer1;
@@ -27,16 +25,7 @@ IPluginCapability* RotatedNmsPluginV3::getCapabilityInterface(PluginCapabilityTy
 
 IPluginV3* RotatedNmsPluginV3::clone() noexcept
 {
-    try
-    {
-        auto* p = new RotatedNmsPluginV3(mParams);
-        p->setPluginNamespace(mNamespace.c_str());
-        return p;
-    }
-    catch (...)
-    {
-        return nullptr;
-    }
+    return newRotatedNmsPlugin<RotatedNmsPluginV3>(mParams, mNamespace);
 }
 
 char const* RotatedNmsPluginV3::getPluginName() const noexcept
@@ -62,18 +51,7 @@ void RotatedNmsPluginV3::setPluginNamespace(char const* ns) noexcept
 int32_t RotatedNmsPluginV3::configurePlugin(
     DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
 {
-    if (nbInputs != kRotatedNmsNbInputs || nbOutputs != kRotatedNmsNbOutputs)
-    {
-        logRotatedNmsError("configurePlugin", "expected 2 inputs (boxes, scores) and 4 outputs");
-        return -1;
-    }
-    std::string const msg = checkRotatedNmsInputDims(in[0].desc.dims, in[1].desc.dims);
-    if (!msg.empty())
-    {
-        logRotatedNmsError("configurePlugin", msg);
-        return -1;
-    }
-    return 0;
+    return checkRotatedNmsInputs("configurePlugin", in, nbInputs, nbOutputs);
 }
 
 int32_t RotatedNmsPluginV3::getOutputDataTypes(
@@ -83,10 +61,10 @@ int32_t RotatedNmsPluginV3::getOutputDataTypes(
     {
         return -1;
     }
-    outputTypes[0] = DataType::kINT32; // num_detections
-    outputTypes[1] = inputTypes[0];    // detection_boxes
-    outputTypes[2] = inputTypes[0];    // detection_scores
-    outputTypes[3] = DataType::kINT32; // detection_classes
+    for (int32_t i = 0; i < nbOutputs; ++i)
+    {
+        outputTypes[i] = rotatedNmsOutputType(i, inputTypes[0]);
+    }
     return 0;
 }
 
@@ -97,40 +75,17 @@ int32_t RotatedNmsPluginV3::getOutputShapes(DimsExprs const* inputs, int32_t nbI
     {
         return -1;
     }
-    IDimensionExpr const* batch = inputs[0].d[0];
-    IDimensionExpr const* k = exprBuilder.constant(mParams.maxOutputBoxes);
-    outputs[0].nbDims = 2;
-    outputs[0].d[0] = batch;
-    outputs[0].d[1] = exprBuilder.constant(1);
-    outputs[1].nbDims = 3;
-    outputs[1].d[0] = batch;
-    outputs[1].d[1] = k;
-    outputs[1].d[2] = exprBuilder.constant(kRotatedBoxValues);
-    outputs[2].nbDims = 2;
-    outputs[2].d[0] = batch;
-    outputs[2].d[1] = k;
-    outputs[3].nbDims = 2;
-    outputs[3].d[0] = batch;
-    outputs[3].d[1] = k;
+    for (int32_t i = 0; i < nbOutputs; ++i)
+    {
+        outputs[i] = rotatedNmsOutputShape(i, inputs[0], mParams.maxOutputBoxes, exprBuilder);
+    }
     return 0;
 }
 
 bool RotatedNmsPluginV3::supportsFormatCombination(
     int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t nbInputs, int32_t nbOutputs) noexcept
 {
-    DataType types[kRotatedNmsNbInputs + kRotatedNmsNbOutputs];
-    TensorFormat formats[kRotatedNmsNbInputs + kRotatedNmsNbOutputs];
-    if (nbInputs + nbOutputs != kRotatedNmsNbInputs + kRotatedNmsNbOutputs || pos < 0
-        || pos >= nbInputs + nbOutputs)
-    {
-        return false;
-    }
-    for (int32_t i = 0; i <= pos; ++i)
-    {
-        types[i] = inOut[i].desc.type;
-        formats[i] = inOut[i].desc.format;
-    }
-    return supportsRotatedNmsFormat(pos, types, formats, nbInputs, nbOutputs);
+    return supportsRotatedNmsFormat(pos, inOut, nbInputs, nbOutputs);
 }
 
 int32_t RotatedNmsPluginV3::getNbOutputs() const noexcept
@@ -141,53 +96,20 @@ int32_t RotatedNmsPluginV3::getNbOutputs() const noexcept
 size_t RotatedNmsPluginV3::getWorkspaceSize(DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
     DynamicPluginTensorDesc const* /*outputs*/, int32_t /*nbOutputs*/) const noexcept
 {
-    if (nbInputs != kRotatedNmsNbInputs || inputs[1].max.nbDims != 3)
-    {
-        return 0;
-    }
     // sized for the largest shape of the optimization profile
-    Dims const& s = inputs[1].max;
-    return rotatedNmsWorkspaceSize((int32_t) s.d[0], (int32_t) s.d[1], (int32_t) s.d[2]);
+    return nbInputs == kRotatedNmsNbInputs ? rotatedNmsWorkspaceBytes(inputs[1].max) : 0;
 }
 
 int32_t RotatedNmsPluginV3::onShapeChange(
     PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
 {
-    if (nbInputs != kRotatedNmsNbInputs || nbOutputs != kRotatedNmsNbOutputs)
-    {
-        return -1;
-    }
-    std::string const msg = checkRotatedNmsInputDims(in[0].dims, in[1].dims);
-    if (!msg.empty())
-    {
-        logRotatedNmsError("onShapeChange", msg);
-        return -1;
-    }
-    return 0;
+    return checkRotatedNmsInputs("onShapeChange", in, nbInputs, nbOutputs);
 }
 
 int32_t RotatedNmsPluginV3::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,
     void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept
 {
-    NmsDataType type;
-    if (!toNmsDataType(inputDesc[0].type, type))
-    {
-        logRotatedNmsError("enqueue", "boxes must be FP32 or FP16");
-        return -1;
-    }
-    RotatedNmsParams p = mParams;
-    p.batchSize = (int32_t) inputDesc[1].dims.d[0];
-    p.numBoxes = (int32_t) inputDesc[1].dims.d[1];
-    p.numClasses = (int32_t) inputDesc[1].dims.d[2];
-    size_t const wsBytes = rotatedNmsWorkspaceSize(p.batchSize, p.numBoxes, p.numClasses);
-    cudaError_t const err = rotatedNmsLaunch(p, type, inputs[0], inputs[1], static_cast<int32_t*>(outputs[0]),
-        outputs[1], outputs[2], static_cast<int32_t*>(outputs[3]), workspace, wsBytes, stream);
-    if (err != cudaSuccess)
-    {
-        logRotatedNmsError("enqueue", cudaGetErrorString(err));
-        return -1;
-    }
-    return 0;
+    return enqueueRotatedNms(mParams, inputDesc, inputs, outputs, workspace, stream);
 }
 
 IPluginV3* RotatedNmsPluginV3::attachToContext(IPluginResourceContext* /*context*/) noexcept
@@ -200,47 +122,11 @@ PluginFieldCollection const* RotatedNmsPluginV3::getFieldsToSerialize() noexcept
     return mFields.fieldsOf(mParams);
 }
 
-char const* RotatedNmsPluginCreatorV3::getPluginName() const noexcept
-{
-    return kRotatedNmsPluginName;
-}
-
-char const* RotatedNmsPluginCreatorV3::getPluginVersion() const noexcept
-{
-    return kRotatedNmsPluginVersion;
-}
-
-PluginFieldCollection const* RotatedNmsPluginCreatorV3::getFieldNames() noexcept
-{
-    return mFields.fieldNames();
-}
-
-char const* RotatedNmsPluginCreatorV3::getPluginNamespace() const noexcept
-{
-    return mNamespace.c_str();
-}
-
 IPluginV3* RotatedNmsPluginCreatorV3::createPlugin(
     char const* /*name*/, PluginFieldCollection const* fc, TensorRTPhase /*phase*/) noexcept
 {
-    try
-    {
-        // Build and runtime phases both receive the attributes (at runtime: those of getFieldsToSerialize()).
-        RotatedNmsParams p;
-        std::string const msg = parseRotatedNmsFields(fc, p);
-        if (!msg.empty())
-        {
-            logRotatedNmsError("createPlugin", msg);
-            return nullptr;
-        }
-        auto* plugin = new RotatedNmsPluginV3(p);
-        plugin->setPluginNamespace(mNamespace.c_str());
-        return plugin;
-    }
-    catch (...)
-    {
-        return nullptr;
-    }
+    // Build and runtime phases both receive the attributes (at runtime: those of getFieldsToSerialize()).
+    return createRotatedNmsPlugin<RotatedNmsPluginV3>(fc, mNamespace);
 }
 
 // Static registration when the library is loaded (ctypes.CDLL(path, RTLD_GLOBAL), trtexec --staticPlugins).

@@ -56,22 +56,11 @@ private:
     RotatedNmsFields mFields;
 };
 
-class RotatedNmsPluginCreatorV3 : public nvinfer1::IPluginCreatorV3One
+class RotatedNmsPluginCreatorV3 : public RotatedNmsCreatorBase<nvinfer1::IPluginCreatorV3One>
 {
 public:
-    RotatedNmsPluginCreatorV3() = default;
-    ~RotatedNmsPluginCreatorV3() override = default;
-
-    char const* getPluginName() const noexcept override;
-    char const* getPluginVersion() const noexcept override;
-    nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
-    char const* getPluginNamespace() const noexcept override;
     nvinfer1::IPluginV3* createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
         nvinfer1::TensorRTPhase phase) noexcept override;
-
-private:
-    RotatedNmsFields mFields;
-    std::string mNamespace;
 };
 
 } // namespace trtalign

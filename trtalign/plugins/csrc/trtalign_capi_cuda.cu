@@ -38,11 +38,9 @@ extern "C" int32_t trtalign_rotated_nms_cuda(void const* boxes, void const* scor
     int32_t* num_detections, void* out_boxes, void* out_scores, int32_t* out_classes, int32_t repeats,
     float* kernel_ms)
 {
-    trtalign::RotatedNmsParams p;
-    trtalign::NmsDataType type;
-    if (trtalign::makeParams(dtype, batch, num_boxes, num_classes, score_threshold, iou_threshold, max_output_boxes,
-            background_class, score_activation, class_agnostic, box_coding, top_k, p, type)
-        != 0)
+    trtalign::NmsRequest r;
+    if (!trtalign::makeNmsRequest(dtype, batch, num_boxes, num_classes, score_threshold, iou_threshold,
+            max_output_boxes, background_class, score_activation, class_agnostic, box_coding, top_k, r))
     {
         return -1;
     }
@@ -92,15 +90,17 @@ extern "C" int32_t trtalign_rotated_nms_cuda(void const* boxes, void const* scor
     cudaEventCreate(&start);
     cudaEventCreate(&stop);
     // one warm-up run, then `repeats` timed runs; the outputs of the last run are returned
-    err = trtalign::rotatedNmsLaunch(p, type, d.ptr[0], d.ptr[1], (int32_t*) d.ptr[2], d.ptr[3], d.ptr[4],
-        (int32_t*) d.ptr[5], ws, wsBytes, stream);
+    auto const launch = [&]() {
+        return trtalign::rotatedNmsLaunch(r.params, r.type, d.ptr[0], d.ptr[1], (int32_t*) d.ptr[2], d.ptr[3],
+            d.ptr[4], (int32_t*) d.ptr[5], ws, wsBytes, stream);
+    };
+    err = launch();
     if (err == cudaSuccess)
     {
         cudaEventRecord(start, stream);
-        for (int r = 0; r < repeats && err == cudaSuccess; ++r)
+        for (int run = 0; run < repeats && err == cudaSuccess; ++run)
         {
-            err = trtalign::rotatedNmsLaunch(p, type, d.ptr[0], d.ptr[1], (int32_t*) d.ptr[2], d.ptr[3], d.ptr[4],
-                (int32_t*) d.ptr[5], ws, wsBytes, stream);
+            err = launch();
         }
         cudaEventRecord(stop, stream);
     }

@@ -22,6 +22,19 @@ void pairwise(float const* a, float const* b, int64_t n, float* out)
         out[i] = (float) (kIoU ? trtalign::rotatedIoU<Real>(x, y) : trtalign::rotatedIntersectionArea<Real>(x, y));
     }
 }
+
+//! ``pairwise`` after checking the C arguments (FP32 or FP64 geometry); 0, or -1 with the reason under ``function``.
+template <bool kIoU>
+int32_t pairwiseChecked(char const* function, float const* a, float const* b, int64_t n, int32_t precision, float* out)
+{
+    if (a == nullptr || b == nullptr || out == nullptr || n < 0 || (precision != 0 && precision != 1))
+    {
+        trtalign::setLastError((std::string(function) + ": null pointer, negative n or precision not 0/1").c_str());
+        return -1;
+    }
+    precision ? pairwise<double, kIoU>(a, b, n, out) : pairwise<float, kIoU>(a, b, n, out);
+    return 0;
+}
 } // namespace
 
 namespace trtalign
@@ -31,16 +44,17 @@ void setLastError(char const* message)
     gLastError = message ? message : "";
 }
 
-int32_t makeParams(int32_t dtype, int32_t batch, int32_t numBoxes, int32_t numClasses, float scoreThreshold,
+bool makeNmsRequest(int32_t dtype, int32_t batch, int32_t numBoxes, int32_t numClasses, float scoreThreshold,
     float iouThreshold, int32_t maxOutputBoxes, int32_t backgroundClass, int32_t scoreActivation,
-    int32_t classAgnostic, int32_t boxCoding, int32_t topK, RotatedNmsParams& p, NmsDataType& type)
+    int32_t classAgnostic, int32_t boxCoding, int32_t topK, NmsRequest& request)
 {
     if (dtype != 0 && dtype != 1)
     {
         setLastError("dtype must be 0 (float32) or 1 (float16)");
-        return -1;
+        return false;
     }
-    type = dtype == 1 ? NmsDataType::kFLOAT16 : NmsDataType::kFLOAT32;
+    request.type = dtype == 1 ? NmsDataType::kFLOAT16 : NmsDataType::kFLOAT32;
+    RotatedNmsParams& p = request.params;
     p.scoreThreshold = scoreThreshold;
     p.iouThreshold = iouThreshold;
     p.maxOutputBoxes = maxOutputBoxes;
@@ -56,9 +70,9 @@ int32_t makeParams(int32_t dtype, int32_t batch, int32_t numBoxes, int32_t numCl
     if (msg != nullptr)
     {
         setLastError(msg);
-        return -1;
+        return false;
     }
-    return 0;
+    return true;
 }
 } // namespace trtalign
 
@@ -76,24 +90,12 @@ char const* trtalign_last_error(void)
 
 int32_t trtalign_rotated_iou(float const* a, float const* b, int64_t n, int32_t precision, float* out)
 {
-    if (a == nullptr || b == nullptr || out == nullptr || n < 0 || (precision != 0 && precision != 1))
-    {
-        trtalign::setLastError("trtalign_rotated_iou: null pointer, negative n or precision not 0/1");
-        return -1;
-    }
-    precision ? pairwise<double, true>(a, b, n, out) : pairwise<float, true>(a, b, n, out);
-    return 0;
+    return pairwiseChecked<true>("trtalign_rotated_iou", a, b, n, precision, out);
 }
 
 int32_t trtalign_rotated_intersection(float const* a, float const* b, int64_t n, int32_t precision, float* out)
 {
-    if (a == nullptr || b == nullptr || out == nullptr || n < 0 || (precision != 0 && precision != 1))
-    {
-        trtalign::setLastError("trtalign_rotated_intersection: null pointer, negative n or precision not 0/1");
-        return -1;
-    }
-    precision ? pairwise<double, false>(a, b, n, out) : pairwise<float, false>(a, b, n, out);
-    return 0;
+    return pairwiseChecked<false>("trtalign_rotated_intersection", a, b, n, precision, out);
 }
 
 int32_t trtalign_rotated_nms_host(void const* boxes, void const* scores, int32_t dtype, int32_t batch,
@@ -101,15 +103,14 @@ int32_t trtalign_rotated_nms_host(void const* boxes, void const* scores, int32_t
     int32_t background_class, int32_t score_activation, int32_t class_agnostic, int32_t box_coding, int32_t top_k,
     int32_t* num_detections, void* out_boxes, void* out_scores, int32_t* out_classes)
 {
-    trtalign::RotatedNmsParams p;
-    trtalign::NmsDataType type;
-    if (trtalign::makeParams(dtype, batch, num_boxes, num_classes, score_threshold, iou_threshold, max_output_boxes,
-            background_class, score_activation, class_agnostic, box_coding, top_k, p, type)
-        != 0)
+    trtalign::NmsRequest r;
+    if (!trtalign::makeNmsRequest(dtype, batch, num_boxes, num_classes, score_threshold, iou_threshold,
+            max_output_boxes, background_class, score_activation, class_agnostic, box_coding, top_k, r))
     {
         return -1;
     }
-    return trtalign::rotatedNmsHost(p, type, boxes, scores, num_detections, out_boxes, out_scores, out_classes);
+    return trtalign::rotatedNmsHost(
+        r.params, r.type, boxes, scores, num_detections, out_boxes, out_scores, out_classes);
 }
 
 } // extern "C"

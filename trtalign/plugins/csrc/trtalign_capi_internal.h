@@ -8,10 +8,17 @@ namespace trtalign
 {
 void setLastError(char const* message);
 
-//! Fill and validate NMS parameters from the flat C arguments; 0 or -1 (message in trtalign_last_error).
-int32_t makeParams(int32_t dtype, int32_t batch, int32_t numBoxes, int32_t numClasses, float scoreThreshold,
+//! What an NMS entry point of the C API runs: the parameters and the element type of boxes and scores.
+struct NmsRequest
+{
+    RotatedNmsParams params;
+    NmsDataType type = NmsDataType::kFLOAT32;
+};
+
+//! Fill and validate an NMS request from the flat C arguments; false when invalid (message in trtalign_last_error).
+bool makeNmsRequest(int32_t dtype, int32_t batch, int32_t numBoxes, int32_t numClasses, float scoreThreshold,
     float iouThreshold, int32_t maxOutputBoxes, int32_t backgroundClass, int32_t scoreActivation,
-    int32_t classAgnostic, int32_t boxCoding, int32_t topK, RotatedNmsParams& p, NmsDataType& type);
+    int32_t classAgnostic, int32_t boxCoding, int32_t topK, NmsRequest& request);
 } // namespace trtalign
 
 #endif // TRTALIGN_CAPI_INTERNAL_H
