@@ -105,7 +105,7 @@ CONTENT_TYPES = [
     ("multipart/form-data; boundary=x", True),
     ("text/plain", False),
     ("application/json", False),
-    ("application/octet-stream", False),
+    ("application/octet-stream", True),  # raw bytes of unknown type: accepted, the format is sniffed
     ("image/svg+xml", False),  # an image type we cannot decode safely
     (None, False),
 ]
