@@ -6,6 +6,7 @@ import argparse
 import signal
 import threading
 
+from trtalign.cli.args import with_example
 from trtalign.cli.output import add_json_argument, emit
 
 # the serve defaults, repeated here so that `trtalign serve --help` needs no import of the serve package
@@ -51,8 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jsonl", default=None, help="video mode: JSON lines file, one object per frame")
     parser.add_argument("--max-frames", type=int, default=None, help="video mode: stop after N frames")
     add_json_argument(parser)
-    parser.epilog = "example:\n  trtalign serve out/model.int8.engine --onnx model.onnx --port 8000 --max-batch 8"
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    with_example(parser, "trtalign serve out/model.int8.engine --onnx model.onnx --port 8000 --max-batch 8")
 
 
 def _output_filter(args: argparse.Namespace):

@@ -208,6 +208,13 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise InputError(f"cannot read image {path}: {type(exc).__name__}: {exc}") from None
 
 
+def _label_file_image(iid: int, path: Path, images_dir: Path) -> ImageRecord:
+    """The record of an image of a label-file dataset (YOLO, DOTA): id ``iid`` (its position in sorted file order),
+    its name relative to ``images_dir``, its size read from the file. Raises InputError when it cannot be read."""
+    w, h = _image_size(path)
+    return ImageRecord(iid, str(path.relative_to(images_dir)), path, w, h)
+
+
 def list_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise InputError(f"image folder not found: {folder}")
@@ -398,10 +405,11 @@ def load_yolo(path: str | Path, split: str = "val", names: Sequence[str] | None 
     names = list(names)
     images, annotations = [], {}
     for iid, (f, rows) in enumerate(zip(files, rows_per_file)):
-        w, h = _image_size(f)
-        images.append(ImageRecord(iid, str(f.relative_to(images_dir)), f, w, h))
+        image = _label_file_image(iid, f, images_dir)
+        images.append(image)
         if not rows:
             continue
+        w, h = image.width, image.height
         for lab, ln, vals in rows:
             if int(vals[0]) >= len(names):
                 raise InputError(f"{lab}:{ln}: class {int(vals[0])} out of range: {where} defines "
@@ -456,8 +464,7 @@ def load_dota(root: str | Path, names: Sequence[str] | None = None, images_dir: 
     index_of = {n: i for i, n in enumerate(names)}
     images, annotations = [], {}
     for iid, (f, rows) in enumerate(zip(files, parsed)):
-        w, h = _image_size(f)
-        images.append(ImageRecord(iid, str(f.relative_to(images_dir)), f, w, h))
+        images.append(_label_file_image(iid, f, images_dir))
         if not rows:
             continue
         for _, cname, _, lab, ln in rows:
