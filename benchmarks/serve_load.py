@@ -94,12 +94,18 @@ def _run_threads(n_threads: int, n_requests: int, work, timeout_s: float) -> tup
 
 
 def direct_work(predictor, jpegs: list[bytes]):
-    """One direct call: the same JPEG bytes -> decode -> letterbox -> runner.infer (batch 1) -> Detections."""
+    """One direct call: the same JPEG bytes -> decode -> letterbox -> runner.infer (batch 1) -> Detections, filtered
+    with the server's default serve-time filter (score >= 0.25, at most 300) so both sides return the same boxes."""
     import cv2
+
+    from trtalign.serve.predictor import OutputFilter
+
+    output_filter = OutputFilter()
 
     def work(i: int, state: dict) -> None:
         img = cv2.imdecode(np.frombuffer(jpegs[i % len(jpegs)], np.uint8), cv2.IMREAD_COLOR)
-        predictor.predict([img])
+        for det in predictor.predict([img]):
+            output_filter.apply(det)
 
     return work
 
