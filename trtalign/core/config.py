@@ -138,8 +138,8 @@ class QatConfig(_Model):
 
     data: Optional[Path] = None  # ultralytics dataset (folder with data.yaml, or the yaml): its train split
     epochs: int = Field(3, ge=1)
-    lr: float = Field(2e-5, gt=0)
-    scale_lr: float = Field(2e-5, ge=0)
+    lr: float = Field(1e-4, gt=0)  # AdamW, cosine to 1%
+    scale_lr: float = Field(1e-4, ge=0)
     batch: int = Field(16, ge=1)
     learn_scales: bool = True  # LSQ activation scales (False: the calibrated scales stay fixed)
     start: Literal["int8", "plan"] = "int8"  # every unit INT8, or the INT8 units of `plan`
