@@ -192,3 +192,27 @@ def test_ultralytics_substitution_is_refused(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match=r"loaded yolov5nu\.pt instead of the requested yolov5n\.pt"):
         UltralyticsAdapter("yolov5n.pt").info  # noqa: B018
     assert UltralyticsAdapter("yolov5nu.pt").info.family == "ultralytics"  # the file it names: accepted
+
+
+def test_config_model_repo_reaches_the_adapter(generated_pt, tmp_path, cli):
+    """``model: {path, repo}`` in a config: the clone is the one YOLOv5's classes are loaded from (a folder that is
+    not a clone is refused by name), for export and for the loaders every other command uses."""
+    from trtalign.core.config import load_config
+    from trtalign.export.loaders import OnnxFromModel
+
+    not_a_clone = tmp_path / "not_a_clone"
+    not_a_clone.mkdir()
+    cfg_path = tmp_path / "pipeline.yaml"
+    cfg_path.write_text(f"model:\n  path: {generated_pt}\n  repo: not_a_clone\nimgsz: 64\n", encoding="utf-8")
+    cfg = load_config(cfg_path)
+    assert cfg.model == Path(generated_pt) and cfg.model_repo == not_a_clone.resolve()
+    with pytest.raises(InputError, match="not a YOLOv5 clone"):
+        OnnxFromModel(cfg.model, tmp_path, imgsz=64, repo=cfg.model_repo)()
+    code, out, err = cli("export", "--config", str(cfg_path), "--out", str(tmp_path / "m.onnx"))
+    assert code == 2 and "not a YOLOv5 clone" in err and "Traceback" not in err, err
+    assert not (tmp_path / "m.onnx").exists()
+    cfg_path.write_text(f"model:\n  path: {generated_pt}\n  weights: x\n", encoding="utf-8")
+    code, out, err = cli("export", "--config", str(cfg_path), "--out", str(tmp_path / "m.onnx"))
+    assert code == 2 and "weights" in err and "path, repo" in err, err
+    code, out, err = cli("export", str(cfg_path), "--out", str(tmp_path / "m.onnx"))  # the config as MODEL
+    assert code == 2 and "--config" in err and "Traceback" not in err, err

@@ -75,12 +75,12 @@ def _from_config(args: argparse.Namespace) -> dict:
                                       exclude=tuple(cfg.quantize.exclude) if cfg is not None else ())
     if cfg is None:
         return {"model": args.model, "data": args.data, "precisions": precisions(args), "imgsz": args.imgsz,
-                "calibration": calibration, "plugins": args.plugins, "task": "auto"}
+                "calibration": calibration, "plugins": args.plugins, "task": "auto", "repo": None}
     return {"model": str(cfg.model), "data": args.data or (str(cfg.data.val) if cfg.data.val else None),
             "precisions": precisions(args) or list(cfg.precisions),
             "imgsz": args.imgsz or (cfg.imgsz if "imgsz" in cfg.model_fields_set else None),  # else the model's own
             "calibration": calibration, "plugins": args.plugins or [str(p) for p in cfg.trt.plugins],
-            "task": cfg.task}
+            "task": cfg.task, "repo": cfg.model_repo}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(s["model"], s["data"], plist, backend=args.backend, imgsz=s["imgsz"], batch=args.batch,
                       max_images=args.max_images, workdir=args.workdir, save_detections_dir=args.save_detections,
                       nms=nms, calibration=s["calibration"], split=args.split, data_format=args.data_format,
-                      plugins=s["plugins"], task=s["task"], preprocess=args.preprocess)
+                      plugins=s["plugins"], task=s["task"], preprocess=args.preprocess, repo=s["repo"])
     if not result.results:
         raise InputError("nothing could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in result.skipped.items()))
     if args.report:

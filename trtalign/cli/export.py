@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from trtalign.cli.args import add_model_args, add_nms_args, check_outputs, with_example
 from trtalign.cli.output import add_json_argument, emit
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("give a MODEL file (or --config with `model:`)")
     if not args.out:
         raise InputError("--out FILE.onnx is required")
+    if args.model and _is_pipeline_config(args.model):
+        raise InputError(f"{args.model} is a pipeline config, not a model: use --config {args.model}")
     check_outputs(args, files=("json", "out"))
     if cfg is None:
         cfg = config_from_dict({"model": model}, source="options")
@@ -69,9 +72,22 @@ def run(args: argparse.Namespace) -> int:
         max_det=args.max_det if args.max_det is not None else nms.max_output_boxes,
         class_agnostic=bool(args.class_agnostic) if args.class_agnostic is not None else nms.class_agnostic,
         box_coding=args.box_coding if args.box_coding is not None else nms.box_coding,
-        layout=cfg.layout, nms_domain=args.nms_domain, repo=args.repo, head=args.head)
+        layout=cfg.layout, nms_domain=args.nms_domain, repo=args.repo or cfg.model_repo, head=args.head)
     emit(result, args, result.summary())
     return 0
+
+
+def _is_pipeline_config(path: str) -> bool:
+    """A YAML with a top-level ``model:`` key and no network definition is a pipeline config, not a model yaml."""
+    import yaml
+
+    if not str(path).lower().endswith((".yaml", ".yml")) or not os.path.isfile(path):
+        return False
+    try:
+        data = yaml.safe_load(open(path, encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        return False
+    return isinstance(data, dict) and "model" in data and "backbone" not in data
 
 
 def _fixed_input_size(path: str) -> tuple | None:

@@ -180,7 +180,8 @@ class ModelLayout(_Model):
 
 
 class PipelineConfig(_Model):
-    model: Path
+    model: Path  # the model file; ``model: {path: FILE, repo: DIR}`` also gives the YOLOv5 clone that loads it
+    model_repo: Optional[Path] = None  # YOLOv5 clone for a YOLOv5 checkpoint (``model.repo``); None: the package
     task: Literal[("auto", *values(Task))] = "auto"  # checked against the model's own task (export metadata)
     imgsz: int = Field(640, ge=32, le=4096)
     opset: int = Field(17, ge=13, le=21)
@@ -196,6 +197,23 @@ class PipelineConfig(_Model):
     qat: QatConfig = Field(default_factory=QatConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_section(cls, data: Any) -> Any:
+        """``model:`` is a path, or a mapping ``{path, repo}`` (``repo``: the YOLOv5 clone whose classes the
+        checkpoint pickles)."""
+        if isinstance(data, dict) and isinstance(data.get("model"), dict):
+            section = dict(data["model"])
+            unknown = sorted(set(section) - {"path", "repo"})
+            if unknown:
+                raise ValueError(f"model: unknown key(s) {unknown}; valid keys: path, repo")
+            if "model_repo" in data:
+                raise ValueError("give the YOLOv5 clone once: model.repo")
+            data = {**data, "model": section.get("path")}
+            if section.get("repo") is not None:
+                data["model_repo"] = section["repo"]
+        return data
 
     @field_validator("precisions")
     @classmethod

@@ -403,10 +403,11 @@ class ModelSource:
     imgsz: tuple
     torch_ok: bool
     nms: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)  # adapter options of the torch runner (``repo``)
 
 
 def prepare_model(model: str | os.PathLike, workdir: Path, imgsz: int | None, batch: int, nms: NmsSettings,
-                  onnx: Any = None, task: str = "auto") -> ModelSource:
+                  onnx: Any = None, task: str = "auto", repo: str | os.PathLike | None = None) -> ModelSource:
     """``model`` -> :class:`ModelSource` through :class:`trtalign.export.loaders.OnnxFromModel` (``onnx``: a
     loader or path of the model's ONNX, to share one export)."""
     from trtalign.export.loaders import OnnxFromModel, resolve
@@ -415,7 +416,7 @@ def prepare_model(model: str | os.PathLike, workdir: Path, imgsz: int | None, ba
     path = Path(model)
     is_onnx = path.suffix.lower() == ".onnx"
     if onnx is None:
-        onnx = OnnxFromModel(path, workdir, imgsz=imgsz, batch=batch, nms=nms.export_kwargs(), task=task)
+        onnx = OnnxFromModel(path, workdir, imgsz=imgsz, batch=batch, nms=nms.export_kwargs(), task=task, repo=repo)
     onnx_path = resolve(onnx)
     meta = read_metadata(str(onnx_path)) or {}
     if not meta.get("names") or not meta.get("imgsz") or not meta.get("nms"):
@@ -426,7 +427,7 @@ def prepare_model(model: str | os.PathLike, workdir: Path, imgsz: int | None, ba
         raise InputError(f"--imgsz {imgsz} does not match the ONNX input size {hw[0]}x{hw[1]}; re-export the model "
                          f"or drop --imgsz")
     return ModelSource(path, onnx, list(meta["names"]), meta.get("task", "detect"), hw, not is_onnx,
-                       dict(meta["nms"]))
+                       dict(meta["nms"]), {"repo": str(repo)} if repo else {})
 
 
 class _Recipe:
@@ -462,7 +463,7 @@ class _Recipe:
 
             if not src.torch_ok:
                 raise TrtalignError("the torch runner needs the .pt/.yaml model, not an ONNX file")
-            return (TorchRunner(src.path, imgsz=src.imgsz, name=name, **torch_options_for({"nms": src.nms})),
+            return (TorchRunner(src.path, imgsz=src.imgsz, name=name, **torch_options_for({"nms": src.nms}), **src.options),
                     str(src.path), "")
         if backend == "trt":
             return self._trt(precision, name)
@@ -517,7 +518,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
              nms: NmsSettings | None = None, coco_backend: str = "auto",
              calibration: CalibrationSettings | None = None,
              split: str = "val", data_format: str = "auto", onnx: Any = None, ranges: Any = None,
-             plugins: Sequence[str] = (), task: str = "auto", preprocess: str = "ultralytics") -> EvalResult:
+             plugins: Sequence[str] = (), task: str = "auto", preprocess: str = "ultralytics",
+             repo: str | os.PathLike | None = None) -> EvalResult:
     """Evaluate ``model`` on ``data`` at each precision.
 
     Args:
@@ -532,7 +534,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
         calibration: :class:`CalibrationSettings` of the INT8 runner (the INT8 plan is export.units.default_plan).
         onnx / ranges: loaders (or values) to share the export / calibration with other steps
             (``trtalign.export.loaders``). plugins: TensorRT plugin libraries. task: ``auto`` or the task the model
-            must have (config ``task``).
+            must have (config ``task``). repo: the YOLOv5 clone that loads a YOLOv5 checkpoint (config
+            ``model.repo``; None: the yolov5 package).
 
     Returns:
         :class:`EvalResult`. A precision that cannot run here (no TensorRT, torch for an ONNX model, ...) is listed
@@ -560,7 +563,7 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        src = prepare_model(model, workdir, imgsz, batch, nms, onnx, task)
+        src = prepare_model(model, workdir, imgsz, batch, nms, onnx, task, repo)
         nms = nms.applied_to(src.nms, exported_here=src.torch_ok or getattr(src.onnx, "exported", False))
         dataset = data if isinstance(data, Dataset) else load_dataset(data, split=split, fmt=data_format,
                                                                       task=src.task)

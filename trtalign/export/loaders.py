@@ -69,17 +69,20 @@ class OnnxFromModel(Loader):
         batch: the largest batch; above 1 the ONNX gets a dynamic batch dimension up to it.
         nms: export NMS settings (``score_threshold``, ``iou_threshold``, ``max_det``, ``class_agnostic``).
         layout: ``ModelLayout`` of a plain ONNX. task: ``auto`` or the task the model must have.
+        repo: the YOLOv5 clone that loads a YOLOv5 checkpoint (config ``model.repo``; None: the yolov5 package).
 
     Returns (when called): the Path of the ONNX. Raises InputError for a missing model, or a task that differs.
     """
 
     def __init__(self, model: str | os.PathLike, workdir: str | os.PathLike | None = None, *,
                  out: str | os.PathLike | None = None, imgsz: int | None = None, batch: int = 1,
-                 nms: dict | None = None, layout: Any = None, task: str = "auto"):
+                 nms: dict | None = None, layout: Any = None, task: str = "auto",
+                 repo: str | os.PathLike | None = None):
         if workdir is None and out is None:
             raise InputError("OnnxFromModel needs a workdir or an out file")
         self.model, self.workdir, self.out = Path(model), workdir, out
         self.imgsz, self.batch, self.nms, self.layout, self.task = imgsz, int(batch), dict(nms or {}), layout, task
+        self.repo = repo
 
     @property
     def exported(self) -> bool:
@@ -106,7 +109,7 @@ class OnnxFromModel(Loader):
                 from trtalign.export.onnx_export import export_onnx
 
                 export_onnx(self.model, path, imgsz=self.imgsz, dynamic_batch=self.batch if self.batch > 1 else None,
-                            layout=self.layout, **self.nms)
+                            layout=self.layout, repo=self.repo, **self.nms)
         meta = read_metadata(str(path)) or {}
         if self.task not in ("auto", None) and meta.get("task", "detect") != self.task:
             raise InputError(f"the config says task {self.task!r} but {self.model.name} is a {meta.get('task')} "

@@ -309,7 +309,8 @@ def onnx_from_config(cfg: Any, workdir: Path) -> Any:
     from trtalign.export.loaders import OnnxFromModel
 
     imgsz = cfg.imgsz if "imgsz" in cfg.model_fields_set else None
-    return OnnxFromModel(cfg.model, workdir, imgsz=imgsz, nms=EVAL_NMS, layout=cfg.layout, task=cfg.task)
+    return OnnxFromModel(cfg.model, workdir, imgsz=imgsz, nms=EVAL_NMS, layout=cfg.layout, task=cfg.task,
+                         repo=cfg.model_repo)
 
 
 def ranges_from_config(cfg: Any, onnx: Any, workdir: Path, tune: Any) -> Any:
