@@ -38,11 +38,27 @@ head:
 IMGSZ = 64
 
 
+def _root_conftest():
+    """tests/conftest.py as a module: ``from conftest import ...`` finds whichever conftest pytest imported last
+    (tests/serve/conftest.py in a whole-suite run)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "trtalign_tests_root_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "conftest.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """(checkpoint, FP32 ONNX with NMS, analysis, calibrated ranges, calibration images) of the tiny model."""
-    from conftest import make_images, make_scored_checkpoint
-
+    root_conftest = _root_conftest()
+    make_images, make_scored_checkpoint = root_conftest.make_images, root_conftest.make_scored_checkpoint
     from trtalign.export.calibrate import calibrate
     from trtalign.export.onnx_export import export_onnx
     from trtalign.export.units import analyze_graph
