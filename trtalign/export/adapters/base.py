@@ -13,7 +13,7 @@ import abc
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 from trtalign.core.enums import Task
 from trtalign.core.errors import InputError
@@ -122,6 +122,48 @@ class ModelAdapter(abc.ABC):
         return h, w
 
     # -- export
+    def raw_onnx_from_torch(self, imgsz: int | Sequence[int], batch: int, dynamic_batch: bool, opset: int,
+                            torch_model: Callable[[], Any]) -> Any:
+        """``to_raw_onnx`` for a family whose ``torch_model()`` maps images to ``output0``: export it once per
+        (size, batch, opset) with ``torch.onnx.export`` and fix the I/O shapes (``B`` = ``batch`` or ``"batch"``).
+
+        Raises InputError (bad size or batch) / ModelError (the exporter failed, its first line quoted).
+        """
+        import io
+        import warnings
+
+        import onnx
+        import torch
+
+        from trtalign.core.errors import ModelError
+
+        h, w = self.check_imgsz(imgsz)
+        if batch < 1:
+            raise InputError(f"batch must be >= 1, got {batch}")
+        cache = self.__dict__.setdefault("_raw_cache", {})
+        key = (h, w, 1 if dynamic_batch else batch, dynamic_batch, opset)
+        if key in cache:
+            return onnx.load_from_string(cache[key])
+        model = torch_model()
+        x = torch.zeros(1 if dynamic_batch else batch, 3, h, w)
+        with torch.no_grad():
+            n = int(model(x).shape[-1])
+        buf = io.BytesIO()
+        dynamic_axes = {"images": {0: "batch"}, "output0": {0: "batch"}} if dynamic_batch else None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(model, x, buf, dynamo=False, opset_version=opset, input_names=["images"],
+                                  output_names=["output0"], dynamic_axes=dynamic_axes, do_constant_folding=True)
+        except Exception as exc:
+            raise ModelError(f"torch.onnx.export failed for {self.path.name}: {first_line(exc)}") from None
+        proto = onnx.load_from_string(buf.getvalue())
+        b = "batch" if dynamic_batch else batch
+        set_shape(proto.graph.input[0], [b, 3, h, w])
+        set_shape(proto.graph.output[0], [b, self.layout.channels, n])
+        cache[key] = proto.SerializeToString()
+        return proto
+
     @abc.abstractmethod
     def to_raw_onnx(self, imgsz: int | Sequence[int], batch: int = 1, dynamic_batch: bool = False,
                     opset: int = 17) -> Any:
@@ -129,3 +171,21 @@ class ModelAdapter(abc.ABC):
 
         ``B`` is ``batch`` or, with ``dynamic_batch``, the symbolic dimension ``batch``.
         """
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` of an exception from a framework (its tracebacks stay out of our errors)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
+
+
+def set_shape(value_info: Any, dims: list) -> None:
+    """Overwrite an ONNX value_info's shape with ``dims`` (ints, or strings for symbolic dimensions)."""
+    shape = value_info.type.tensor_type.shape
+    del shape.dim[:]
+    for d in dims:
+        dim = shape.dim.add()
+        if isinstance(d, str):
+            dim.dim_param = d
+        else:
+            dim.dim_value = int(d)

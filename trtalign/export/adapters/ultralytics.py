@@ -4,7 +4,6 @@ resolve without a local file, offline)."""
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import warnings
@@ -16,7 +15,7 @@ from trtalign.core.errors import InputError, ModelError, UnsupportedError, choic
 from trtalign.core.io import sha256_file
 from trtalign.core.lazy import require
 from trtalign.core.logging import get_logger
-from trtalign.export.adapters.base import ModelAdapter, ModelInfo
+from trtalign.export.adapters.base import ModelAdapter, ModelInfo, first_line
 from trtalign.export.adapters.registry import register_adapter
 
 log = get_logger(__name__)
@@ -76,11 +75,6 @@ def check_loaded_file(requested: str | os.PathLike, loaded: str | os.PathLike | 
                      f"(yolov5n.pt -> yolov5nu.pt); rename the file so that its name is not yolov5[nslmx].pt")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".strip()
-
-
 @register_adapter
 class UltralyticsAdapter(ModelAdapter):
     family = "ultralytics"
@@ -116,7 +110,7 @@ class UltralyticsAdapter(ModelAdapter):
                 warnings.simplefilter("ignore")
                 yolo = ultralytics.YOLO(source)
         except Exception as exc:  # any failure inside ultralytics/torch.load: a corrupt or foreign file
-            raise ModelError(f"cannot load {self.path} as an ultralytics model ({_first_line(exc)})") from None
+            raise ModelError(f"cannot load {self.path} as an ultralytics model ({first_line(exc)})") from None
         if self._builtin is None and self.path.suffix.lower() == ".pt":  # checkpoints are what ultralytics renames
             check_loaded_file(self.path, getattr(yolo, "ckpt_path", None) or getattr(yolo.model, "pt_path", None),
                               framework="ultralytics")
@@ -185,40 +179,16 @@ class UltralyticsAdapter(ModelAdapter):
     # ------------------------------------------------------------------ export
     def to_raw_onnx(self, imgsz: int | Sequence[int], batch: int = 1, dynamic_batch: bool = False,
                     opset: int = 17) -> Any:
-        import onnx
-        import torch
+        def export_model() -> Any:
+            from ultralytics.nn.modules import Detect
 
-        from ultralytics.nn.modules import Detect
+            model = self.torch_model(fuse=True)
+            for m in model.modules():
+                if isinstance(m, Detect):
+                    m.export, m.format, m.dynamic = True, "onnx", False
+            return model
 
-        h, w = self.check_imgsz(imgsz)
-        if batch < 1:
-            raise InputError(f"batch must be >= 1, got {batch}")
-        key = (h, w, 1 if dynamic_batch else batch, dynamic_batch, opset)
-        if key in self._raw_cache:
-            return onnx.load_from_string(self._raw_cache[key])
-        model = self.torch_model(fuse=True)
-        for m in model.modules():
-            if isinstance(m, Detect):
-                m.export, m.format, m.dynamic = True, "onnx", False
-        x = torch.zeros(1 if dynamic_batch else batch, 3, h, w)
-        with torch.no_grad():
-            y = model(x)
-        n = int(y.shape[-1])
-        buf = io.BytesIO()
-        dynamic_axes = {"images": {0: "batch"}, "output0": {0: "batch"}} if dynamic_batch else None
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(model, x, buf, dynamo=False, opset_version=opset, input_names=["images"],
-                                  output_names=["output0"], dynamic_axes=dynamic_axes, do_constant_folding=True)
-        except Exception as exc:
-            raise ModelError(f"torch.onnx.export failed for {self.path.name}: {_first_line(exc)}") from None
-        proto = onnx.load_from_string(buf.getvalue())
-        b = "batch" if dynamic_batch else batch
-        _set_shape(proto.graph.input[0], [b, 3, h, w])
-        _set_shape(proto.graph.output[0], [b, self.layout.channels, n])
-        self._raw_cache[key] = proto.SerializeToString()
-        return proto
+        return self.raw_onnx_from_torch(imgsz, batch, dynamic_batch, opset, export_model)
 
 
 def _one2one_raw(model: Any) -> Any:
@@ -247,12 +217,3 @@ def _one2one_raw(model: Any) -> Any:
     return wrapped
 
 
-def _set_shape(value_info: Any, dims: list) -> None:
-    shape = value_info.type.tensor_type.shape
-    del shape.dim[:]
-    for d in dims:
-        dim = shape.dim.add()
-        if isinstance(d, str):
-            dim.dim_param = d
-        else:
-            dim.dim_value = int(d)

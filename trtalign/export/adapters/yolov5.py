@@ -271,41 +271,14 @@ class YoloV5Adapter(ModelAdapter):
 
     def to_raw_onnx(self, imgsz: int | Sequence[int], batch: int = 1, dynamic_batch: bool = False,
                     opset: int = 17) -> Any:
-        import onnx
-        import torch
+        def export_model() -> Any:
+            native = self.native_model(fuse=True)
+            head = _detect_head(native)
+            # as YOLOv5's export.py: no in-place ops in the head, export mode (no feature maps returned)
+            head.inplace, head.export, head.dynamic = False, True, False
+            return canonical_head(native)
 
-        h, w = self.check_imgsz(imgsz)
-        if batch < 1:
-            raise InputError(f"batch must be >= 1, got {batch}")
-        key = (h, w, 1 if dynamic_batch else batch, dynamic_batch, opset)
-        if key in self._raw_cache:
-            return onnx.load_from_string(self._raw_cache[key])
-        native = self.native_model(fuse=True)
-        head = _detect_head(native)
-        # as YOLOv5's export.py: no in-place ops in the head, export mode (no feature maps returned)
-        head.inplace, head.export, head.dynamic = False, True, False
-        model = canonical_head(native)
-        x = torch.zeros(1 if dynamic_batch else batch, 3, h, w)
-        with torch.no_grad():
-            n = int(model(x).shape[-1])
-        buf = io.BytesIO()
-        dynamic_axes = {"images": {0: "batch"}, "output0": {0: "batch"}} if dynamic_batch else None
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(model, x, buf, dynamo=False, opset_version=opset, input_names=["images"],
-                                  output_names=["output0"], dynamic_axes=dynamic_axes, do_constant_folding=True)
-        except Exception as exc:
-            raise ModelError(f"torch.onnx.export failed for {self.path.name}: {type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-        proto = onnx.load_from_string(buf.getvalue())
-        from trtalign.export.adapters.ultralytics import _set_shape
-
-        b = "batch" if dynamic_batch else batch
-        _set_shape(proto.graph.input[0], [b, 3, h, w])
-        _set_shape(proto.graph.output[0], [b, self.layout.channels, n])
-        self._raw_cache[key] = proto.SerializeToString()
-        return proto
+        return self.raw_onnx_from_torch(imgsz, batch, dynamic_batch, opset, export_model)
 
     def layout_dict(self) -> dict:
         """The source layout (recorded in the metadata): YOLOv5's ``[B, N, 5 + C]`` folded into ``output0``."""
