@@ -42,7 +42,7 @@ def make_case(seed: int = 0, n_images: int = 40, cat_ids=(1, 3, 7, 90), empty_cl
     return ds, dets
 
 
-def pycocotools_stats(ds: Dataset, dets: dict) -> tuple[np.ndarray, np.ndarray]:
+def pycocotools_stats(ds: Dataset, dets: dict, image_ids=None) -> tuple[np.ndarray, np.ndarray]:
     """The reference: plain pycocotools on the same ground truth and detections."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -58,6 +58,8 @@ def pycocotools_stats(ds: Dataset, dets: dict) -> tuple[np.ndarray, np.ndarray]:
         gt.createIndex()
         dt = gt.loadRes(rows)
         ev = COCOeval(gt, dt, "bbox")
+        if image_ids is not None:
+            ev.params.imgIds = list(image_ids)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
@@ -163,3 +165,55 @@ def test_eval_speed_benchmark_runs_small():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.main(["--images", "25", "--dets", "15"]) == 0
+
+
+@pytest.mark.parametrize("backend", ["faster-coco-eval", "pycocotools"])
+def test_repeated_evaluation_with_cached_ground_truth(backend):
+    """A second CocoMetrics on the same dataset reuses its ground-truth index (the fallback search: same dataset, new
+    detections); the 12 numbers equal pycocotools' and a fresh evaluation's, and the first result is unchanged."""
+    from dataclasses import replace
+
+    from trtalign.eval.coco_metrics import ground_truth_index
+
+    ds, dets = make_case(8)
+    first = run(ds, dets, backend)
+    index = ground_truth_index(ds, backend)
+    rng = np.random.default_rng(1)
+    for _ in range(2):  # new detections each time: scores re-drawn, some dropped
+        new = {}
+        for iid, d in dets.items():
+            keep = rng.uniform(size=len(d)) >= 0.2
+            new[iid] = Detections(d.boxes[keep], np.round(rng.uniform(size=int(keep.sum())), 2), d.class_ids[keep])
+        m = CocoMetrics(ds, backend=backend)
+        for iid, d in new.items():
+            m.update(iid, d)
+        res = m.compute()
+        assert m._gt is index  # the shared index, not rebuilt
+        ours = [res.stats[k] for k in COCO_STAT_KEYS]
+        np.testing.assert_allclose(ours, pycocotools_stats(ds, new)[0], atol=1e-4)
+        fresh_ds = replace(ds, images=list(ds.images), annotations=dict(ds.annotations))  # nothing cached
+        fresh = run(fresh_ds, new, backend)
+        assert ground_truth_index(fresh_ds, backend) is not index
+        assert fresh.to_dict() == res.to_dict()  # all 12 numbers, per-class AP and PR curves (NaN as None)
+    again = run(ds, dets, backend)
+    assert again.to_dict() == first.to_dict()
+    # a subset of the images (compute(image_ids)) with the shared index equals pycocotools restricted to them
+    sub = sorted(dets)[::2]
+    m = CocoMetrics(ds, backend=backend)
+    m.update_many(dets)
+    part = m.compute(sub)
+    assert part.num_gt == sum(int((~ds.annotations[i].ignore.astype(bool)).sum()) for i in sub if i in ds.annotations)
+    np.testing.assert_allclose([part.stats[k] for k in COCO_STAT_KEYS],
+                               pycocotools_stats(ds, {i: dets[i] for i in sub}, image_ids=sub)[0], atol=1e-4)
+
+
+def test_ground_truth_index_follows_dataset_changes():
+    from trtalign.eval.coco_metrics import ground_truth_index
+
+    ds, dets = make_case(9)
+    index = ground_truth_index(ds, "faster-coco-eval")
+    assert ground_truth_index(ds, "faster-coco-eval") is index
+    ds.annotations = {k: v for k, v in ds.annotations.items() if k % 2}  # replaced ground truth: re-indexed
+    assert ground_truth_index(ds, "faster-coco-eval") is not index
+    res = run(ds, dets, "faster-coco-eval")
+    np.testing.assert_allclose([res.stats[k] for k in COCO_STAT_KEYS], pycocotools_stats(ds, dets)[0], atol=1e-4)

@@ -5,6 +5,11 @@
 pycocotools that gives identical numbers, ~15x faster) or with pycocotools itself (``backend="pycocotools"``, the
 reference the tests compare against).
 
+The ground truth is indexed once per dataset (:func:`ground_truth_index`, shared by every ``CocoMetrics`` on that
+dataset), so a repeated evaluation with new detections (the fallback search) only converts and evaluates those. With
+faster-coco-eval the detections go from the ``[N, 7]`` array straight into its C++ evaluator (no ``loadRes`` / ``COCO``
+index of the results), with the cyclic garbage collector paused meanwhile; the numbers are pycocotools' (tested).
+
 Bad input, handled as pycocotools does or refused clearly:
 - detections for an image id the dataset does not have -> ``InputError`` (pycocotools asserts);
 - NaN / infinite scores or boxes -> ``InputError`` naming the image (pycocotools would silently mis-sort them);
@@ -17,6 +22,7 @@ Bad input, handled as pycocotools does or refused clearly:
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -139,6 +145,124 @@ def _make_coco(backend: str, data: dict) -> Any:
     return coco
 
 
+class GroundTruthIndex:
+    """The ground truth of one dataset, indexed once for COCO evaluation and reused for every new set of detections.
+
+    Holds the COCO dict (``gt``), the backend's ``COCO`` object (``coco``), the annotation dicts in COCO order with
+    pycocotools' ``ignore`` flag already set (what ``COCOeval._prepare`` would collect for every image and category),
+    and per-category non-crowd ground-truth counts. COCOeval only reads these (``_prepare`` sets ``ignore`` =
+    ``iscrowd``, which is idempotent), so sharing them between evaluations leaves the numbers unchanged.
+    """
+
+    def __init__(self, gt: dict, backend: str):
+        self.gt = gt
+        self.backend = backend
+        self.coco = _make_coco(backend, gt)
+        self.cat_ids = [int(c["id"]) for c in gt["categories"]]
+        self.image_ids = [im["id"] for im in gt["images"]]
+        anns = gt["annotations"]
+        for a in anns:
+            a["ignore"] = int(a.get("iscrowd", 0))
+        self.anns = anns
+        self.ann_image = np.array([a["image_id"] for a in anns], np.int64)
+        self.ann_cat = np.array([int(a["category_id"]) for a in anns], np.int64)
+        self.ann_crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)
+        self._num_gt_all: Optional[dict] = None
+
+    def num_gt(self, image_ids: Optional[set] = None) -> dict:
+        """Non-crowd ground-truth boxes per category id (over ``image_ids``; default every image)."""
+        if image_ids is None and self._num_gt_all is not None:
+            return dict(self._num_gt_all)
+        keep = ~self.ann_crowd
+        if image_ids is not None:
+            keep &= np.isin(self.ann_image, np.fromiter(image_ids, np.int64, len(image_ids)))
+        counts = dict.fromkeys(self.cat_ids, 0)
+        cats, n = np.unique(self.ann_cat[keep], return_counts=True)
+        counts.update({int(c): int(k) for c, k in zip(cats, n)})
+        if image_ids is None:
+            self._num_gt_all = dict(counts)
+        return counts
+
+
+_GT_CACHE: dict = {}  # id(dataset) -> (weakref to it, fingerprint, {backend: GroundTruthIndex})
+
+
+def _fingerprint(dataset: Dataset) -> tuple:
+    return (len(dataset.images), id(dataset.images), id(dataset.annotations), len(dataset.annotations),
+            dataset.num_boxes, tuple(dataset.category_ids), tuple(dataset.names))
+
+
+def ground_truth_index(dataset: Dataset, backend: str = "auto") -> GroundTruthIndex:
+    """The dataset's :class:`GroundTruthIndex`, built on first use and cached while the dataset lives (rebuilt if its
+    images, annotations or categories were replaced)."""
+    import weakref
+
+    backend = resolve_backend(backend)
+    key = id(dataset)
+    fp = _fingerprint(dataset)
+    entry = _GT_CACHE.get(key)
+    if entry is None or entry[0]() is not dataset or entry[1] != fp:
+        entry = (weakref.ref(dataset, lambda _r, k=key: _GT_CACHE.pop(k, None)), fp, {})
+        _GT_CACHE[key] = entry
+    by_backend = entry[2]
+    if backend not in by_backend:
+        by_backend[backend] = GroundTruthIndex(dataset.to_coco(), backend)
+    return by_backend[backend]
+
+
+def _result_anns(results: np.ndarray) -> list:
+    """``[N, 7]`` results -> the annotation dicts faster-coco-eval's ``loadRes`` makes of them for bbox (same values:
+    bbox, score, area = w * h, id from 1, iscrowd 0), without its per-row numpy indexing."""
+    return [{"image_id": int(r[0]), "bbox": [r[1], r[2], r[3], r[4]], "score": r[5], "category_id": int(r[6]),
+             "area": r[3] * r[4], "id": i, "iscrowd": 0}
+            for i, r in enumerate(results.tolist(), 1)]
+
+
+_FAST_EVAL_CLASS: Any = None
+
+
+def _fast_eval_class() -> Any:
+    """``COCOeval_faster`` whose ``_prepare`` (bbox, per category) fills its C++ datasets straight from the shared
+    ground-truth annotations and the result dicts, in the order ``getAnnIds`` would give them (per image and
+    category: annotation order), instead of re-indexing both through ``COCO`` objects every time."""
+    global _FAST_EVAL_CLASS
+    if _FAST_EVAL_CLASS is not None:
+        return _FAST_EVAL_CLASS
+    from faster_coco_eval import COCOeval_faster
+
+    class _SharedGtEval(COCOeval_faster):
+        trt_index: Optional[GroundTruthIndex] = None
+        trt_dts: list = []
+
+        def _prepare(self):
+            p = self.params
+            if (self.trt_index is None or self.lvis_style or p.compute_rle or p.iouType != "bbox" or not p.useCats
+                    or not p.imgIds or not p.catIds):
+                return super()._prepare()
+            self.gt_dataset.clean()
+            self.dt_dataset.clean()
+            imgs, cats = set(p.imgIds), set(p.catIds)
+            index = self.trt_index
+            full = imgs.issuperset(index.image_ids) and cats.issuperset(index.cat_ids)
+            gt_pairs, dt_pairs = set(), set()
+            append = self.gt_dataset.append_ref
+            for gt in index.anns:
+                i, c = gt["image_id"], gt["category_id"]
+                if full or (i in imgs and c in cats):
+                    append(i, c, gt)
+                    gt_pairs.add((i, c))
+            append = self.dt_dataset.append_ref
+            for dt in self.trt_dts:
+                i, c = dt["image_id"], dt["category_id"]
+                if full or (i in imgs and c in cats):
+                    append(i, c, dt)
+                    dt_pairs.add((i, c))
+            self._nonempty_iou_pairs = gt_pairs & dt_pairs
+
+    _FAST_EVAL_CLASS = _SharedGtEval
+    return _FAST_EVAL_CLASS
+
+
 def resolve_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ConfigError(f"invalid COCO backend {backend!r}; valid choices: {choices_text(BACKENDS)}")
@@ -168,7 +292,7 @@ class CocoMetrics:
     def __init__(self, dataset: Dataset, backend: str = "auto"):
         self.dataset = dataset
         self.backend = resolve_backend(backend)
-        self._gt: dict | None = None
+        self._gt: Optional[GroundTruthIndex] = None  # shared with every CocoMetrics on this dataset
         self.store = DetectionStore(dataset, 5 if dataset.rotated else 4)
 
     def reset(self) -> None:
@@ -191,29 +315,55 @@ class CocoMetrics:
 
     def compute(self, image_ids: Optional[list] = None) -> CocoResult:
         """Evaluate on ``image_ids`` (default: every image of the dataset, with or without detections)."""
-        if self._gt is None:
-            self._gt = self.dataset.to_coco()
+        self._gt = ground_truth_index(self.dataset, self.backend)  # cached per dataset: indexed once, not per call
         res = self.results_array()
-        return evaluate_coco_arrays(self._gt, res, self.dataset.names, self.backend, image_ids)
+        return evaluate_with_index(self._gt, res, self.dataset.names, image_ids)
 
 
 def evaluate_coco_arrays(gt: dict, results: np.ndarray, names: list, backend: str = "auto",
                          image_ids: Optional[list] = None) -> CocoResult:
     """Run COCOeval (bbox) on a ground-truth dict and ``[N, 7]`` results; returns a :class:`CocoResult`."""
-    backend = resolve_backend(backend)
-    coco_gt = _make_coco(backend, gt)
-    if len(results):
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco_dt = coco_gt.loadRes(results)
-    else:  # pycocotools' loadRes fails on an empty list: an empty result set scores 0 where there is ground truth
-        coco_dt = _make_coco(backend, {"images": gt["images"], "categories": gt["categories"], "annotations": []})
-    if backend == "faster-coco-eval":
-        from faster_coco_eval import COCOeval_faster as COCOeval
+    return evaluate_with_index(GroundTruthIndex(gt, resolve_backend(backend)), results, names, image_ids)
 
-        ev = COCOeval(coco_gt, coco_dt, "bbox", print_function=lambda *a, **k: None)
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause Python's cyclic garbage collector: evaluation makes ~10 small dicts / lists per detection, none of them
+    cyclic, and every generation-2 pass over them (and the rest of the heap) costs more than the evaluation."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def evaluate_with_index(index: GroundTruthIndex, results: np.ndarray, names: list,
+                        image_ids: Optional[list] = None) -> CocoResult:
+    """:func:`evaluate_coco_arrays` on an already indexed ground truth (:func:`ground_truth_index`)."""
+    with _gc_paused():
+        return _evaluate_with_index(index, results, names, image_ids)
+
+
+def _evaluate_with_index(index: GroundTruthIndex, results: np.ndarray, names: list,
+                         image_ids: Optional[list] = None) -> CocoResult:
+    backend, gt, coco_gt = index.backend, index.gt, index.coco
+    if backend == "faster-coco-eval":
+        ev = _fast_eval_class()(coco_gt, None, "bbox", print_function=lambda *a, **k: None)
+        ev.trt_index = index
+        ev.trt_dts = _result_anns(results)
+        if len(results) and not set(np.unique(results[:, 0]).astype(np.int64).tolist()) <= set(index.image_ids):
+            raise InputError("results do not correspond to the ground truth's images")
     else:
         from pycocotools.cocoeval import COCOeval
 
+        if len(results):
+            with contextlib.redirect_stdout(io.StringIO()):
+                coco_dt = coco_gt.loadRes(results)
+        else:  # pycocotools' loadRes fails on an empty list: an empty result set scores 0 where there is ground truth
+            coco_dt = _make_coco(backend, {"images": gt["images"], "categories": gt["categories"],
+                                           "annotations": []})
         ev = COCOeval(coco_gt, coco_dt, "bbox")
     if image_ids is not None:
         ev.params.imgIds = list(image_ids)
@@ -227,11 +377,8 @@ def evaluate_coco_arrays(gt: dict, results: np.ndarray, names: list, backend: st
     cat_ids = [int(c["id"]) for c in gt["categories"]]
     order = {c: i for i, c in enumerate(sorted(cat_ids))}
     ev_cats = list(ev.params.catIds)
-    num_gt = {c: 0 for c in cat_ids}
     allowed = set(ev.params.imgIds)
-    for a in gt["annotations"]:
-        if a["image_id"] in allowed and not a.get("iscrowd", 0):
-            num_gt[int(a["category_id"])] += 1
+    num_gt = index.num_gt(None if allowed.issuperset(index.image_ids) else allowed)
     per_class, per_class_50 = {}, {}
     for cid, name in zip(cat_ids, names):
         k = ev_cats.index(cid) if cid in ev_cats else order[cid]
