@@ -239,3 +239,27 @@ def test_cli_reads_a_pipeline_config(tmp_path):
     arch.write_text("nc: 8\nbackbone: []\nhead: []\n")
     s = eval_cmd._from_config(parser.parse_args([str(arch), "--data", "d"]))
     assert (s["model"], s["data"], s["calibration"].method) == (str(arch), "d", "minmax")
+
+
+def test_compare_runs_another_export_beside_the_precisions(setup, tmp_path, cli):
+    """``compare`` (``eval --compare NAME=ONNX``): another export of the same model is one more row with its delta
+    and interval (the FP32 file compared with itself: exactly 0 and [0, 0]); a file of another model is refused."""
+    from trtalign.core.errors import InputError
+    from trtalign.export.onnx_export import export_onnx
+
+    root, model, result = setup
+    fp32 = Path(result.result("ort-fp32").model)
+    res = evaluate(fp32, root / "data", ["fp32"], workdir=root / "work_compare", compare={"same": fp32})
+    row = res.result("ort-same")
+    assert row.precision == "compare" and row.model == str(fp32)
+    assert row.metrics.stats["map"] == res.result("ort-fp32").metrics.stats["map"]
+    assert row.delta_map == 0.0 and row.delta_map_ci95 == [0.0, 0.0]
+    other = tmp_path / "other.onnx"
+    export_onnx(model, other, imgsz=IMGSZ * 2)
+    with pytest.raises(InputError, match="expected detect, 8 classes at"):
+        evaluate(fp32, root / "data", ["fp32"], workdir=root / "work_compare", compare={"other": other})
+    code, out, err = cli("eval", str(fp32), "--data", str(root / "data"), "--precisions", "fp32",
+                         "--compare", f"missing={tmp_path / 'nope.onnx'}")
+    assert code == 2 and "file not found" in err and "Traceback" not in err, err
+    code, out, err = cli("eval", str(fp32), "--data", str(root / "data"), "--precisions", "fp32", "--compare", "x")
+    assert code == 2 and "NAME=FILE.onnx" in err, err

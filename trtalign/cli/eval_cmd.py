@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", metavar="HTML", default=None, help="write the HTML report here")
     parser.add_argument("--save-detections", metavar="DIR", default=None,
                         help="write each runner's detections (COCO results json; rotated: xywhr json) here")
+    parser.add_argument("--compare", action="append", default=[], metavar="NAME=ONNX",
+                        help="also evaluate another trtalign export of the same model as runner ort-NAME (e.g. "
+                             "qat=out/model.qat.qdq.onnx from `trtalign qat`); repeatable")
     parser.add_argument("--workdir", default=None, help="keep the exported / emulated ONNX files here")
     add_json_argument(parser)
     with_example(parser, "trtalign eval yolov8n.pt --data coco/val2017.json --precision torch,fp32,int8 "
@@ -83,6 +86,23 @@ def _from_config(args: argparse.Namespace) -> dict:
             "task": cfg.task, "repo": cfg.model_repo}
 
 
+def _compare_files(values: list) -> dict:
+    """``--compare NAME=ONNX`` options -> {name: path}."""
+    from trtalign.core.errors import InputError
+
+    out: dict = {}
+    for value in values:
+        name, sep, path = str(value).partition("=")
+        if not sep or not name.strip() or not path.strip() or not name.replace("-", "").replace("_", "").isalnum():
+            raise InputError(f"--compare expects NAME=FILE.onnx (NAME: letters, digits, - or _), got {value!r}")
+        if name in out:
+            raise InputError(f"--compare {name} is given twice")
+        if not Path(path.strip()).is_file():
+            raise InputError(f"--compare {name}: file not found: {path.strip()}")
+        out[name.strip()] = path.strip()
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from trtalign.core.errors import InputError
     from trtalign.eval.evaluate import NmsSettings, evaluate, parse_precisions
@@ -100,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(s["model"], s["data"], plist, backend=args.backend, imgsz=s["imgsz"], batch=args.batch,
                       max_images=args.max_images, workdir=args.workdir, save_detections_dir=args.save_detections,
                       nms=nms, calibration=s["calibration"], split=args.split, data_format=args.data_format,
-                      plugins=s["plugins"], task=s["task"], preprocess=args.preprocess, repo=s["repo"])
+                      plugins=s["plugins"], task=s["task"], preprocess=args.preprocess, repo=s["repo"],
+                      compare=_compare_files(args.compare))
     if not result.results:
         raise InputError("nothing could be evaluated: " + "; ".join(f"{k}: {v}" for k, v in result.skipped.items()))
     if args.report:

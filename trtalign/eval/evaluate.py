@@ -29,7 +29,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -519,7 +519,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
              calibration: CalibrationSettings | None = None,
              split: str = "val", data_format: str = "auto", onnx: Any = None, ranges: Any = None,
              plugins: Sequence[str] = (), task: str = "auto", preprocess: str = "ultralytics",
-             repo: str | os.PathLike | None = None) -> EvalResult:
+             repo: str | os.PathLike | None = None,
+             compare: Mapping[str, str | os.PathLike] | None = None) -> EvalResult:
     """Evaluate ``model`` on ``data`` at each precision.
 
     Args:
@@ -536,6 +537,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
             (``trtalign.export.loaders``). plugins: TensorRT plugin libraries. task: ``auto`` or the task the model
             must have (config ``task``). repo: the YOLOv5 clone that loads a YOLOv5 checkpoint (config
             ``model.repo``; None: the yolov5 package).
+        compare: ``{name: ONNX}`` of other trtalign exports of the same model (e.g. the Q/DQ ONNX of ``trtalign
+            qat``), each run in ONNX Runtime as runner ``ort-<name>`` on the same images, with its delta and interval.
 
     Returns:
         :class:`EvalResult`. A precision that cannot run here (no TensorRT, torch for an ONNX model, ...) is listed
@@ -602,6 +605,8 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
                 save_detections(dataset, dets, out)
                 pr.detections_file = str(out)
             result.results.append(pr)
+        for name, path in (compare or {}).items():
+            result.results.append(_compare_result(name, path, src, dataset, batch, cmap, coco_backend, preprocess))
         if save_detections_dir is not None:
             atomic_write_json(Path(save_detections_dir) / "ground_truth_coco.json", dataset.to_coco(), indent=None)
         result.set_deltas(dataset=dataset)
@@ -609,6 +614,31 @@ def evaluate(model: str | os.PathLike, data: str | os.PathLike | Dataset, precis
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def _compare_result(name: str, path: str | os.PathLike, src: ModelSource, dataset: Dataset, batch: int,
+                    cmap: Any, coco_backend: str, preprocess: str) -> PrecisionResult:
+    """One ``compare`` row: another trtalign export of the same model (same task, classes and input size)."""
+    from trtalign.export.metadata import read_metadata
+    from trtalign.runtime.ort_runner import OrtRunner
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--compare {name}: file not found: {path}")
+    meta = read_metadata(str(path)) or {}
+    if not meta.get("nms") or not meta.get("imgsz"):
+        raise InputError(f"--compare {name}: {path} is not an ONNX exported by trtalign with NMS")
+    found = (meta.get("task", "detect"), list(meta.get("names") or []), tuple(int(v) for v in meta["imgsz"]))
+    if found != (src.task, list(src.names), tuple(src.imgsz)):
+        raise InputError(f"--compare {name}: {path.name} is a {found[0]} model with {len(found[1])} classes at "
+                         f"{found[2][0]}x{found[2][1]}; expected {src.task}, {len(src.names)} classes at "
+                         f"{src.imgsz[0]}x{src.imgsz[1]} (the evaluated model)")
+    label = f"ort-{name}"
+    with OrtRunner(path, name=label) as runner:
+        dets, latency = run_runner(runner, dataset, src.imgsz, ort_postprocess(dataset.rotated), batch, cmap,
+                                   desc=label, preprocess=preprocess)
+    return PrecisionResult("compare", label, score_detections(dataset, dets, coco_backend), latency, str(path),
+                           notes=[f"compared file {path.name}"], detections=dets)
 
 
 __all__ = ["evaluate", "EvalResult", "PrecisionResult", "LatencyStats", "NmsSettings", "CalibrationSettings",
