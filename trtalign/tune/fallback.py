@@ -325,8 +325,9 @@ def search_fallback(
         half = (int8_ci[2] - int8_ci[1]) / 2
         noise = {"ci95_halfwidth_int8": half, "budget": budget}
         if budget > 0 and half > budget:
+            more = math.ceil((half / budget) ** 2 * 10) / 10  # rounded up: 1.04 is "1.1x", never "1.0x"
             noise["message"] = (f"the tuning split measures the INT8 drop only to +/-{half:.4f} (95%), wider than the "
-                                f"budget {budget:.4f}: about {(half / budget) ** 2:.1f}x as many tuning images are "
+                                f"budget {budget:.4f}: about {more:.1f}x as many tuning images are "
                                 f"needed to tell a {budget:.4f} drop from none; the search falls back more units "
                                 f"than a larger split would need")
             log.warning(noise["message"])
