@@ -27,9 +27,39 @@ IMGSZ = 32
 NAMES = ["a", "b"]
 
 
-def build_raw_onnx(path: Path, seed: int = 0) -> Path:
+def _decode_nodes() -> list:
+    """The head's box decode (sigmoid xy / wh to pixels on the 8x8 grid), shared by both test models."""
+    from onnx import helper
+
+    return [
+        helper.make_node("Sigmoid", ["txy"], ["sxy"], "/model/head/Sigmoid_xy"),
+        helper.make_node("Mul", ["sxy", "two"], ["sxy2"], "/model/head/Mul_xy"),
+        helper.make_node("Sub", ["sxy2", "half"], ["sxy3"], "/model/head/Sub_xy"),
+        helper.make_node("Add", ["sxy3", "grid"], ["gxy"], "/model/head/Add_grid"),
+        helper.make_node("Mul", ["gxy", "four"], ["xy"], "/model/head/Mul_stride"),
+        helper.make_node("Sigmoid", ["twh"], ["swh"], "/model/head/Sigmoid_wh"),
+        helper.make_node("Mul", ["swh", "twelve"], ["swh2"], "/model/head/Mul_wh"),
+        helper.make_node("Add", ["swh2", "four"], ["wh_"], "/model/head/Add_wh"),
+    ]
+
+
+def _save(nodes: list, inits: list, name: str, path: Path) -> Path:
+    """images [1, 3, IMGSZ, IMGSZ] -> output0 [1, 6, 64], checked and written to ``path``."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("images", TensorProto.FLOAT,
+                                                                          [1, 3, IMGSZ, IMGSZ])],
+                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 64])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def build_raw_onnx(path: Path, seed: int = 0) -> Path:
+    from onnx import helper, numpy_helper
 
     rng = np.random.default_rng(seed)
 
@@ -66,25 +96,11 @@ def build_raw_onnx(path: Path, seed: int = 0) -> Path:
         helper.make_node("Conv", ["cat", "wh", "bh"], ["h"], "/model/head/Conv", kernel_shape=[1, 1]),
         helper.make_node("Reshape", ["h", "shape"], ["hr"], "/model/head/Reshape"),
         helper.make_node("Split", ["hr", "splits"], ["txy", "twh", "tcls"], "/model/head/Split", axis=1),
-        helper.make_node("Sigmoid", ["txy"], ["sxy"], "/model/head/Sigmoid_xy"),
-        helper.make_node("Mul", ["sxy", "two"], ["sxy2"], "/model/head/Mul_xy"),
-        helper.make_node("Sub", ["sxy2", "half"], ["sxy3"], "/model/head/Sub_xy"),
-        helper.make_node("Add", ["sxy3", "grid"], ["gxy"], "/model/head/Add_grid"),
-        helper.make_node("Mul", ["gxy", "four"], ["xy"], "/model/head/Mul_stride"),
-        helper.make_node("Sigmoid", ["twh"], ["swh"], "/model/head/Sigmoid_wh"),
-        helper.make_node("Mul", ["swh", "twelve"], ["swh2"], "/model/head/Mul_wh"),
-        helper.make_node("Add", ["swh2", "four"], ["wh_"], "/model/head/Add_wh"),
+        *_decode_nodes(),
         helper.make_node("Sigmoid", ["tcls"], ["cls_prob"], "/model/head/Sigmoid_cls"),
         helper.make_node("Concat", ["xy", "wh_", "cls_prob"], ["output0"], "/model/head/Concat_out", axis=1),
     ]
-    graph = helper.make_graph(nodes, "sensitive", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
-                                                                                 [1, 3, IMGSZ, IMGSZ])],
-                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 64])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save(nodes, inits, "sensitive", path)
 
 
 LAYOUT = {"task": "detect", "num_classes": 2, "names": NAMES, "stride": 8, "format": "yolo-channels-first"}
@@ -179,8 +195,7 @@ def build_two_branch_raw_onnx(path: Path, seed: int = 1, outliers: bool = True) 
     ``model.box_mid`` only the boxes. Boxes are in pixels (tens) and scores in [0, 1], so whole-tensor SQNR hears the
     box branch and hardly the score branch. ``outliers=False``: the same model without the outlier channels (every
     unit quantizes harmlessly)."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     rng = np.random.default_rng(seed)
 
@@ -228,25 +243,11 @@ def build_two_branch_raw_onnx(path: Path, seed: int = 1, outliers: bool = True) 
         ]
     nodes += [
         helper.make_node("Split", ["box_hr", "splits"], ["txy", "twh"], "/model/head/Split", axis=1),
-        helper.make_node("Sigmoid", ["txy"], ["sxy"], "/model/head/Sigmoid_xy"),
-        helper.make_node("Mul", ["sxy", "two"], ["sxy2"], "/model/head/Mul_xy"),
-        helper.make_node("Sub", ["sxy2", "half"], ["sxy3"], "/model/head/Sub_xy"),
-        helper.make_node("Add", ["sxy3", "grid"], ["gxy"], "/model/head/Add_grid"),
-        helper.make_node("Mul", ["gxy", "four"], ["xy"], "/model/head/Mul_stride"),
-        helper.make_node("Sigmoid", ["twh"], ["swh"], "/model/head/Sigmoid_wh"),
-        helper.make_node("Mul", ["swh", "twelve"], ["swh2"], "/model/head/Mul_wh"),
-        helper.make_node("Add", ["swh2", "four"], ["wh_"], "/model/head/Add_wh"),
+        *_decode_nodes(),
         helper.make_node("Sigmoid", ["cls_hr"], ["cls_prob"], "/model/head/Sigmoid_cls"),
         helper.make_node("Concat", ["xy", "wh_", "cls_prob"], ["output0"], "/model/head/Concat_out", axis=1),
     ]
-    graph = helper.make_graph(nodes, "two_branch", [helper.make_tensor_value_info("images", TensorProto.FLOAT,
-                                                                                  [1, 3, IMGSZ, IMGSZ])],
-                              [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 6, 64])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    return path
+    return _save(nodes, inits, "two_branch", path)
 
 
 def make_two_branch_setup(folder: Path, count: int = 24, outliers: bool = True) -> dict:
