@@ -10,27 +10,9 @@ import json
 
 import pytest
 
-from trtalign.cli import main
+from cli_helpers import assert_one_line_error, main_captured
 
 pytest.importorskip("ultralytics")
-
-
-def _one_line_error(rc, err, fragment):
-    assert rc == 2, err
-    lines = [line for line in err.strip().splitlines() if "error:" in line]
-    assert len(lines) == 1 and fragment in lines[0], err
-    assert "Traceback" not in err
-
-
-def _main(capsys, *argv):
-    import logging
-
-    logger = logging.getLogger("trtalign")  # the CLI handler binds sys.stderr: rebind it to this test's capture
-    for handler in [h for h in logger.handlers if getattr(h, "_trtalign_cli", False)]:
-        logger.removeHandler(handler)
-    rc = main(list(argv))
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 def test_export_then_align_pass(cli, yolo_checkpoint, image_folder, tmp_path):
@@ -75,8 +57,8 @@ def test_export_errors_exit_2_and_write_nothing(capsys, tmp_path):
         (["yolov8n.yaml", "--imgsz", "160", "--opset", "11"], "--opset"),
     ]
     for argv, fragment in cases:
-        rc, _, err = _main(capsys, "export", *argv, "--out", str(out))
-        _one_line_error(rc, err, fragment)
+        rc, _, err = main_captured(capsys, "export", *argv, "--out", str(out))
+        assert_one_line_error(rc, err, fragment)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pt", "bad.yaml", "raw.onnx"]
 
 
@@ -89,17 +71,17 @@ def test_byo_onnx_config_and_layout_mismatch(capsys, tmp_path):
     onnx.save(raw, str(tmp_path / "plain.onnx"))
     good = tmp_path / "good.yaml"
     good.write_text(f"model: {tmp_path / 'plain.onnx'}\nimgsz: 160\nlayout: {{task: detect, num_classes: 80}}\n")
-    rc, stdout, err = _main(capsys, "export", "--config", str(good), "--out", str(tmp_path / "byo.onnx"))
+    rc, stdout, err = main_captured(capsys, "export", "--config", str(good), "--out", str(tmp_path / "byo.onnx"))
     assert rc == 0, err
     assert "onnx detect" in stdout
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"model: {tmp_path / 'plain.onnx'}\nimgsz: 160\nlayout: {{task: obb, num_classes: 80}}\n")
-    rc, _, err = _main(capsys, "export", "--config", str(bad), "--out", str(tmp_path / "x.onnx"))
-    _one_line_error(rc, err, "declared layout")
+    rc, _, err = main_captured(capsys, "export", "--config", str(bad), "--out", str(tmp_path / "x.onnx"))
+    assert_one_line_error(rc, err, "declared layout")
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("model: yolov8n.yaml\nimgsz: 160\nbogus: 1\n")
-    rc, _, err = _main(capsys, "export", "--config", str(unknown), "--out", str(tmp_path / "y.onnx"))
-    _one_line_error(rc, err, "bogus")
+    rc, _, err = main_captured(capsys, "export", "--config", str(unknown), "--out", str(tmp_path / "y.onnx"))
+    assert_one_line_error(rc, err, "bogus")
     assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "y.onnx").exists()
 
 
@@ -108,13 +90,13 @@ def test_align_errors(capsys, yolo_checkpoint, tmp_path):
     empty.mkdir()
     (empty / "a.txt").write_text("x")
     pt = yolo_checkpoint("yolov8n.yaml")
-    rc, _, err = _main(capsys, "align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(empty))
-    _one_line_error(rc, err, "no images")
-    rc, _, err = _main(capsys, "align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(tmp_path / "nodir"))
-    _one_line_error(rc, err, "not found")
+    rc, _, err = main_captured(capsys, "align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(empty))
+    assert_one_line_error(rc, err, "no images")
+    rc, _, err = main_captured(capsys, "align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(tmp_path / "nodir"))
+    assert_one_line_error(rc, err, "not found")
     (empty / "b.png").write_bytes(b"x")
-    rc, _, err = _main(capsys, "align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(empty))
-    _one_line_error(rc, err, "ONNX file not found")
-    rc, _, err = _main(capsys, "align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(empty),
+    rc, _, err = main_captured(capsys, "align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(empty))
+    assert_one_line_error(rc, err, "ONNX file not found")
+    rc, _, err = main_captured(capsys, "align", str(pt), str(tmp_path / "missing.onnx"), "--images", str(empty),
                        "--max-images", "0")
-    _one_line_error(rc, err, "max_images")
+    assert_one_line_error(rc, err, "max_images")

@@ -5,30 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from trtalign.cli import main
+from cli_helpers import assert_one_line_error, main_captured
 
 pytest.importorskip("ultralytics")
 pytest.importorskip("torch")
 
 IMGSZ = 64
-
-
-def _main(capsys, *argv):
-    import logging
-
-    logger = logging.getLogger("trtalign")  # the CLI handler binds sys.stderr: rebind it to this test's capture
-    for handler in [h for h in logger.handlers if getattr(h, "_trtalign_cli", False)]:
-        logger.removeHandler(handler)
-    rc = main(list(argv))
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
-
-
-def _one_line_error(rc, err, fragment):
-    assert rc == 2, err
-    lines = [line for line in err.strip().splitlines() if "error:" in line]
-    assert len(lines) == 1 and fragment in lines[0], err
-    assert "Traceback" not in err
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +60,8 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, yolo_checkpoint, syn
     cfg = _config(tmp_path / "qat.yaml", model, data, **qat)
     if case == "no-data":
         cfg.write_text(f"model: {model}\nimgsz: {IMGSZ}\n")
-    rc, _, err = _main(capsys, "qat", str(cfg), "--out", str(tmp_path / "out"))
-    _one_line_error(rc, err, fragment)
+    rc, _, err = main_captured(capsys, "qat", str(cfg), "--out", str(tmp_path / "out"))
+    assert_one_line_error(rc, err, fragment)
     assert not (tmp_path / "out" / "model.qat.qdq.onnx").exists()
 
 
@@ -96,7 +78,7 @@ def test_qat_end_to_end_writes_a_buildable_qdq_onnx_and_report(capsys, tmp_path,
     # the bundled detect proxy (yolov8n trained on generated shapes, the synth class names), run at 64 px
     cfg = _config(tmp_path / "qat.yaml", proxy_model_path("detect"), synth, epochs=1, batch=2)
     out = tmp_path / "out"
-    rc, stdout, err = _main(capsys, "qat", str(cfg), "--out", str(out), "--json", str(tmp_path / "qat.json"))
+    rc, stdout, err = main_captured(capsys, "qat", str(cfg), "--out", str(out), "--json", str(tmp_path / "qat.json"))
     assert rc == 0, err
     result = json.loads((tmp_path / "qat.json").read_text())
     assert [e["epoch"] for e in result["epochs"]] == [0, 1]
