@@ -244,20 +244,17 @@ def _fast_eval_class() -> Any:
             imgs, cats = set(p.imgIds), set(p.catIds)
             index = self.trt_index
             full = imgs.issuperset(index.image_ids) and cats.issuperset(index.cat_ids)
-            gt_pairs, dt_pairs = set(), set()
-            append = self.gt_dataset.append_ref
-            for gt in index.anns:
-                i, c = gt["image_id"], gt["category_id"]
-                if full or (i in imgs and c in cats):
-                    append(i, c, gt)
-                    gt_pairs.add((i, c))
-            append = self.dt_dataset.append_ref
-            for dt in self.trt_dts:
-                i, c = dt["image_id"], dt["category_id"]
-                if full or (i in imgs and c in cats):
-                    append(i, c, dt)
-                    dt_pairs.add((i, c))
-            self._nonempty_iou_pairs = gt_pairs & dt_pairs
+            def add(items: Any, dataset: Any) -> set:
+                """Hand ``items`` of the evaluated images and classes to ``dataset``; their (image, class) pairs."""
+                pairs, append = set(), dataset.append_ref
+                for item in items:
+                    i, c = item["image_id"], item["category_id"]
+                    if full or (i in imgs and c in cats):
+                        append(i, c, item)
+                        pairs.add((i, c))
+                return pairs
+
+            self._nonempty_iou_pairs = add(index.anns, self.gt_dataset) & add(self.trt_dts, self.dt_dataset)
 
     _FAST_EVAL_CLASS = _SharedGtEval
     return _FAST_EVAL_CLASS
