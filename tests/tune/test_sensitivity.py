@@ -281,3 +281,21 @@ def test_fp16_units_run_with_fp16_numerics_and_int8_scales_stay_fp32(setup, tmp_
     # a plan without fp16 units is the plain Q/DQ model
     all_int8 = make_plan(names, [], "fp16")
     assert emu.path_for(all_int8).name == plain.path_for(all_int8).name
+
+
+def test_sensitivity_starts_from_the_one_int8_plan(setup):
+    """Sensitivity's trial plans start from the INT8 plan every other command uses (``default_plan``: the head's
+    output convs in the fallback target), not from every unit INT8; so a head-output unit scores exactly 0."""
+    from trtalign.export.units import default_plan
+
+    units = setup["models"].units
+    heads = [u.name for u in units if u.role == "head_output"]
+    assert heads, "the test model has a head-output conv"
+    assert setup["models"].plan(()).units == default_plan(units).units
+    calls = setup["calls"]
+    start = len(calls)
+    result = setup["scorer"].score("mse", "disable-one")
+    plans = [p.units for p in calls[start:]]
+    assert default_plan(units).units in plans
+    assert all(p[h] == "fp16" for p in plans for h in heads)  # no trial plan puts the head in INT8
+    assert all(result.scores()[h] == 0.0 for h in heads)

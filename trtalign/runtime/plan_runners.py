@@ -57,7 +57,7 @@ class QdqPlanModels:
         self.built = 0  # Q/DQ models written by this object (cache misses)
 
     def plan(self, fallback: Sequence[str] = (), target: str = "fp16"):
-        return make_plan(self.unit_names, fallback, target)
+        return make_plan(self.units, fallback, target)
 
     def path_for(self, plan: Any) -> Path:
         from trtalign.export.graph_nms import expose_outputs

@@ -360,8 +360,8 @@ class SensitivityScorer:
         check_choice(target, TARGETS, "fallback target")
         start = time.perf_counter()
         passes0 = self.passes
-        ref_plan = make_plan(self.names, self.names, target)
-        int8_plan = make_plan(self.names, (), target)
+        ref_plan = make_plan(self.units, self.names, target)
+        int8_plan = make_plan(self.units, (), target)
         hard_idx = None
         notes = []
         if metric == "det":
@@ -375,9 +375,9 @@ class SensitivityScorer:
         results = []
         for u in progress(self.units, total=len(self.units), desc=f"sensitivity ({metric}, {mode})", unit="unit"):
             if mode == "disable-one":
-                plan = make_plan(self.names, [u.name], target)
+                plan = make_plan(self.units, [u.name], target)
             else:
-                plan = make_plan(self.names, [n for n in self.names if n != u.name], target)
+                plan = make_plan(self.units, [n for n in self.names if n != u.name], target)
             err, value, details = self._error(metric, plan, ref_plan, hard_idx)
             score = full_err - err if mode == "disable-one" else err
             results.append(UnitSensitivity(u.name, u.kind, u.role, int(u.macs), float(score),
