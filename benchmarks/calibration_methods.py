@@ -39,7 +39,6 @@ collapse); best 0.3405 (+0.79 pts, [-0.90, +1.76]; 16.7 dB, ok). 64 images canno
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile

@@ -13,7 +13,6 @@ split; its val split scores every epoch and is the fallback search's tuning spli
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

@@ -109,12 +109,11 @@ class MatchTable:
     def __init__(self, dataset: Dataset, detections: Mapping[Any, Any], image_ids: Optional[Sequence] = None,
                  max_dets: int = 100):
         self.image_ids = list(image_ids) if image_ids is not None else sorted(im.id for im in dataset.images)
-        index = {iid: i for i, iid in enumerate(self.image_ids)}
         unknown = [iid for iid in [*self.image_ids, *detections] if not dataset.has_image(iid)]
         if unknown:
             raise InputError(f"{len(unknown)} image id(s) not in the dataset ({len(dataset)} images; "
                              f"first: {unknown[0]!r})")
-        nc, T = dataset.num_classes, len(IOU_THRESHOLDS)
+        nc = dataset.num_classes
         self.num_classes = nc
         self.npig = np.zeros((len(self.image_ids), nc), np.int64)
         parts: list = [[] for _ in range(nc)]  # per class: (image index, scores, tp, fp)

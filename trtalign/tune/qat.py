@@ -39,7 +39,7 @@ import numpy as np
 
 from trtalign.core.errors import ConfigError, InputError, UnsupportedError
 from trtalign.core.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
-from trtalign.core.logging import get_logger, progress
+from trtalign.core.logging import get_logger
 
 log = get_logger(__name__)
 

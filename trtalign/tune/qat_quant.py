@@ -182,7 +182,6 @@ def map_sites(model: Any, raw_onnx: Any, analysis: Any, plan: Any, ranges: Range
               seed: int = 0) -> SiteMap:
     """Match every Q/DQ site of ``plan`` (on the ONNX ``analysis``) to an op call of the float torch ``model``
     (eval mode, the same network ``raw_onnx`` was exported from). Raises ModelError when a site has no unique match."""
-    import onnx
     import torch
     from onnx import numpy_helper
 
