@@ -41,6 +41,7 @@ The per-unit baseline (N + 1 full evaluations) was not run: too slow on the shar
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import sys
 import tempfile
@@ -149,16 +150,17 @@ def run_task(args, task: str, workdir: Path) -> dict:
     from trtalign.runtime.ort_runner import OrtRunner
 
     if args.model:
-        model, data, data_info = Path(args.model), Path(args.data), {"data": args.data}
+        model, data, data_info = Path(args.model), Path(args.data), {"data": args.data, "tune_data": args.tune_data}
         imgsz = args.imgsz
     else:
-        model, data, data_info = make_data(task, workdir, args.tune + args.val, args.calib)
+        pool = args.tune + args.val if args.pool is None else args.pool
+        model, data, data_info = make_data(task, workdir, pool, args.calib)
         imgsz = data_info["params"]["imgsz"]
-    calib_dir = data / "images" / "train"
+    calib_dir = Path(args.calib_images) if args.calib_images else data / "images" / "train"
     cfg = PipelineConfig(model=model, imgsz=imgsz,
                          calibration=CalibrationConfig(images=calib_dir if calib_dir.is_dir() else None,
                                                        num=args.calib, method=args.calib_method),
-                         data=DataConfig(val=data))
+                         data=DataConfig(val=data, tune=Path(args.tune_data) if args.tune_data else None))
     t0 = time.perf_counter()
     session = session_from_config(cfg, workdir / f"ours_{task}", tune_fraction=args.tune / (args.tune + args.val))
     with OrtRunner(session.onnx_path):  # one-time imports (ONNX Runtime custom ops for NMS) out of the timings
@@ -166,12 +168,20 @@ def run_task(args, task: str, workdir: Path) -> dict:
     setup_seconds = time.perf_counter() - t0
     note(f"[{task}] setup {setup_seconds:.0f} s: {len(session.unit_names)} units, tune {len(session.tune)} / val "
          f"{len(session.val)} images")
+    sizing = None
+    if args.size_splits:
+        sizing = session.size_splits(args.budget / 100.0, args.target, pilot=args.pilot, max_images=args.max_images)
+        note(f"[{task}] split sizes from the noise: INT8 drop {sizing['int8_drop_pilot']:+.4f} +/- "
+             f"{sizing['halfwidth_pilot']:.4f} on {sizing['pilot_images']} pilot images -> "
+             f"{sizing['images_needed']} needed; tune {sizing['tune_images']} / val {sizing['val_images']} "
+             f"({sizing['seconds']:.0f} s)" + (f"; {sizing['message']}" if sizing["message"] else ""))
+    max_evals = args.max_evals or 2 * math.ceil(math.log2(max(len(session.unit_names), 2)))
 
     # ours
     t0 = time.perf_counter()
     sens = session.sensitivity(args.metric, args.mode, args.subset, args.target, local=args.local, gated=args.gated)
     sens_seconds = time.perf_counter() - t0
-    result = session.fallback(args.budget / 100.0, sensitivity=sens, target=args.target, max_evals=args.max_evals,
+    result = session.fallback(args.budget / 100.0, sensitivity=sens, target=args.target, max_evals=max_evals,
                               latency_aware=args.latency_aware, search=args.search, decision=args.decision)
     ours_wall = sens_seconds + result.wall_seconds - sum(e.seconds for e in result.evaluations if e.split == "val")
     ours_evals = sum(1 for e in result.evaluations if e.split == "tune" and not e.replayed)
@@ -184,7 +194,7 @@ def run_task(args, task: str, workdir: Path) -> dict:
     other = None
     if args.compare_search:
         alt_search = "bisect" if args.search == "gallop" else "gallop"
-        alt = session.fallback(args.budget / 100.0, sensitivity=sens, target=args.target, max_evals=args.max_evals,
+        alt = session.fallback(args.budget / 100.0, sensitivity=sens, target=args.target, max_evals=max_evals,
                                latency_aware=args.latency_aware, search=alt_search, decision=args.decision)
         other = {"search": alt_search, "map_tune": alt.final_map_tune, "map_val": alt.final_map_val,
                  "fallback_units": alt.fallback_units, "int8_mac_fraction": alt.int8_mac_fraction,
@@ -222,7 +232,7 @@ def run_task(args, task: str, workdir: Path) -> dict:
     return {"task": task, "model": str(model), "data": data_info, "units": len(session.unit_names),
             "splits": {"tune": session.splits.tune_images, "val": session.splits.val_images,
                        "source": session.splits.source},
-            "setup_seconds": setup_seconds,
+            "setup_seconds": setup_seconds, "sizing": sizing, "max_evals": max_evals,
             "fp32": {"tune": result.fp32_map_tune, "val": result.fp32_map_val},
             "naive_int8": {"val": naive_val},
             "int8_no_fallback": {"tune": result.int8_map_tune, "val": result.int8_map_val},
@@ -300,6 +310,13 @@ def table(r: dict, budget: float) -> tuple[str, dict, dict]:
         for metric, a in ag.get("other_metrics", {}).items():
             lines.append(f"  {metric}: Spearman {a['spearman']:.2f}, top-{a['top_k']} overlap "
                          f"{a['top_k_overlap']}/{a['top_k']} ({a['seconds']:.0f} s)")
+    sz = r.get("sizing")
+    if sz:
+        lines.append(f"splits sized from the noise: INT8 drop {sz['int8_drop_pilot']:+.4f} +/- {sz['halfwidth_pilot']:.4f}"
+                     f" (95%) on {sz['pilot_images']} pilot tuning images -> {sz['images_needed']} images needed per "
+                     f"split; used tune {sz['tune_images']} / val {sz['val_images']} of {sz['available']['tune']} / "
+                     f"{sz['available']['val']} ({sz['evaluations']} pilot evaluations, {sz['seconds']:.0f} s, not "
+                     f"counted above)" + ("" if sz["enough"] else "; NOT ENOUGH DATA: " + sz["message"]))
     if r.get("noise", {}).get("message"):
         lines.append("noise: " + r["noise"]["message"])
     ci = r.get("val_drop_ci95")
@@ -333,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--local", action="store_true")
     ap.add_argument("--gated", action="store_true", help="output metrics on one gated Q/DQ model (runtime.plan_runners)")
     ap.add_argument("--subset", type=int, default=16)
-    ap.add_argument("--max-evals", type=int, default=16)
+    ap.add_argument("--max-evals", type=int, default=None,
+                    help="cap on the search's tuning evaluations after the two baselines (default 2 ceil(log2 N), so "
+                         "that all of them are <= 2 ceil(log2 N) + 2)")
     ap.add_argument("--latency-aware", action="store_true")
     ap.add_argument("--decision", choices=("interval", "point"), default="interval",
                     help="interval: a plan passes when the upper end of its drop's 95%% interval is within budget")
@@ -348,8 +367,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-from", default=None, metavar="JSON",
                     help="reuse the per-unit full evaluations of an earlier --json of this benchmark (same model, "
                          "splits, ranges and settings; checked) instead of running them again")
-    ap.add_argument("--tune", type=int, default=100)
+    ap.add_argument("--tune", type=int, default=100, help="tuning share of the generated pool (with --val)")
     ap.add_argument("--val", type=int, default=100)
+    ap.add_argument("--pool", type=int, default=None,
+                    help="images generated for tune + val (default --tune + --val); the split sizes are then chosen "
+                         "from the measured noise unless --no-size-splits")
+    ap.add_argument("--no-size-splits", dest="size_splits", action="store_false",
+                    help="use the whole tuning and validation splits instead of sizing them from the noise")
+    ap.add_argument("--pilot", type=int, default=100, help="tuning images the noise is measured on")
+    ap.add_argument("--max-images", type=int, default=None, help="cap on each sized split")
+    ap.add_argument("--tune-data", default=None, help="labelled tuning data for --model (default: half of --data)")
+    ap.add_argument("--calib-images", default=None, help="calibration images for --model")
     ap.add_argument("--calib", type=int, default=64)
     ap.add_argument("--calib-method", default="minmax")
     ap.add_argument("--workdir", default=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -288,3 +289,27 @@ def test_too_few_images_for_the_budget_is_said():
     assert res.noise["ci95_halfwidth_int8"] > 0.002 and "tuning images are needed" in res.noise["message"]
     with pytest.raises(InputError, match="needs compare_tune"):
         search_fallback(list(NOISY), model.evaluate, 0.01, decision="interval")
+
+
+def test_images_needed_follows_the_measured_shrinking_of_the_interval():
+    """The sizing rule n * (halfwidth / (share * budget))^2 rests on the half-width shrinking as 1/sqrt(n): measured
+    here on the paired bootstrap of real matched detections (4x the images -> about half the width)."""
+    from trtalign.tune.fallback import images_needed
+
+    assert images_needed(0.005, 100, 0.005) == 400  # half the budget of noise: (0.005 / 0.0025)^2 = 4x
+    assert images_needed(0.001, 100, 0.005) == 16
+    assert images_needed(0.005, 100, 0.0) == 100  # budget 0: nothing to size for
+    widths = {}
+    for n in (40, 160):
+        model = BoxNoiseModel(NOISY, n_images=n, seed=3)
+        _, low, high = model.compare(frozenset())
+        widths[n] = (high - low) / 2
+    assert 0.35 < widths[160] / widths[40] < 0.7  # ~0.5
+
+
+def test_noise_says_how_many_tuning_images_the_budget_needs():
+    model = BoxNoiseModel(NOISY, n_images=12)
+    res = search_fallback(list(NOISY), model.evaluate, 0.002, compare_tune=model.compare, noise_images=12)
+    half = res.noise["ci95_halfwidth_int8"]
+    assert res.noise["images"] == 12 and res.noise["images_needed"] == math.ceil(12 * (half / 0.001) ** 2)
+    assert f"about {res.noise['images_needed']} instead of 12" in res.noise["message"]

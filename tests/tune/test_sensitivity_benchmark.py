@@ -28,6 +28,11 @@ def test_benchmark_runs_on_a_given_model_and_reports_every_row(tmp_path, capsys)
         assert row in text, row
     r = json.loads(out.read_text())["tasks"][0]
     assert r["ours"]["fallback_units"] == [SENSITIVE]  # the sensitive unit and nothing else falls back
+    # the split sizes come from the noise measured on a pilot (here the whole 12-image tuning split)
+    assert r["sizing"]["pilot_images"] == 12 and r["sizing"]["images_needed"] >= 1
+    assert r["splits"]["tune"] == r["sizing"]["tune_images"] and r["splits"]["val"] == r["sizing"]["val_images"]
+    assert "splits sized from the noise" in text
+    assert r["max_evals"] == 6
     assert r["ours"]["search"] == "gallop" and r["ours_other_search"]["search"] == "bisect"
     assert r["baseline"]["ranking_top10"][0] == SENSITIVE  # one full evaluation per unit agrees
     assert r["baseline"]["rows"][0]["evaluations"] == r["units"] + 1

@@ -152,3 +152,31 @@ def test_fallback_reports_every_delta_with_its_bootstrap_interval(session):
     page = fallback_report(result).render()
     low, high = d["delta_map_val_int8_ci95"]
     assert "95% interval" in page and f"[{low:+.4f}, {high:+.4f}]" in page
+
+
+def test_split_sizes_come_from_the_measured_noise(tmp_path):
+    """size_splits measures the INT8 drop's interval on a pilot and keeps the images the budget needs: a generous
+    budget keeps the pilot's images (fewer images per evaluation), a tight one keeps everything and says the data is
+    too small; the search then runs on the sized splits and records the sizing."""
+    from trtalign.core.config import load_config
+    from trtalign.tune.fallback import images_needed
+
+    s = make_setup(tmp_path)
+    sess = session_from_config(load_config(s["config"]))
+    info = sess.size_splits(0.5, pilot=8)
+    assert info["pilot_images"] == 8 and info["images_needed"] <= 8
+    assert (info["tune_images"], info["val_images"], info["enough"]) == (8, 8, True)
+    assert len(sess.tune) == 8 and len(sess.val) == 8 and sess.splits.tune_images == 8
+    assert sess.splits.tune_files == [im.file_name for im in sess.tune.images]
+
+    tight = session_from_config(load_config(s["config"]))
+    info = tight.size_splits(0.001, pilot=8)
+    assert info["images_needed"] == images_needed(info["halfwidth_pilot"], 8, 0.001) > 12
+    assert (info["tune_images"], info["val_images"], info["enough"]) == (12, 12, False)
+    assert "needs about" in info["message"] and "12 tuning and 12 validation images" in info["message"]
+    assert info["int8_drop_pilot_ci95"][0] <= info["int8_drop_pilot"] <= info["int8_drop_pilot_ci95"][1]
+    result = tight.fallback(0.001, sensitivity=tight.sensitivity("sqnr", "disable-one", subset=8), max_evals=6)
+    assert result.noise["sizing"]["images_needed"] == info["images_needed"]
+    assert result.noise["images"] == 12
+    with pytest.raises(InputError, match="pilot"):
+        tight.size_splits(0.005, pilot=4)

@@ -202,6 +202,19 @@ def search_fingerprint(ranking: Sequence[str], budget: float, target: str, extra
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+#: share of the budget the 95% half-width of a drop may take when splits are sized from the measured noise: with
+#: 0.5, a plan whose drop is half the budget passes the interval test
+NOISE_SHARE = 0.5
+
+
+def images_needed(halfwidth: float, images: int, budget: float, share: float = NOISE_SHARE) -> int:
+    """Images a split needs so that the 95% half-width of a paired mAP difference is ``share * budget``, from the
+    half-width measured on ``images`` images (the half-width of a mean over images shrinks as ``1 / sqrt(n)``)."""
+    if budget <= 0 or halfwidth <= 0 or images < 1:
+        return int(images)
+    return max(1, math.ceil(round(images * (halfwidth / (share * budget)) ** 2, 9)))  # 16.000000000000004 is 16
+
+
 def order_by_cost(scores: Mapping[str, float], costs: Mapping[str, float]) -> list:
     """Latency-aware ranking: sensitivity per unit of cost, highest first (cost = MACs or measured ms)."""
     def key(u: str) -> tuple:
@@ -235,6 +248,7 @@ def search_fallback(
     compare_tune: CompareFn | None = None,
     compare_val: CompareFn | None = None,
     decision: str | None = None,
+    noise_images: int | None = None,
 ) -> FallbackResult:
     """Find the smallest fallback set meeting ``mAP >= mAP(all fallen back) - budget`` on the tuning split.
 
@@ -255,6 +269,8 @@ def search_fallback(
             bootstrap 95% interval); they put an interval on every reported delta.
         decision: ``"interval"`` (default with ``compare_tune``): a plan passes when the upper end of its drop's
             interval is within the budget; ``"point"`` (default without): when the point drop is.
+        noise_images: images in the tuning split: the result's ``noise`` then says how many a plan with a drop of
+            half the budget needs to pass the interval test (:func:`images_needed`).
     Returns:
         :class:`FallbackResult`. Budget 0: every unit falls back. In ``"interval"`` mode a budget above the upper end
         of plain INT8's drop interval: nothing falls back.
@@ -324,12 +340,17 @@ def search_fallback(
         evaluations[-1].delta_map, evaluations[-1].delta_map_ci95 = int8_ci[0], int8_ci[1:]
         half = (int8_ci[2] - int8_ci[1]) / 2
         noise = {"ci95_halfwidth_int8": half, "budget": budget}
-        if budget > 0 and half > budget:
-            more = math.ceil((half / budget) ** 2 * 10) / 10  # rounded up: 1.04 is "1.1x", never "1.0x"
-            noise["message"] = (f"the tuning split measures the INT8 drop only to +/-{half:.4f} (95%), wider than the "
-                                f"budget {budget:.4f}: about {more:.1f}x as many tuning images are "
-                                f"needed to tell a {budget:.4f} drop from none; the search falls back more units "
-                                f"than a larger split would need")
+        images = int(noise_images) if noise_images else 0
+        if images and budget > 0:
+            noise["images"] = images
+            noise["images_needed"] = images_needed(half, images, budget)
+        if budget > 0 and half > NOISE_SHARE * budget:
+            more = math.ceil((half / (NOISE_SHARE * budget)) ** 2 * 10) / 10  # rounded up: never "1.0x"
+            needed = f" (about {noise['images_needed']} instead of {images})" if images else ""
+            noise["message"] = (f"the tuning split measures the INT8 drop only to +/-{half:.4f} (95%), more than half "
+                                f"the budget {budget:.4f}: about {more:.1f}x as many tuning images are needed{needed} "
+                                f"for a plan with a drop of half the budget to pass the interval test; "
+                                f"the search falls back more units than a larger split would need")
             log.warning(noise["message"])
 
     chosen: list = []

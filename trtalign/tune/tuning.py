@@ -131,6 +131,7 @@ class TuningSession:
         self.eval_seconds = 0.0
         self.splits = SplitInfo(len(tune), len(val), [im.file_name for im in tune.images],
                                 [im.file_name for im in val.images], split_source)
+        self.sizing: dict | None = None  # set by size_splits
 
     # ------------------------------------------------------------------ evaluation
     def dataset(self, split: str) -> Any:
@@ -183,6 +184,75 @@ class TuningSession:
     def plan(self, fallback: Sequence[str] = (), target: str = "fp16") -> Any:
         """The INT8 plan (``export.units.make_plan``) with ``fallback`` and the excluded units in ``target``."""
         return make_plan(self.units, set(fallback) | self.excluded, target)
+
+    # ------------------------------------------------------------------ split sizes
+    def _set_splits(self, tune: Any, val: Any) -> None:
+        """Use ``tune`` / ``val`` (prefixes of the splits given) from now on; mAPs of the old splits are forgotten
+        (sensitivity subsets are prefixes of the tuning split, so their mAPs stay valid)."""
+        changed = {name for name, old, new in (("tune", self.tune, tune), ("val", self.val, val)) if old is not new}
+        self.tune, self.val = tune, val
+        for key in [k for k in self._maps if k[1] in changed]:
+            del self._maps[key]
+            self._tables.pop(key, None)
+        self.splits = replace(self.splits, tune_images=len(tune), val_images=len(val),
+                              tune_files=[im.file_name for im in tune.images],
+                              val_files=[im.file_name for im in val.images])
+
+    def size_splits(self, budget: float, target: str = "fp16", pilot: int = 100, max_images: int | None = None,
+                    share: float | None = None) -> dict:
+        """Pick the split sizes the budget needs from the measured noise, before the search.
+
+        Evaluates the float plan and the INT8 plan on the first ``pilot`` tuning images, takes the 95% half-width of
+        the INT8 drop's paired bootstrap interval, and keeps the first ``n`` images of the tuning and of the
+        validation split, ``n = images_needed(half-width, pilot, budget)`` (the half-width shrinks as
+        ``1 / sqrt(n)``; sized so that a plan whose drop is ``share`` of the budget passes the interval test), at least
+        ``pilot`` and at most ``max_images`` and what each split holds. When a split holds fewer images than
+        ``n``, the result says so (``enough: False`` and ``message``): the budget is then tighter than the data can
+        confirm, and the search falls back more units than a larger split would need.
+
+        Returns ``{"pilot_images", "int8_drop_pilot", "int8_drop_pilot_ci95", "halfwidth_pilot", "images_needed",
+        "tune_images", "val_images", "available": {"tune", "val"}, "enough", "message", "evaluations", "seconds"}``
+        (also kept as ``self.sizing`` and written with the splits).
+        """
+        from trtalign.tune.fallback import NOISE_SHARE, images_needed
+
+        share = NOISE_SHARE if share is None else float(share)
+        if not 0 < share <= 1:
+            raise InputError(f"share must be in (0, 1], got {share}")
+        if pilot < 8:
+            raise InputError(f"the pilot needs at least 8 images, got {pilot}")
+        if self.resamples <= 0:
+            raise InputError("sizing the splits needs bootstrap intervals (resamples > 0)")
+        t0, evals0 = time.perf_counter(), self.evaluations
+        full_tune, full_val = self.tune, self.val
+        n_pilot = min(int(pilot), len(full_tune))
+        self._set_splits(full_tune.subset(n_pilot), full_val)
+        delta, low, high = self.comparer("tune", target)(frozenset())
+        half = (high - low) / 2
+        needed = images_needed(half, n_pilot, budget, share) if budget > 0 else n_pilot
+        cap = int(max_images) if max_images else None
+        n_tune = min(len(full_tune), max(needed, n_pilot), cap or len(full_tune))
+        n_val = min(len(full_val), max(needed, n_pilot), cap or len(full_val))
+        if n_tune != n_pilot or n_val != len(full_val):
+            self._set_splits(full_tune.subset(n_tune), full_val.subset(n_val))
+        enough = needed <= n_tune and needed <= n_val
+        message = ""
+        if not enough:
+            message = (f"the budget {budget:.4f} needs about {needed} tuning and {needed} validation images (the INT8 "
+                       f"drop measured on {n_pilot} images is {-delta:+.4f} +/- {half:.4f}, 95%); the data gives "
+                       f"{len(full_tune)} tuning and {len(full_val)} validation images"
+                       f"{'' if cap is None else f' (capped at {cap})'}: the search will keep more units in "
+                       f"{target} than a larger split would need, and the validation interval may stay wider than "
+                       f"the budget")
+            log.warning(message)
+        self.sizing = {"pilot_images": n_pilot, "int8_drop_pilot": -delta, "int8_drop_pilot_ci95": [-high, -low],
+                       "halfwidth_pilot": half, "share": share, "images_needed": needed, "tune_images": n_tune,
+                       "val_images": n_val, "available": {"tune": len(full_tune), "val": len(full_val)},
+                       "enough": enough, "message": message, "evaluations": self.evaluations - evals0,
+                       "seconds": round(time.perf_counter() - t0, 3)}
+        log.info("split sizes from the noise: INT8 drop %+.4f +/- %.4f on %d pilot images -> %d needed; tune %d, "
+                 "val %d", -delta, half, n_pilot, needed, n_tune, n_val)
+        return dict(self.sizing)
 
     # ------------------------------------------------------------------ sensitivity
     def inputs(self, subset: int) -> list[np.ndarray]:
@@ -249,7 +319,10 @@ class TuningSession:
                                                   "val": self.splits.val_files, "backend": self.backend},
                                macs=self.macs, search=search, decision=decision if self.resamples > 0 else "point",
                                compare_tune=self.comparer("tune", target) if self.resamples > 0 else None,
-                               compare_val=self.comparer("val", target) if self.resamples > 0 else None)
+                               compare_val=self.comparer("val", target) if self.resamples > 0 else None,
+                               noise_images=len(self.tune))
+        if self.sizing:
+            result.noise["sizing"] = dict(self.sizing)
         # the INT8 MAC share of the plan that will be built (the head's output convs are out of INT8 in every plan)
         result.int8_mac_fraction = int8_mac_fraction(self.units, self.plan_for(result))
         return result
