@@ -1,4 +1,4 @@
-"""COCO bbox metrics: faster-coco-eval and our wrapper give pycocotools' numbers; bad input is handled."""
+"""COCO bbox metrics: every backend (numpy, faster-coco-eval) gives pycocotools' numbers; bad input is handled."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def run(ds, dets, backend):
     return m.compute()
 
 
-@pytest.mark.parametrize("backend", ["faster-coco-eval", "pycocotools"])
+@pytest.mark.parametrize("backend", ["numpy", "faster-coco-eval", "pycocotools"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_all_12_numbers_match_pycocotools(backend, seed):
     ds, dets = make_case(seed)
@@ -91,6 +91,26 @@ def test_all_12_numbers_match_pycocotools(backend, seed):
     # the class without ground truth: AP is None in JSON and excluded from the mean, as pycocotools' -1
     assert res.to_dict()["per_class"][ds.names[-1]]["ap"] is None
     assert len(res.pr_curve["recall"]) == 101 and len(res.pr_curve["precision_50"]) == 101
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 8])
+def test_numpy_backend_result_equals_pycocotools_backend_exactly(seed):
+    """Not only the 12 numbers: per-class AP, AP50 and the PR curves are the same floats (same precision array)."""
+    ds, dets = make_case(seed)
+    ours, ref = run(ds, dets, "numpy").to_dict(), run(ds, dets, "pycocotools").to_dict()
+    assert ours.pop("backend") == "numpy" and ref.pop("backend") == "pycocotools"
+    assert ours == ref
+    sub = sorted(dets)[1::3]
+    m = CocoMetrics(ds, "numpy")
+    m.update_many(dets)
+    part = m.compute(sub).to_dict()
+    stats = pycocotools_stats(ds, {i: dets[i] for i in sub}, image_ids=sub)[0]
+    assert [part["stats"][k] for k in COCO_STAT_KEYS] == [float(v) if v >= 0 else None for v in stats]
+
+
+def test_auto_backend_is_numpy():
+    ds, dets = make_case(0)
+    assert CocoMetrics(ds).backend == "numpy" and run(ds, dets, "auto").backend == "numpy"
 
 
 def test_images_without_annotations_count_false_positives():
@@ -167,7 +187,7 @@ def test_eval_speed_benchmark_runs_small():
     assert mod.main(["--images", "25", "--dets", "15"]) == 0
 
 
-@pytest.mark.parametrize("backend", ["faster-coco-eval", "pycocotools"])
+@pytest.mark.parametrize("backend", ["numpy", "faster-coco-eval", "pycocotools"])
 def test_repeated_evaluation_with_cached_ground_truth(backend):
     """A second CocoMetrics on the same dataset reuses its ground-truth index (the fallback search: same dataset, new
     detections); the 12 numbers equal pycocotools' and a fresh evaluation's, and the first result is unchanged."""

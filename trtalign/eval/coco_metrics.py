@@ -1,14 +1,17 @@
 """COCO bbox AP / AR: the 12 standard numbers, per-class AP and PR curves, by pycocotools' algorithm.
 
 :class:`CocoMetrics` collects :class:`~trtalign.core.detections.Detections` per image (``update`` / ``compute`` /
-``reset``, like every metric in ``trtalign.eval``) and evaluates them with faster-coco-eval (a C++ port of
-pycocotools that gives identical numbers, ~15x faster) or with pycocotools itself (``backend="pycocotools"``, the
-reference the tests compare against).
+``reset``, like every metric in ``trtalign.eval``) and evaluates them with one of three backends that give pycocotools' numbers:
+
+- ``"numpy"`` (the default, ``"auto"``): :mod:`trtalign.eval.coco_fast`, pycocotools' algorithm on whole arrays;
+  its ``precision`` / ``recall`` arrays and 12 numbers equal pycocotools' bit for bit (tested on random cases);
+- ``"faster-coco-eval"``: the C++ port of pycocotools (identical numbers; it reads every detection from a Python
+  dict, which is most of its time);
+- ``"pycocotools"``: the reference itself, which the tests compare against.
 
 The ground truth is indexed once per dataset (:func:`ground_truth_index`, shared by every ``CocoMetrics`` on that
-dataset), so a repeated evaluation with new detections (the fallback search) only converts and evaluates those. With
-faster-coco-eval the detections go from the ``[N, 7]`` array straight into its C++ evaluator (no ``loadRes`` / ``COCO``
-index of the results), with the cyclic garbage collector paused meanwhile; the numbers are pycocotools' (tested).
+dataset), so a repeated evaluation with new detections (the fallback search) only sorts, matches and accumulates
+those: ``python benchmarks/eval_speed.py`` measures it against pycocotools on a COCO-sized set.
 
 Bad input, handled as pycocotools does or refused clearly:
 - detections for an image id the dataset does not have -> ``InputError`` (pycocotools asserts);
@@ -36,7 +39,7 @@ from trtalign.data.datasets import Dataset
 #: stable keys of the 12 COCO numbers, in pycocotools' ``stats`` order
 COCO_STAT_KEYS = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
                   "mar_1", "mar_10", "mar_100", "mar_small", "mar_medium", "mar_large")
-BACKENDS = ("auto", "faster-coco-eval", "pycocotools")
+BACKENDS = ("auto", "numpy", "faster-coco-eval", "pycocotools")
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
@@ -148,16 +151,19 @@ def _make_coco(backend: str, data: dict) -> Any:
 class GroundTruthIndex:
     """The ground truth of one dataset, indexed once for COCO evaluation and reused for every new set of detections.
 
-    Holds the COCO dict (``gt``), the backend's ``COCO`` object (``coco``), the annotation dicts in COCO order with
-    pycocotools' ``ignore`` flag already set (what ``COCOeval._prepare`` would collect for every image and category),
-    and per-category non-crowd ground-truth counts. COCOeval only reads these (``_prepare`` sets ``ignore`` =
-    ``iscrowd``, which is idempotent), so sharing them between evaluations leaves the numbers unchanged.
+    Holds the COCO dict (``gt``), the annotation dicts in COCO order with pycocotools' ``ignore`` flag already set
+    (what ``COCOeval._prepare`` would collect for every image and category), per-category non-crowd ground-truth
+    counts, and, built on first use, the backend's own index: ``bbox`` (:class:`~trtalign.eval.coco_fast.
+    BboxGroundTruth`, numpy) or ``coco`` (the ``COCO`` object of faster-coco-eval or pycocotools). The evaluators only
+    read these (``_prepare`` sets ``ignore`` = ``iscrowd``, which is idempotent), so sharing them between
+    evaluations leaves the numbers unchanged.
     """
 
     def __init__(self, gt: dict, backend: str):
         self.gt = gt
         self.backend = backend
-        self.coco = _make_coco(backend, gt)
+        self._coco: Any = None
+        self._bbox: Any = None
         self.cat_ids = [int(c["id"]) for c in gt["categories"]]
         self.image_ids = [im["id"] for im in gt["images"]]
         anns = gt["annotations"]
@@ -168,6 +174,22 @@ class GroundTruthIndex:
         self.ann_cat = np.array([int(a["category_id"]) for a in anns], np.int64)
         self.ann_crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)
         self._num_gt_all: Optional[dict] = None
+
+    @property
+    def coco(self) -> Any:
+        """The ``COCO`` object of faster-coco-eval or pycocotools (whichever ``backend`` is; built once)."""
+        if self._coco is None:
+            self._coco = _make_coco(self.backend, self.gt)
+        return self._coco
+
+    @property
+    def bbox(self) -> Any:
+        """The ground truth as :class:`~trtalign.eval.coco_fast.BboxGroundTruth` arrays (built once)."""
+        if self._bbox is None:
+            from trtalign.eval.coco_fast import BboxGroundTruth
+
+            self._bbox = BboxGroundTruth(self.gt)
+        return self._bbox
 
     def num_gt(self, image_ids: Optional[set] = None) -> dict:
         """Non-crowd ground-truth boxes per category id (over ``image_ids``; default every image)."""
@@ -263,13 +285,7 @@ def _fast_eval_class() -> Any:
 def resolve_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ConfigError(f"invalid COCO backend {backend!r}; valid choices: {choices_text(BACKENDS)}")
-    if backend == "auto":
-        try:
-            import faster_coco_eval  # noqa: F401
-            return "faster-coco-eval"
-        except ImportError:
-            return "pycocotools"
-    return backend
+    return "numpy" if backend == "auto" else backend
 
 
 def coco_results_array(dataset: Dataset, ids: np.ndarray, xyxy: np.ndarray, scores: np.ndarray,
@@ -283,7 +299,8 @@ def coco_results_array(dataset: Dataset, ids: np.ndarray, xyxy: np.ndarray, scor
 class CocoMetrics:
     """COCO bbox evaluation over a :class:`Dataset` (axis-aligned; rotated detections use their enclosing box).
 
-    ``update(image_id, detections)`` takes class ids as the dataset's contiguous indices.
+    ``update(image_id, detections)`` takes class ids as the dataset's contiguous indices. ``backend``: one of
+    :data:`BACKENDS` (``"auto"`` is ``"numpy"``; all give pycocotools' numbers).
     """
 
     def __init__(self, dataset: Dataset, backend: str = "auto"):
@@ -345,13 +362,20 @@ def evaluate_with_index(index: GroundTruthIndex, results: np.ndarray, names: lis
 
 def _evaluate_with_index(index: GroundTruthIndex, results: np.ndarray, names: list,
                          image_ids: Optional[list] = None) -> CocoResult:
-    backend, gt, coco_gt = index.backend, index.gt, index.coco
+    backend, gt = index.backend, index.gt
+    if backend in ("numpy", "faster-coco-eval") and len(results) and \
+            not set(np.unique(results[:, 0]).astype(np.int64).tolist()) <= set(index.image_ids):
+        raise InputError("results do not correspond to the ground truth's images")
+    if backend == "numpy":
+        from trtalign.eval.coco_fast import evaluate_bbox
+
+        ev = evaluate_bbox(index.bbox, results, image_ids)
+        return _coco_result(index, names, ev.stats, ev.precision, ev.cat_ids, set(ev.image_ids), len(results))
+    coco_gt = index.coco
     if backend == "faster-coco-eval":
         ev = _fast_eval_class()(coco_gt, None, "bbox", print_function=lambda *a, **k: None)
         ev.trt_index = index
         ev.trt_dts = _result_anns(results)
-        if len(results) and not set(np.unique(results[:, 0]).astype(np.int64).tolist()) <= set(index.image_ids):
-            raise InputError("results do not correspond to the ground truth's images")
     else:
         from pycocotools.cocoeval import COCOeval
 
@@ -368,13 +392,18 @@ def _evaluate_with_index(index: GroundTruthIndex, results: np.ndarray, names: li
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    stats = [float(v) for v in ev.stats[:12]]
+    return _coco_result(index, names, ev.stats, np.asarray(ev.eval["precision"]), list(ev.params.catIds),
+                        set(ev.params.imgIds), len(results))
+
+
+def _coco_result(index: GroundTruthIndex, names: list, coco_stats: Any, precision: np.ndarray, ev_cats: list,
+                 allowed: set, num_detections: int) -> CocoResult:
+    """A :class:`CocoResult` from pycocotools' ``stats`` and ``precision`` [T, R, K, A, M] over ``ev_cats``."""
+    backend, gt = index.backend, index.gt
+    stats = [float(v) for v in coco_stats[:12]]
     stats = [v if v >= 0 else float("nan") for v in stats]  # -1: no ground truth at all
-    precision = np.asarray(ev.eval["precision"])  # [T, R, K, A, M]
     cat_ids = [int(c["id"]) for c in gt["categories"]]
     order = {c: i for i, c in enumerate(sorted(cat_ids))}
-    ev_cats = list(ev.params.catIds)
-    allowed = set(ev.params.imgIds)
     num_gt = index.num_gt(None if allowed.issuperset(index.image_ids) else allowed)
     per_class, per_class_50 = {}, {}
     for cid, name in zip(cat_ids, names):
@@ -393,4 +422,4 @@ def _evaluate_with_index(index: GroundTruthIndex, results: np.ndarray, names: li
                       {"recall": [round(float(r), 2) for r in RECALL_POINTS], "precision_50": mean50,
                        "per_class_50": per_class_50},
                       num_images=len(allowed),
-                      num_detections=int(len(results)), num_gt=sum(num_gt.values()), backend=backend)
+                      num_detections=int(num_detections), num_gt=sum(num_gt.values()), backend=backend)
