@@ -140,6 +140,8 @@ CASES = {
                      det(1, [400, 10, 100, 100], 0.95, 1), det(1, [400, 300, 5, 5], 0.6, 1)]),
     # a category without ground truth: -1 everywhere, excluded from the means
     "class without ground truth": ([ann(1, 1, 1, G)], [det(1, G, 0.9, 1), det(1, G, 0.9, 2)]),
+    # no ground truth at all: every number is -1
+    "no ground truth": ([], [det(1, G, 0.9, 1), det(2, G, 0.8, 2)]),
     # a match to annotation id 0 counts as no match in pycocotools
     "annotation id 0": ([ann(0, 1, 1, G), ann(5, 1, 1, [100, 100, 30, 30])],
                         [det(1, G, 0.9, 1), det(1, [100, 100, 30, 30], 0.8, 1)]),

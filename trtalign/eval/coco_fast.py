@@ -272,7 +272,7 @@ class _Detections:
 
 def _count_before(flags: np.ndarray, start: np.ndarray, axis: int = -1) -> np.ndarray:
     """How many of ``flags`` are set before each element within its segment (``start``: each one's first index)."""
-    before = np.cumsum(flags, axis) - flags
+    before = np.cumsum(flags, axis, dtype=np.int32) - flags  # int32: several times faster than int64 here
     return before - np.take(before, start, axis)
 
 
@@ -301,16 +301,16 @@ def _accumulate(gt: BboxGroundTruth, dets: _Detections, cands: np.ndarray, match
     # each true positive's (tp, fp) per row (maxDet, area, threshold, category): tp is its rank among the row's
     # true positives; fp counts the detections before it that are inside the range and not matched
     rows_per_m = n_areas * n_thr * n_cat
+    row = (ea * n_thr + et) * n_cat + e_cat
+    start = _segment_starts(row)
     tp_row, tp_pr = [], []
     for m, max_det in enumerate(MAX_DETS):
         inside_before = _count_before((a_rank < max_det) & a_in, cat_start, 1)  # [A, N] within the category
-        s = e_rank < max_det
-        row = (ea[s] * n_thr + et[s]) * n_cat + e_cat[s]
-        start = _segment_starts(row)
-        is_tp = e_tp[s]
-        fp = inside_before[ea[s], e_pos[s]] - _count_before(e_not_fp[s], start)
-        tp = (_count_before(is_tp, start) + 1).astype(np.float64)[is_tp]
-        fp = fp[is_tp].astype(np.float64)
+        s = e_rank < max_det  # entries of the detections within maxDet: the others are not in the row
+        fp = inside_before[ea, e_pos] - _count_before(e_not_fp & s, start)
+        tp = _count_before(e_tp & s, start) + 1
+        is_tp = e_tp & s
+        tp, fp = tp[is_tp].astype(np.float64), fp[is_tp].astype(np.float64)
         tp_pr.append(tp / (fp + tp + _EPS))  # pycocotools' precision, same operations
         tp_row.append(row[is_tp] + m * rows_per_m)
     tp_row, tp_pr = np.concatenate(tp_row), np.concatenate(tp_pr)
