@@ -1,7 +1,7 @@
 """COCO bbox evaluation in numpy: pycocotools' ``evaluate``, ``accumulate`` and ``summarize``, array at a time.
 
 pycocotools matches detections to ground truth one image and category at a time in Python; faster-coco-eval runs
-the same loops in C++ but still reads every detection from a Python dict, and that reading is most of its time.
+the same loops in C++, over one Python dict per detection, and on a COCO-sized set that step is most of its time.
 Here each step works on whole arrays and gives pycocotools' numbers bit for bit:
 
 - **IoU**: every (detection, ground truth) pair of the same image and category at once, with pycocotools' formula

@@ -1,12 +1,12 @@
 """COCO bbox AP / AR: the 12 standard numbers, per-class AP and PR curves, by pycocotools' algorithm.
 
 :class:`CocoMetrics` collects :class:`~trtalign.core.detections.Detections` per image (``update`` / ``compute`` /
-``reset``, like every metric in ``trtalign.eval``) and evaluates them with one of three backends that give pycocotools' numbers:
+``reset``, like every metric in ``trtalign.eval``) and evaluates them with one of three backends:
 
 - ``"numpy"`` (the default, ``"auto"``): :mod:`trtalign.eval.coco_fast`, pycocotools' algorithm on whole arrays;
   its ``precision`` / ``recall`` arrays and 12 numbers equal pycocotools' bit for bit (tested on random cases);
-- ``"faster-coco-eval"``: the C++ port of pycocotools (identical numbers; it reads every detection from a Python
-  dict, which is most of its time);
+- ``"faster-coco-eval"``: the C++ port of pycocotools, fed one Python dict per detection (the same numbers, at
+  most a last-bit difference in a mean);
 - ``"pycocotools"``: the reference itself, which the tests compare against.
 
 The ground truth is indexed once per dataset (:func:`ground_truth_index`, shared by every ``CocoMetrics`` on that
