@@ -54,8 +54,11 @@ def test_fallback_cli_outputs_and_resume(setup, sens_json, tmp_path, capsys):
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "1 of 5 units in fp16: " + SENSITIVE in text
+    assert "splits sized from the noise" in text  # fallback.pilot (100) > the 12 tuning images: all of them
     first = json.loads((out / "fallback.json").read_text())
     assert first["result"]["fallback_units"] == [SENSITIVE] and first["result"]["budget"] == pytest.approx(0.05)
+    sizing = first["result"]["noise"]["sizing"]
+    assert sizing["pilot_images"] == 12 and sizing["tune_images"] == 12 and first["splits"]["tune_images"] == 12
     plan = json.loads((out / "plan.json").read_text())["units"]
     # the INT8 plan (export.units.default_plan: the head's output conv in fp16) with the sensitive unit fallen back
     assert plan == {k: ("fp16" if k in (SENSITIVE, "model.head") else "int8") for k in plan}
@@ -68,6 +71,7 @@ def test_fallback_cli_outputs_and_resume(setup, sens_json, tmp_path, capsys):
     assert engine_cfg.precisions == ["int8"] and engine_cfg.quantize.plan == (out / "plan.json").resolve()
     html = (out / "report.html").read_text()
     assert "mAP vs number of fallback units" in html and "Per-unit sensitivity" in html and "data:image/png" in html
+    assert "Split sizes from the measured noise: on 12 pilot tuning images" in html
     assert json.loads((tmp_path / "r.json").read_text())["fallback_units"] == [SENSITIVE]
 
     # an interruption leaves the journal with the evaluations finished so far: keep the first 3 and run again
@@ -99,6 +103,8 @@ def test_fallback_cli_budget_above_naive_drop_keeps_everything_int8(setup, sens_
     (["--budget", "150"], "in mAP points"),  # a fraction given as points > 100
     (["--budget", "0.5", "--ranking", "missing.json"], "sensitivity file not found"),
     (["--budget", "0.5", "--max-evals", "0"], "--max-evals must be >= 1"),
+    (["--budget", "0.5", "--pilot", "4"], "--pilot must be 0"),
+    (["--budget", "0.5", "--max-images", "2"], "--max-images must be >= 8"),
     (["--budget", "0.5", "--backend", "trt"], "tensorrt"),  # only when TensorRT is missing (skipped otherwise)
 ])
 def test_fallback_cli_bad_input_is_one_line_and_writes_nothing(setup, tmp_path, capsys, extra, message):

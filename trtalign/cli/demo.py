@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib-num", dest="calib_images", type=int, default=None, metavar="N",
                         help="calibration images to draw and use (default 64; --quick 16)")
     parser.add_argument("--calib-images", dest="calib_images", type=int, default=None, help=HIDDEN)
+    parser.add_argument("--fallback-images", type=int, default=None, metavar="N",
+                        help="images drawn for the fallback's own tuning and validation splits (hash-split in two; "
+                             "the splits are then sized from the measured noise of the INT8 drop); default 800, "
+                             "--quick 0: the fallback splits the validation images in two")
     parser.add_argument("--budget", type=float, default=0.5,
                         help="fallback budget: allowed mAP50-95 drop vs FP32 in mAP POINTS (default 0.5)")
     parser.add_argument("--seed", type=int, default=20261122, help="seed of the demo images (not the training seed)")
@@ -71,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--val-images must be >= 8 (half of them tune the fallback, half confirm it), got {n_val}")
     if n_calib < 8:
         raise InputError(f"--calib-num must be >= 8, got {n_calib}")
+    n_fallback = args.fallback_images if args.fallback_images is not None else (0 if args.quick else 800)
+    if n_fallback and n_fallback < 32:
+        raise InputError(f"--fallback-images must be 0 (split the validation images) or >= 32, got {n_fallback}")
     budget = budget_from_points(args.budget)
     check_outputs(args, folders=("out",))
     out = Path(args.out)
@@ -91,7 +98,13 @@ def run(args: argparse.Namespace) -> int:
 
     data = out / "data"
     generate_dataset(data, params, train=n_calib, val=n_val, seed=args.seed)
-    _step(f"dataset in {data} (COCO json, YOLO txt, data.yaml); exporting ONNX", t0)
+    fallback_data = data
+    if n_fallback and not args.no_fallback:
+        fallback_data = out / "data_fallback"
+        generate_dataset(fallback_data, params, train=0, val=n_fallback, seed=args.seed + 1, workers=2)
+    _step(f"dataset in {data} (COCO json, YOLO txt, data.yaml)"
+          f"{f' and {n_fallback} fallback images in {fallback_data}' if fallback_data != data else ''}; exporting ONNX",
+          t0)
 
     # the recipe, each step once: one export, one calibration (shared by the precision runs, the naive placement
     # and the fallback session)
@@ -125,20 +138,25 @@ def run(args: argparse.Namespace) -> int:
                                  "collapses the scores")
 
     summary = {"task": args.task, "model": str(model), "onnx": str(onnx_path), "data": str(data),
-               "images": {"val": n_val, "calibration": n_calib}, "eval": result.to_dict(),
+               "images": {"val": n_val, "calibration": n_calib, "fallback": n_fallback}, "eval": result.to_dict(),
                "naive_int8_map": naive_map, "fallback": None, "skipped": {}}
     if args.no_fallback:
         summary["skipped"]["fallback"] = "--no-fallback"
     else:
         cfg = config_from_dict({
             "model": str(onnx_path), "imgsz": imgsz,
-            "data": {"val": str(data)},
+            "data": {"val": str(fallback_data)},
             "calibration": {"images": str(calib.images), "num": n_calib, "method": calib.method},
             "fallback": {"budget": args.budget, "target": "fp16", "metric": "sqnr", "subset": min(16, n_val // 2),
-                         "max_evals": 10 if args.quick else 16},
+                         "max_evals": 10 if args.quick else 14, "pilot": 100 if fallback_data != data else 0},
             "outputs": {"dir": str(out)},
         })
         session = session_from_config(cfg, workdir / "tuning", onnx=onnx_path, ranges=ranges)
+        if cfg.fallback.pilot:
+            sz = session.size_splits(budget, "fp16", pilot=cfg.fallback.pilot)
+            _step(f"fallback splits sized from the noise: INT8 drop {sz['int8_drop_pilot']:+.4f} +/- "
+                  f"{sz['halfwidth_pilot']:.4f} (95%) on {sz['pilot_images']} pilot images -> {sz['images_needed']} "
+                  f"images needed; tune {sz['tune_images']} / val {sz['val_images']}", t0)
         _step(f"sensitivity of {len(session.unit_names)} units ({len(session.plan(()).int8_units())} INT8 in the INT8 "
               f"plan; local SQNR, one FP32 pass) on the tuning split", t0)
         sens = session.sensitivity("sqnr", "disable-one", cfg.fallback.subset, "fp16", local=True)
@@ -172,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 #: what a demo run writes into --out (all of it is replaced by the next run into the same folder)
-DEMO_OUTPUTS = ("data", "models", "work", "detections", "fallback", "report.html", "report.json")
+DEMO_OUTPUTS = ("data", "data_fallback", "models", "work", "detections", "fallback", "report.html", "report.json")
 
 
 def _clear_earlier_run(out: Path) -> None:

@@ -36,6 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search", choices=("gallop", "bisect"), default=None,
                         help="prefix search: gallop (1, 2, 4, ... then bisection; few evaluations when few units "
                              "matter) or bisect (over all units); default: the config's fallback.search (gallop)")
+    parser.add_argument("--pilot", type=int, default=None, metavar="N",
+                        help="size the tuning and validation splits from the noise of the INT8 drop measured on the "
+                             "first N tuning images (0: use the splits as given; default: the config's "
+                             "fallback.pilot, 100)")
+    parser.add_argument("--max-images", type=int, default=None, metavar="N",
+                        help="cap on each sized split (default: the config's fallback.max_images, none)")
     parser.add_argument("--out", required=True, help="output folder")
     add_sensitivity_args(parser)
     add_json_argument(parser)
@@ -70,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     max_evals = fb.max_evals if args.max_evals is None else args.max_evals
     if max_evals < 1:
         raise InputError(f"--max-evals must be >= 1, got {max_evals}")
+    if args.pilot is not None and args.pilot != 0 and args.pilot < 8:
+        raise InputError(f"--pilot must be 0 (no sizing) or >= 8 images, got {args.pilot}")
+    if args.max_images is not None and args.max_images < 8:
+        raise InputError(f"--max-images must be >= 8, got {args.max_images}")
     latency_aware = fb.latency_aware if args.latency_aware is None else args.latency_aware
     check_outputs(args, folders=("out",))
     out = Path(args.out)
@@ -81,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
         import_tensorrt()
     out.mkdir(parents=True, exist_ok=True)
     session = session_from_config(cfg, out / "work", backend=args.backend)
+    pilot = fb.pilot if args.pilot is None else args.pilot
+    max_images = fb.max_images if args.max_images is None else args.max_images
+    if pilot:
+        session.size_splits(budget, target, pilot=pilot, max_images=max_images)
     metric, mode = args.metric or fb.metric, args.mode or fb.mode
     subset = fb.subset if args.subset is None else args.subset
     cached = out / "sensitivity.json"
@@ -106,7 +120,13 @@ def run(args: argparse.Namespace) -> int:
     d = result.to_dict()
     mac = result.int8_mac_fraction if result.int8_mac_fraction is not None else float("nan")
     replayed = sum(e.replayed for e in result.evaluations)
-    text = (f"{result.message + chr(10) if result.message else ''}"
+    sz = session.sizing
+    sizing = "" if not sz else (
+        f"splits sized from the noise: INT8 drop {sz['int8_drop_pilot']:+.4f} +/- {sz['halfwidth_pilot']:.4f} (95%) on "
+        f"{sz['pilot_images']} pilot images -> {sz['images_needed']} images needed; tune {sz['tune_images']} / val "
+        f"{sz['val_images']} of {sz['available']['tune']} / {sz['available']['val']}"
+        f"{'' if sz['enough'] else ' (NOT enough for the budget)'}\n")
+    text = (f"{sizing}{result.message + chr(10) if result.message else ''}"
             f"fallback ({result.status}): {len(result.fallback_units)} of {len(session.unit_names)} units in {target}"
             f"{': ' + ', '.join(result.fallback_units[:8]) if result.fallback_units else ''}"
             f"{' ...' if len(result.fallback_units) > 8 else ''}\n"

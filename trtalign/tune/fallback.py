@@ -249,6 +249,7 @@ def search_fallback(
     compare_val: CompareFn | None = None,
     decision: str | None = None,
     noise_images: int | None = None,
+    warn_noise: bool = True,
 ) -> FallbackResult:
     """Find the smallest fallback set meeting ``mAP >= mAP(all fallen back) - budget`` on the tuning split.
 
@@ -271,6 +272,8 @@ def search_fallback(
             interval is within the budget; ``"point"`` (default without): when the point drop is.
         noise_images: images in the tuning split: the result's ``noise`` then says how many a plan with a drop of
             half the budget needs to pass the interval test (:func:`images_needed`).
+        warn_noise: log the noise message as a warning (else at info level: the splits were sized and that already
+            said whether the data suffices).
     Returns:
         :class:`FallbackResult`. Budget 0: every unit falls back. In ``"interval"`` mode a budget above the upper end
         of plain INT8's drop interval: nothing falls back.
@@ -351,7 +354,7 @@ def search_fallback(
                                 f"the budget {budget:.4f}: about {more:.1f}x as many tuning images are needed{needed} "
                                 f"for a plan with a drop of half the budget to pass the interval test; "
                                 f"the search falls back more units than a larger split would need")
-            log.warning(noise["message"])
+            (log.warning if warn_noise else log.info)(noise["message"])
 
     chosen: list = []
     if float_map < threshold:

@@ -100,6 +100,14 @@ def add_fallback_sections(report: Report, result: Any, sensitivity: Any = None, 
             f"<b>{'yes' if result.met_budget_val_ci95 else 'no'}</b>")
         body += (f"<p>On the validation split: <b>{'met' if result.met_budget_val else 'NOT met'}</b> (drop "
                  f"{result.fp32_map_val - result.final_map_val:.4f}{conf}).</p>")
+    sz = result.noise.get("sizing")
+    if sz:
+        body += (f"<p>Split sizes from the measured noise: on {sz['pilot_images']} pilot tuning images the INT8 drop "
+                 f"was {sz['int8_drop_pilot']:+.4f} &plusmn; {sz['halfwidth_pilot']:.4f} (95%), so about "
+                 f"{sz['images_needed']} images per split are needed for a plan with a drop of "
+                 f"{sz['share'] * 100:.0f}% of the budget to pass the interval test; used {sz['tune_images']} tuning "
+                 f"and {sz['val_images']} validation images of {sz['available']['tune']} / "
+                 f"{sz['available']['val']}{'' if sz['enough'] else ' (<b>not enough</b> for this budget)'}.</p>")
     if result.noise.get("message"):
         body += f"<p class=\"sub\">{html.escape(result.noise['message'])}</p>"
     if result.val_warning():
