@@ -144,6 +144,43 @@ def test_det_error_separates_scores_and_boxes():
     assert cls > 0.1 and box == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("a, b, expected", [
+    ((5.0, 5.0, 0.0, 0.0), (5.0, 5.0, 0.0, 0.0), 0.0),  # two points at one place: union 0 -> IoU 0 (core.geometry)
+    ((5.0, 5.0, 0.0, 4.0), (5.0, 5.0, 0.0, 4.0), 0.0),  # two identical zero-width lines: union 0
+    ((5.0, 5.0, 2.0, 2.0), (5.0, 5.0, 0.0, 0.0), 0.0),  # a point inside a box: inter 0
+    ((5.0, 5.0, 2.0, 2.0), (5.0, 5.0, 2.0, 2.0), 1.0),  # identical boxes of positive area
+    ((0.0, 0.0, 2.0, 2.0), (1.0, 0.0, 2.0, 2.0), 1.0 / 3.0),  # half overlap: 2 / (4 + 4 - 2)
+])
+def test_xywh_iou_follows_core_geometry_at_degenerate_boxes(a, b, expected):
+    from trtalign.tune.sensitivity import _xywh_iou
+    iou = _xywh_iou(np.array(a, np.float32)[:, None], np.array(b, np.float32)[:, None])
+    assert iou.shape == (1,) and iou[0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_xywh_iou_equals_core_geometry_on_random_boxes():
+    from trtalign.core.geometry import axis_iou_matrix, xywh_to_xyxy
+    from trtalign.tune.sensitivity import _xywh_iou
+    rng = np.random.default_rng(7)
+    k = 500
+    a = np.concatenate([rng.uniform(0, 20, (2, k)), rng.uniform(0, 6, (2, k))]).astype(np.float32)
+    b = a + rng.normal(0, 2, a.shape).astype(np.float32)
+    a[2:, :50] = 0.0  # degenerate sides on both sides of some pairs (zero union)
+    b[2:, :25] = 0.0
+    b[2, 25:50] = 0.0
+    expected = np.diag(axis_iou_matrix(xywh_to_xyxy(a.T, np.float64), xywh_to_xyxy(b.T, np.float64)))
+    got = _xywh_iou(a, b)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, expected)
+    assert (got[:50] == 0.0).all()
+
+
+def test_det_error_counts_degenerate_boxes_as_missed():
+    # FP32 and INT8 boxes both of zero size at one place: IoU 0 (core.geometry), so the box error is 1 - 0
+    ref = np.zeros((6, 10), np.float32)
+    ref[4] = 0.9
+    assert det_error(ref, ref.copy(), 2, False)[1] == pytest.approx(1.0)
+
+
 def test_result_round_trips_and_bad_inputs(setup, tmp_path):
     result = setup["scorer"].score("sqnr", "enable-one")
     path = save_sensitivity(result, tmp_path / "sens.json")

@@ -46,6 +46,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from trtalign.core.errors import ConfigError, InputError, choices_text
+from trtalign.core.geometry import axis_iou_paired, xywh_to_xyxy
 from trtalign.core.io import atomic_write_json, read_json_file
 from trtalign.core.logging import get_logger, progress
 from trtalign.tune.fallback import rank_units
@@ -113,14 +114,9 @@ def output_error(metric: str, ref: Sequence[np.ndarray], out: Sequence[np.ndarra
 
 
 def _xywh_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of axis-aligned cx, cy, w, h boxes ``[4, K]`` pairwise (column k with column k)."""
-    ax1, ay1, ax2, ay2 = a[0] - a[2] / 2, a[1] - a[3] / 2, a[0] + a[2] / 2, a[1] + a[3] / 2
-    bx1, by1, bx2, by2 = b[0] - b[2] / 2, b[1] - b[3] / 2, b[0] + b[2] / 2, b[1] + b[3] / 2
-    iw = np.clip(np.minimum(ax2, bx2) - np.maximum(ax1, bx1), 0, None)
-    ih = np.clip(np.minimum(ay2, by2) - np.maximum(ay1, by1), 0, None)
-    inter = iw * ih
-    union = np.abs(a[2] * a[3]) + np.abs(b[2] * b[3]) - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 1.0)
+    """IoU float64 ``[K]`` of axis-aligned cx, cy, w, h boxes ``[4, K]`` pairwise (column k with column k), with
+    :mod:`trtalign.core.geometry`'s rules (a side <= 0 gives area 0; zero intersection or union gives IoU 0)."""
+    return axis_iou_paired(xywh_to_xyxy(np.asarray(a).T, np.float64), xywh_to_xyxy(np.asarray(b).T, np.float64))
 
 
 def det_error(ref: np.ndarray, out: np.ndarray, num_classes: int, rotated: bool, conf: float = 0.25,
