@@ -218,6 +218,32 @@ def test_graceful_shutdown_finishes_in_flight_requests(detect_onnx):
         request(srv.url, "GET", "/healthz", timeout=2)
 
 
+def test_cli_serve_ctrl_c_closes_the_server_then_exits_130(detect_onnx):
+    # Ctrl-C follows every command's convention (tests/cli/test_interrupts.py): exit 130, stderr exactly one line,
+    # no traceback; the server is still drained and closed first, and the summary still goes to stdout
+    env = dict(os.environ, TRTALIGN_NO_PROGRESS="1", TRTALIGN_ORT_THREADS="1", YOLO_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "trtalign", "serve", str(detect_onnx), "--port", "0",
+                             "--host", "127.0.0.1", "--backend", "ort", "--max-batch", "4", "--score-threshold", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # own process group, SIGINT not inherited as ignored
+    try:
+        line = proc.stdout.readline()
+        assert " on http://127.0.0.1:" in line, line + proc.stderr.read()
+        url = line.split(" on ", 1)[1].split()[0]
+        status, payload = post_image(url, png_bytes(make_image(90, 110, 9)))
+        assert status == 200 and payload["count"] > 0
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and err.strip().splitlines() == ["trtalign serve: interrupted (SIGINT)"], err
+        assert "stopped cleanly after 1 detect requests" in out
+        with pytest.raises(OSError):  # closed: the port no longer answers
+            request(url, "GET", "/healthz", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_cli_serve_answers_then_stops_on_sigterm(detect_onnx):
     proc = subprocess.Popen([sys.executable, "-m", "trtalign", "serve", str(detect_onnx), "--port", "0",
                              "--backend", "ort", "--max-batch", "4", "--score-threshold", "0"],

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -116,3 +121,34 @@ def test_cli_video_mode(detect_onnx, video_file, tmp_path, cli):
     assert json.loads((tmp_path / "r.json").read_text())["frames"] == 3
     code, out, err = cli("serve", str(detect_onnx), "--jsonl", str(tmp_path / "e.jsonl"))
     assert code == 2 and "--source" in err and not (tmp_path / "e.jsonl").exists()
+
+
+def test_cli_video_ctrl_c_keeps_the_frames_then_exits_130(detect_onnx, tmp_path):
+    # Ctrl-C in video mode: the frames processed are kept (files completed and renamed), then exit 130 with the
+    # convention's last stderr line (tests/cli/test_interrupts.py); a long clip so that the signal lands mid-stream
+    clip = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 96))
+    for i in range(3000):
+        writer.write(make_image(96, 128, i % 7))
+    writer.release()
+    jsonl = tmp_path / "dets.jsonl"
+    env = dict(os.environ, TRTALIGN_NO_PROGRESS="1", TRTALIGN_ORT_THREADS="1", YOLO_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "trtalign", "serve", str(detect_onnx), "--backend", "ort", "--source",
+                             str(clip), "--jsonl", str(jsonl)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.stat().st_size > 0 for p in tmp_path.glob(".dets.jsonl.*.tmp")):  # frames are being written
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and err.strip().splitlines()[-1] == "trtalign serve: interrupted (SIGINT)", err
+        records = [json.loads(line) for line in jsonl.read_text().splitlines()]  # completed, renamed, parses
+        assert 0 < len(records) < 3000 and f"{len(records)} frames from" in out
+        assert list(tmp_path.glob(".*.tmp")) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -81,6 +81,10 @@ def _run_video(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
         predictor.close()
     emit(result, args, result.summary())
+    if result.stopped_early and not stop.is_set():
+        # Ctrl-C (run_video kept the frames processed and completed its files): exit 130 with one stderr line like
+        # every other command (printed by trtalign.cli.main); SIGTERM sets ``stop`` and stays exit 0
+        raise KeyboardInterrupt("SIGINT")
     return 0
 
 
@@ -122,7 +126,13 @@ def run(args: argparse.Namespace) -> int:
         predictor.close()
         raise
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    received: list[int] = []
+
+    def on_signal(signum, _frame) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     if not args.quiet:
         info = predictor.info
         print(f"serving {info.path} ({info.runner}, {info.input_shape[0]}x{info.input_shape[1]}, "
@@ -142,4 +152,8 @@ def run(args: argparse.Namespace) -> int:
                "requests": int(metrics.request_seconds.count), "model": predictor.info.to_dict()}
     emit(summary, args, f"stopped {'cleanly' if clean else 'with requests unfinished'} after "
                         f"{summary['requests']} detect requests in {summary['batches']} batches")
+    if received and received[0] == signal.SIGINT:
+        # Ctrl-C: the server is closed and the summary out; exit like every other command (130 and one stderr line,
+        # printed by trtalign.cli.main). SIGTERM (a service manager's stop) stays exit 0 on a clean drain.
+        raise KeyboardInterrupt("SIGINT")
     return 0 if clean else 1
