@@ -112,6 +112,42 @@ def test_align_static_batch_and_nms_none(yolo_checkpoint, image_folder, tmp_path
     assert result.detections_aligned.reference == "torch" and result.detections_aligned.aligned_fraction >= 0.99
 
 
+def _one2one_checkpoint(yolo_checkpoint, folder):
+    """A scored YOLO26 whose one-to-one class convs carry the one-to-many ones' signal (so top-k finds objects)."""
+    torch = pytest.importorskip("torch")
+    ckpt = torch.load(str(yolo_checkpoint("yolo26n.yaml")), weights_only=False)
+    det = ckpt["model"].model[-1]
+    for src, dst in zip(det.cv3, det.one2one_cv3):
+        dst.load_state_dict(src.state_dict())
+    path = folder / "yolo26n_o2o.pt"
+    torch.save(ckpt, str(path))
+    return path
+
+
+def test_align_names_the_one_to_one_top_k_not_nms(yolo_checkpoint, image_folder, tmp_path):
+    # an NMS-free one-to-one export: both sides go through ultralytics' top-k, and no label may say NMS
+    pt = _one2one_checkpoint(yolo_checkpoint, tmp_path)
+    onnx_path = export_onnx(pt, tmp_path / "o2o.onnx", imgsz=IMGSZ, head="one2one", score_threshold=0.0,
+                            max_det=50).path
+    result = align(pt, onnx_path, image_folder, max_images=2)
+    d = result.detections_aligned
+    assert result.passed and result.nms_op is None and d.reference_count > 0
+    assert result.postprocess == "one-to-one head, top-k" and result.to_dict()["postprocess"] == result.postprocess
+    assert (d.reference, d.test) == ("torch", "ort-fp32+top-k")
+    lines = [line for line in result.summary().splitlines() if "detections (" in line]
+    assert len(lines) == 1 and lines[0].startswith("  detections (one-to-one head, top-k on both, torch vs "
+                                                   "ort-fp32+top-k): ")
+    assert "nms" not in lines[0].lower()
+
+
+def test_align_names_ultralytics_nms_without_an_nms_node(yolo_checkpoint, image_folder, tmp_path):
+    pt = yolo_checkpoint("yolov8n.yaml")
+    result = align(pt, export_onnx(pt, tmp_path / "none.onnx", imgsz=IMGSZ, nms="none").path, image_folder,
+                   max_images=1)
+    assert result.postprocess == "ultralytics NMS" and result.detections_aligned.test == "ort-fp32+ultralytics-nms"
+    assert "  detections (ultralytics NMS on both, torch vs ort-fp32+ultralytics-nms): " in result.summary()
+
+
 def test_align_imgsz_mismatch_is_an_error(aligned_exports, image_folder):
     from trtalign.core.errors import InputError
 

@@ -9,6 +9,8 @@ detection.
     comparison decides pass/fail (>= 99 % of detections matched with IoU >= 0.99 and |score delta| <= 1e-3).
   - **native NMS**: ultralytics' own NMS on the torch output vs the ONNX NMS node. Reported with an explanation of
     every setting that differs (top-k, per-class vs best-class / agnostic, max_det, IoU definition).
+  An ONNX file without an NMS node has its raw ``output0`` post-processed like the torch model's, by the step named
+  in ``AlignmentResult.postprocess``: ultralytics' NMS, or for an NMS-free one-to-one head ultralytics' top-k.
   Detections are matched within a class, greedily by reference score, at IoU >= 0.5.
 """
 
@@ -31,6 +33,12 @@ from trtalign.core.preprocess import as_hw, letterbox_batch, list_images, read_i
 log = get_logger(__name__)
 
 ULTRALYTICS_MAX_NMS = 30000  # candidates ultralytics' non_max_suppression keeps before NMS
+
+#: ``AlignmentResult.postprocess``: what turned the raw heads into detections (with their short tags in runner labels)
+POSTPROCESS_NMS_NODE = "the ONNX NMS node"
+POSTPROCESS_ULTRALYTICS_NMS = "ultralytics NMS"
+POSTPROCESS_TOPK = "one-to-one head, top-k"
+_POSTPROCESS_TAGS = {POSTPROCESS_ULTRALYTICS_NMS: "ultralytics-nms", POSTPROCESS_TOPK: "top-k"}
 
 
 @dataclass(frozen=True)
@@ -226,6 +234,7 @@ class AlignmentResult:
     images: int
     imgsz: list
     nms_op: str | None
+    postprocess: str = POSTPROCESS_NMS_NODE  # what made the aligned comparison's detections (a POSTPROCESS_* name)
     tensors: list = field(default_factory=list)
     detections_aligned: DetectionDiff | None = None
     detections_native: DetectionDiff | None = None
@@ -239,7 +248,8 @@ class AlignmentResult:
 
     def to_dict(self) -> dict:
         return {"model": self.model, "onnx": self.onnx, "images": self.images, "imgsz": self.imgsz,
-                "nms_op": self.nms_op, "tensors": [t.to_dict() for t in self.tensors],
+                "nms_op": self.nms_op, "postprocess": self.postprocess,
+                "tensors": [t.to_dict() for t in self.tensors],
                 "detections_aligned": self.detections_aligned.to_dict() if self.detections_aligned else None,
                 "detections_native": self.detections_native.to_dict() if self.detections_native else None,
                 "explanation": list(self.explanation), "tolerances": self.tolerances.to_dict(),
@@ -251,7 +261,8 @@ class AlignmentResult:
             lines.append(f"  {t.name:<8} max|d| {t.max_abs:.3g} ({t.normalized_max_abs:.2g} of scale {t.scale:.3g}) "
                          f"mean|d| {t.mean_abs:.3g} max rel {t.max_rel:.3g} cosine {t.cosine:.6f} "
                          f"{'ok' if t.passed else 'FAIL'}")
-        for label, d in (("aligned NMS", self.detections_aligned), ("native NMS", self.detections_native)):
+        aligned = "aligned NMS" if self.nms_op else f"{self.postprocess} on both"
+        for label, d in ((aligned, self.detections_aligned), ("native NMS", self.detections_native)):
             if d is None:
                 continue
             lines.append(f"  detections ({label}, {d.reference} vs {d.test}): {d.reference_count} vs {d.test_count}, "
@@ -342,16 +353,20 @@ def align(model_path: str | os.PathLike, onnx_path: str | os.PathLike | bytes, i
         for r in runners:
             r.deactivate()
     tensors = [accs[n].result(tol) for n in (RAW_OUTPUT, BOXES, SCORES) if accs[n].n]
+    # without an NMS node both sides went through torch_runner.postprocess: top-k for a one-to-one head, else NMS
+    postprocess = (POSTPROCESS_NMS_NODE if nms is not None else POSTPROCESS_TOPK
+                   if getattr(torch_runner.adapter, "end2end", False) else POSTPROCESS_ULTRALYTICS_NMS)
     result = AlignmentResult(model=str(model_path), onnx=str(onnx_path) if not isinstance(onnx_path, bytes)
-                             else "<bytes>", images=len(loaded), imgsz=list(hw), nms_op=nms_op, tensors=tensors,
-                             tolerances=tol)
+                             else "<bytes>", images=len(loaded), imgsz=list(hw), nms_op=nms_op,
+                             postprocess=postprocess, tensors=tensors, tolerances=tol)
     if nms is not None:
         result.detections_aligned = compare_detections(ref_aligned, test_dets, tol, "torch+onnx-nms", "ort-fp32")
         result.detections_native = compare_detections(ref_native, test_dets, tol, "torch", "ort-fp32")
         result.detections_native.passed = True  # informational: NMS semantics differ, see explanation
         result.explanation = explain_nms_differences(nms_op, attrs, torch_settings)
     elif test_dets:
-        result.detections_aligned = compare_detections(ref_native, test_dets, tol, "torch", "ort-fp32+ultralytics-nms")
+        tag = _POSTPROCESS_TAGS[postprocess]
+        result.detections_aligned = compare_detections(ref_native, test_dets, tol, "torch", f"ort-fp32+{tag}")
     if not tensors:
         raise ModelError("the ONNX model exposes none of output0, boxes, scores: nothing to compare")
     result.passed = all(t.passed for t in tensors) and (result.detections_aligned is None
