@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from trtalign.core.geometry import rotated_corners
 from trtalign.data.synth import shapes
 from trtalign.data.synth.params import CLASS_NAMES, SynthParams
 
@@ -287,9 +288,7 @@ def _label(item: _Item, visible: np.ndarray, p: SynthParams) -> SynthObject | No
     if p.task == "detect":
         return SynthObject(item.class_id, (float(bx + x0), float(by + y0), float(bw), float(bh)), float(count), vis)
     w, h = item.size
-    c, sn = np.cos(item.theta), np.sin(item.theta)
-    local = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2.0
-    corners = local @ np.array([[c, -sn], [sn, c]]).T + item.center
+    corners = rotated_corners(np.array([item.center[0], item.center[1], w, h, item.theta], dtype=np.float64))
     lo = np.clip(corners.min(0), 0, p.imgsz)
     hi = np.clip(corners.max(0), 0, p.imgsz)
     theta = float(np.mod(item.theta, np.pi))
