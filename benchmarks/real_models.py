@@ -17,7 +17,7 @@ Rows:
   ``--preprocess yolov5`` tensors (``trtalign.core.preprocess.letterbox(mode="yolov5")``, pixel-identical to YOLOv5's
   dataloader, see tests/export/test_preprocess_yolov5.py), scored twice: with YOLOv5's own AP code (the
   ``yolov5`` columns: same labels, same matching) and with trtalign's COCO evaluation (``coco`` columns,
-  faster-coco-eval, identical to pycocotools).
+  ``CocoMetrics``' default backend ``numpy``, ``trtalign.eval.coco_fast``: bit-identical to pycocotools).
 - ``ort-fp32 ultralytics-pre``: what ``trtalign eval`` does by default (ultralytics letterbox, NMS IoU 0.7).
 
 The validator's NMS has a time limit (0.5 + 0.05 * batch seconds); on a loaded CPU it silently drops the remaining
