@@ -221,6 +221,59 @@ def test_training_forward_reaches_every_site(tiny):
     fq.check_coverage(x)
 
 
+def test_distillation_loss_is_zero_for_the_teacher_itself_and_grows_with_a_perturbation(tiny):
+    """The student equal to the teacher: every term 0 (KL, not cross-entropy); weights perturbed, or the fake-quant
+    student: positive, and its gradient reaches the weights."""
+    from trtalign.export.adapters import load_adapter
+    from trtalign.export.units import Plan
+    from trtalign.tune.qat_distill import distill_loss, make_teacher
+
+    ckpt, _, analysis, _, _ = tiny
+    model = load_adapter(ckpt).torch_model(fuse=True)
+    teacher = make_teacher(model)
+    x = torch.rand(2, 3, IMGSZ, IMGSZ)
+    with torch.no_grad():
+        target = teacher(x)
+    model.train()
+    loss, parts = distill_loss(model(x), target)
+    assert set(parts) == {"cls", "box"}  # a detect head: no angle
+    assert abs(float(loss)) < 1e-6 and all(abs(v) < 1e-6 for v in parts.values())
+
+    with torch.no_grad():  # a perturbed student: every term positive
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    loss, parts = distill_loss(model(x), target)
+    assert float(loss) > 1e-3 and all(v > 0 for v in parts.values())
+
+    _, _, fq = _prepare(tiny, Plan(units={u.name: "int8" for u in analysis.units}))  # fresh float model + fake quant
+    fq.train()
+    for p in fq.model.parameters():
+        p.requires_grad_(True)  # as run_qat does (the fused model comes frozen)
+    loss, _ = distill_loss(fq(x), target)
+    assert float(loss.detach()) > 0  # what QAT distils away
+    loss.backward()
+    grads = [p.grad for p in fq.model.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+    assert not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_distillation_loss_rejects_outputs_that_are_not_a_detect_head():
+    from trtalign.core.errors import ModelError
+    from trtalign.tune.qat_distill import distill_loss
+
+    with pytest.raises(ModelError, match="boxes"):
+        distill_loss([torch.zeros(1, 8, 4, 4)], [torch.zeros(1, 8, 4, 4)])
+
+
+def test_qat_settings_loss_lists_the_valid_choices():
+    from trtalign.core.errors import ConfigError
+    from trtalign.tune.qat import QatSettings
+
+    assert QatSettings().loss == "distill"
+    with pytest.raises(ConfigError, match="distill, labels, both"):
+        QatSettings(loss="kd")
+
+
 # ------------------------------------------------------------------------------------------------- bad input
 def test_bad_input_raises_one_clear_error(tiny, tmp_path):
     from trtalign.core.errors import ConfigError, InputError, UnsupportedError

@@ -27,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize-fallback", action="store_true", default=None,
                         help="with --start plan, quantize the plan's FP16/FP32 units too")
     parser.add_argument("--fixed-scales", action="store_true", help="keep the calibrated activation scales")
+    from trtalign.tune.qat_distill import LOSSES
+
+    parser.add_argument("--loss", choices=LOSSES, default=None,
+                        help="distill: match the float model's head outputs; labels: ultralytics' loss on the "
+                             "ground truth; both: their sum (default: qat.loss)")
     parser.add_argument("--train-images", type=int, default=None, help="cap on training images")
     parser.add_argument("--val-images", type=int, default=None, help="cap on validation images per epoch")
     parser.add_argument("--no-compare", action="store_true",
@@ -53,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs or q.epochs, lr=args.lr or q.lr, scale_lr=q.scale_lr, batch=args.batch or q.batch,
         learn_scales=q.learn_scales and not args.fixed_scales, start=start, plan=plan,
         quantize_fallback=q.quantize_fallback if args.quantize_fallback is None else True, mosaic=q.mosaic,
-        seed=q.seed, train_images=args.train_images or q.train_images, val_images=args.val_images or q.val_images,
+        seed=q.seed, loss=args.loss or q.loss, train_images=args.train_images or q.train_images,
+        val_images=args.val_images or q.val_images,
         calibration_images=cfg.calibration.num, calibration_method=str(cfg.calibration.method))
     out = Path(args.out) if args.out else (q.out or Path(cfg.outputs.dir) / "qat")
     ranges = load_ranges(cfg.quantize.ranges) if cfg.quantize.ranges else None

@@ -142,7 +142,7 @@ class QatConfig(_Model):
 
     data: Optional[Path] = None  # ultralytics dataset (folder with data.yaml, or the yaml): its train split
     epochs: int = Field(3, ge=1)
-    lr: float = Field(1e-4, gt=0)  # AdamW, cosine to 1%
+    lr: float = Field(5e-4, gt=0)  # AdamW, cosine to 1%
     scale_lr: float = Field(1e-4, ge=0)
     batch: int = Field(16, ge=1)
     learn_scales: bool = True  # LSQ activation scales (False: the calibrated scales stay fixed)
@@ -153,6 +153,8 @@ class QatConfig(_Model):
     seed: int = 0
     train_images: Optional[int] = Field(None, ge=1)
     val_images: Optional[int] = Field(None, ge=1)
+    # distill: match the float model's raw head outputs (label-free) | labels: ultralytics' loss on the labels | both
+    loss: Literal["distill", "labels", "both"] = "distill"
     out: Optional[Path] = None  # default: outputs.dir / "qat"
 
 

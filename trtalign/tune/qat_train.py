@@ -57,9 +57,17 @@ def make_optimizer(fq: Any, settings: Any) -> Any:
 
 
 def train_one_epoch(fq: Any, float_model: Any, loader: Any, optimizer: Any, settings: Any, epoch: int,
-                    steps_per_epoch: int, total_steps: int) -> tuple[float, float]:
-    """One pass over ``loader``: (mean loss per image, last learning rate). Cosine decay to 1% over ``total_steps``."""
+                    steps_per_epoch: int, total_steps: int, teacher: Any = None) -> tuple[float, float]:
+    """One pass over ``loader``: (mean loss per image, last learning rate). Cosine decay to 1% over ``total_steps``.
+    ``settings.loss``: ``labels`` (ultralytics' loss on the ground truth), ``distill`` (``tune.qat_distill`` against
+    ``teacher``'s outputs on the same batch) or ``both`` (their sum)."""
     import torch
+
+    from trtalign.tune.qat_distill import distill_loss
+
+    mode = getattr(settings, "loss", "labels")
+    if mode != "labels" and teacher is None:
+        raise ValueError(f"qat.loss {mode!r} needs the float teacher")
 
     if getattr(float_model, "criterion", None) is None:
         float_model.criterion = float_model.init_criterion()
@@ -72,14 +80,19 @@ def train_one_epoch(fq: Any, float_model: Any, loader: Any, optimizer: Any, sett
         lr = optimizer.param_groups[0]["lr"]
         batch["img"] = batch["img"].float() / 255.0
         preds = fq(batch["img"])
-        loss, _ = float_model.loss(batch, preds)
-        loss = loss.sum()
+        n = int(batch["img"].shape[0])
+        loss = 0.0
+        if mode != "labels":
+            with torch.no_grad():
+                target = teacher(batch["img"])
+            loss = distill_loss(preds, target)[0] * n
+        if mode != "distill":
+            loss = loss + float_model.loss(batch, preds)[0].sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(float_model.parameters(), max_norm=10.0)
         optimizer.step()
         fq.clamp_scales()
-        n = int(batch["img"].shape[0])
         total += float(loss.detach()) / max(n, 1) * n
         images += n
     return total / max(images, 1), lr
