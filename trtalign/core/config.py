@@ -103,7 +103,8 @@ class QuantizeConfig(_Model):
 class FallbackConfig(_Model):
     budget: float = Field(0.5, ge=0.0, le=100.0)  # allowed mAP50-95 drop vs FP32 in POINTS (0.5 = 0.005 absolute)
     target: one_of(FallbackTarget) = "fp16"  # type: ignore[valid-type]
-    metric: one_of(SensitivityMetric) = "sqnr"  # type: ignore[valid-type]
+    # scorebox: class-score noise ratio + box error relative to box size (whole-tensor sqnr is blind to the scores)
+    metric: one_of(SensitivityMetric) = "scorebox"  # type: ignore[valid-type]
     mode: one_of(SensitivityMode) = "disable-one"  # type: ignore[valid-type]
     max_evals: int = Field(16, ge=1)
     subset: int = Field(64, ge=1)  # images used for per-unit sensitivity
