@@ -25,7 +25,11 @@ Why distillation by default (measured on the bundled detect proxy, yolov8n at 32
 FP32 0.6919 / PTQ 0.6844 mAP50-95): ultralytics' loss on the labels *lowers* the float model itself (one epoch on 300
 images without fake quantization: 0.6892), and QAT with it ends below PTQ (0.6835 after one epoch, 0.6811 after
 three); distilling from the float model needs no labels, cannot pull the network away from what it was, and gains
-(300 images x 3 epochs, lr 5e-4: 0.6886; 1000 images x 2 epochs: 0.6891). The README's QAT table has the final runs.
+(300 images x 3 epochs, lr 5e-4: 0.6886; 1000 images x 2 epochs: 0.6891), beating PTQ + fallback (0.6866 at 96.9% of
+the MACs in INT8) at 100% INT8, still 0.3-0.4 points short of FP32. On the OBB proxy (FP32 0.5564, PTQ 0.5529) it
+does not help: 1000 images x 3 epochs at lr 5e-4 ends at 0.5489, x 2 at lr 1e-4 at 0.5503 (labels, 300 x 3 at lr 1e-4:
+0.5541); there ``both`` (labels + distillation, 1000 x 2, lr 1e-4) reaches 0.5586, while on detect it gives 0.6860.
+The README's QAT table has the runs and commands.
 BatchNorm needs no freezing: it is folded into the convolutions before fake quantization (the weights quantized are
 the folded ones ``insert_qdq`` quantizes), so the training forward has no batch statistics.
 
