@@ -218,6 +218,16 @@ def test_graceful_shutdown_finishes_in_flight_requests(detect_onnx):
         request(srv.url, "GET", "/healthz", timeout=2)
 
 
+def _answers_one_request(proc, seed: int) -> str:
+    """The server's URL, from the line a `trtalign serve` process prints, after one detect request it answers."""
+    line = proc.stdout.readline()
+    assert " on http://127.0.0.1:" in line, line + proc.stderr.read()
+    url = line.split(" on ", 1)[1].split()[0]
+    status, payload = post_image(url, png_bytes(make_image(90, 110, seed)))
+    assert status == 200 and payload["count"] > 0
+    return url
+
+
 def test_cli_serve_ctrl_c_closes_the_server_then_exits_130(detect_onnx):
     # Ctrl-C follows every command's convention (tests/cli/test_interrupts.py): exit 130, stderr exactly one line,
     # no traceback; the server is still drained and closed first, and the summary still goes to stdout
@@ -227,11 +237,7 @@ def test_cli_serve_ctrl_c_closes_the_server_then_exits_130(detect_onnx):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)  # own process group, SIGINT not inherited as ignored
     try:
-        line = proc.stdout.readline()
-        assert " on http://127.0.0.1:" in line, line + proc.stderr.read()
-        url = line.split(" on ", 1)[1].split()[0]
-        status, payload = post_image(url, png_bytes(make_image(90, 110, 9)))
-        assert status == 200 and payload["count"] > 0
+        url = _answers_one_request(proc, seed=9)
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
@@ -250,11 +256,7 @@ def test_cli_serve_answers_then_stops_on_sigterm(detect_onnx):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
-        line = proc.stdout.readline()
-        assert " on http://127.0.0.1:" in line, line + proc.stderr.read()
-        url = line.split(" on ", 1)[1].split()[0]
-        status, payload = post_image(url, png_bytes(make_image(90, 110, 8)))
-        assert status == 200 and payload["count"] > 0
+        _answers_one_request(proc, seed=8)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
