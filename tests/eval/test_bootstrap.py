@@ -122,3 +122,25 @@ def test_images_outside_the_evaluated_ones_are_refused():
         MatchTable(ds, dets, image_ids=[1, 2, 999])
     with pytest.raises(InputError, match="NaN or infinite"):
         MatchTable(ds, {1: Detections([[0, 0, 1, 1]], [float("nan")], [0])})
+
+
+def test_rows_after_the_last_true_positive_are_dropped_and_change_nothing():
+    """A tail of low-score false positives (what conf 0.001 leaves) is cut from the table; the full and resampled
+    mAPs still equal pycocotools' on the dataset with the tail."""
+    ds, dets = make_case(11, n_images=20)
+    rng = np.random.default_rng(1)
+    tail = {}
+    for k, d in dets.items():  # 30 far-away boxes per image below every real score, every class
+        n = 30
+        boxes = np.column_stack([rng.uniform(600, 620, n), rng.uniform(440, 460, n)])
+        boxes = np.column_stack([boxes, boxes + rng.uniform(1, 5, (n, 2))])
+        tail[k] = Detections(np.vstack([d.boxes, boxes]), np.concatenate([d.scores, rng.uniform(0, 1e-3, n)]),
+                             np.concatenate([d.class_ids, rng.integers(0, len(ds.names), n)]))
+    table = MatchTable(ds, tail)
+    rows = sum(len(c.image) for c in table._classes if c is not None)
+    assert rows < sum(min(len(d), 100 * len(ds.names)) for d in tail.values())  # the tail is gone
+    ref, _ = pycocotools_stats(ds, tail)
+    assert table.map()[0] == pytest.approx(ref[0], abs=1e-12)
+    for counts in resample_counts(len(ds.images), 2, seed=4):
+        dds, ddets = duplicated(ds, tail, counts)
+        assert table.map(counts)[0] == pytest.approx(pycocotools_stats(dds, ddets)[0][0], abs=1e-12)
