@@ -144,3 +144,18 @@ def test_rows_after_the_last_true_positive_are_dropped_and_change_nothing():
     for counts in resample_counts(len(ds.images), 2, seed=4):
         dds, ddets = duplicated(ds, tail, counts)
         assert table.map(counts)[0] == pytest.approx(pycocotools_stats(dds, ddets)[0][0], abs=1e-12)
+
+
+def test_a_reference_is_resampled_once_and_gives_the_same_interval():
+    from trtalign.eval.bootstrap import bootstrap_tables
+
+    ds, dets = make_case(2, n_images=15)
+    rng = np.random.default_rng(3)
+    other = {k: Detections(d.boxes + rng.normal(0, 2, d.boxes.shape), d.scores, d.class_ids) for k, d in dets.items()}
+    ref, plan = MatchTable(ds, dets), MatchTable(ds, other)
+    first = bootstrap_tables(plan, ref, 200, 5)
+    assert ref.resampled(200, 5) is ref.resampled(200, 5)  # kept, not recomputed
+    fresh = bootstrap_tables(MatchTable(ds, other), MatchTable(ds, dets), 200, 5)
+    assert (first.delta, first.low, first.high) == (fresh.delta, fresh.low, fresh.high)
+    counts = resample_counts(len(ds.images), 200, 5)
+    assert ref.resampled(200, 5)[17].tolist() == list(ref.map(counts[17]))

@@ -185,6 +185,16 @@ class MatchTable:
     def __len__(self) -> int:
         return len(self.image_ids)
 
+    def resampled(self, resamples: int, seed: int = 0) -> np.ndarray:
+        """``[resamples, 2]``: (mAP50-95, mAP50) of each bootstrap draw of :func:`resample_counts` (``n``,
+        ``resamples``, ``seed``), kept: a reference compared with many plans (the fallback search) is resampled
+        once."""
+        cache = self.__dict__.setdefault("_resampled", {})
+        key = (int(resamples), int(seed))
+        if key not in cache:
+            cache[key] = np.array([self.map(c) for c in resample_counts(len(self), resamples, seed)]).reshape(-1, 2)
+        return cache[key]
+
     def map(self, counts: Optional[np.ndarray] = None) -> tuple[float, float]:
         """(mAP50-95, mAP50) of the multiset in which image ``i`` appears ``counts[i]`` times (default: once each),
         by pycocotools' ``accumulate`` with the copies of an image evaluated one after another."""
@@ -285,10 +295,7 @@ def bootstrap_tables(a: MatchTable, b: MatchTable, resamples: int = DEFAULT_RESA
     if n == 0:
         raise InputError("a bootstrap interval needs at least one image")
     full_a, full_b = a.map(), b.map()
-    d = np.empty((resamples, 2))
-    for r, counts in enumerate(resample_counts(n, resamples, seed)):
-        ma, mb = a.map(counts), b.map(counts)
-        d[r] = (ma[0] - mb[0], ma[1] - mb[1])
+    d = a.resampled(resamples, seed) - b.resampled(resamples, seed)
     lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     ok = np.isfinite(d).all(1)
     if not ok.any():
