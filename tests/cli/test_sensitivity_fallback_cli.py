@@ -125,3 +125,12 @@ def test_help_says_budget_is_in_points(capsys):
     with pytest.raises(SystemExit):
         main(["fallback", "--help"])
     assert "mAP POINTS" in capsys.readouterr().out
+
+
+def test_fallback_cli_budget_zero_keeps_every_unit_float_without_sizing(setup, sens_json, tmp_path, capsys):
+    out = tmp_path / "zero"
+    assert main(["fallback", str(setup["config"]), "--budget", "0", "--ranking", str(sens_json), "--out",
+                 str(out)]) == 0
+    result = json.loads((out / "fallback.json").read_text())["result"]
+    assert result["status"] == "zero-budget" and result["num_fallback"] == 5
+    assert "sizing" not in result["noise"] and "splits sized" not in capsys.readouterr().out

@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             "outputs": {"dir": str(out)},
         })
         session = session_from_config(cfg, workdir / "tuning", onnx=onnx_path, ranges=ranges)
-        if cfg.fallback.pilot:
+        if cfg.fallback.pilot and budget > 0:
             sz = session.size_splits(budget, "fp16", pilot=cfg.fallback.pilot)
             _step(f"fallback splits sized from the noise: INT8 drop {sz['int8_drop_pilot']:+.4f} +/- "
                   f"{sz['halfwidth_pilot']:.4f} (95%) on {sz['pilot_images']} pilot images -> {sz['images_needed']} "

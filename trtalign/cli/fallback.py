@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     session = session_from_config(cfg, out / "work", backend=args.backend)
     pilot = fb.pilot if args.pilot is None else args.pilot
     max_images = fb.max_images if args.max_images is None else args.max_images
-    if pilot:
+    if pilot and budget > 0:  # budget 0: every unit stays float, nothing to size
         session.size_splits(budget, target, pilot=pilot, max_images=max_images)
     metric, mode = args.metric or fb.metric, args.mode or fb.mode
     subset = fb.subset if args.subset is None else args.subset
