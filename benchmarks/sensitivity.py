@@ -38,7 +38,7 @@ benchmarks/sensitivity.py --task detect --tune 800 --val 800 --pilot 100 --calib
   neck: 0.0003; only the head: 0.0004), and the ranking puts model.0 / model.1 below 24 other units. Falling back
   the 8 stem units instead (model.0-3) gives 0.0023 [0.0008, 0.0041] on the same tuning split with 87.6% of MACs in
   INT8 (model.0 alone 0.0046, model.0 + model.1 0.0037): a ranking or a search that sees the stem would meet the
-  MAC target here (``/tmp``-style experiment with the session API, not a benchmark option yet).
+  MAC target here (measured with the TuningSession API on the same splits; not a benchmark option yet).
 - OBB, 85 units: 504 images per split. Validation: FP32 0.5559, INT8 0.5515 (drop 0.0044 [+0.0023, +0.0066]), ours 1
   unit in FP16: 0.5518 (drop 0.0041 [+0.0020, +0.0061]), 98.0% MACs INT8, 5 evaluations, 667 s (sensitivity 115 s).
   Targets: MACs and evaluations met; within the budget with 95% confidence MISSED on validation (upper end 0.0061):
