@@ -163,7 +163,7 @@ def ranking_agreement(ours: list, reference: list, k: int) -> dict:
 def run_task(args, task: str, workdir: Path) -> dict:
     from trtalign.core.config import CalibrationConfig, DataConfig, PipelineConfig
     from trtalign.core.io import atomic_write_bytes
-    from trtalign.tune.tuning import TuningSession, session_from_config
+    from trtalign.tune.tuning import TuningSession, session_from_config, sizing_summary
     from trtalign.export.qdq import insert_qdq
     from trtalign.runtime.ort_runner import OrtRunner
 
@@ -189,10 +189,7 @@ def run_task(args, task: str, workdir: Path) -> dict:
     sizing = None
     if args.size_splits:
         sizing = session.size_splits(args.budget / 100.0, args.target, pilot=args.pilot, max_images=args.max_images)
-        note(f"[{task}] split sizes from the noise: INT8 drop {sizing['int8_drop_pilot']:+.4f} +/- "
-             f"{sizing['halfwidth_pilot']:.4f} on {sizing['pilot_images']} pilot images -> "
-             f"{sizing['images_needed']} needed; tune {sizing['tune_images']} / val {sizing['val_images']} "
-             f"({sizing['seconds']:.0f} s)" + (f"; {sizing['message']}" if sizing["message"] else ""))
+        note(f"[{task}] {sizing_summary(sizing)} ({sizing['seconds']:.0f} s)")
     max_evals = args.max_evals or 2 * math.ceil(math.log2(max(len(session.unit_names), 2)))
 
     # ours
@@ -330,11 +327,10 @@ def table(r: dict, budget: float) -> tuple[str, dict, dict]:
                          f"{a['top_k_overlap']}/{a['top_k']} ({a['seconds']:.0f} s)")
     sz = r.get("sizing")
     if sz:
-        lines.append(f"splits sized from the noise: INT8 drop {sz['int8_drop_pilot']:+.4f} +/- {sz['halfwidth_pilot']:.4f}"
-                     f" (95%) on {sz['pilot_images']} pilot tuning images -> {sz['images_needed']} images needed per "
-                     f"split; used tune {sz['tune_images']} / val {sz['val_images']} of {sz['available']['tune']} / "
-                     f"{sz['available']['val']} ({sz['evaluations']} pilot evaluations, {sz['seconds']:.0f} s, not "
-                     f"counted above)" + ("" if sz["enough"] else "; NOT ENOUGH DATA: " + sz["message"]))
+        from trtalign.tune.tuning import sizing_summary
+
+        lines.append(f"{sizing_summary(sz)} ({sz['evaluations']} pilot evaluations, {sz['seconds']:.0f} s, not "
+                     f"counted above)" + ("" if sz["enough"] else "; " + sz["message"]))
     if r.get("noise", {}).get("message"):
         lines.append("noise: " + r["noise"]["message"])
     ci = r.get("val_drop_ci95")

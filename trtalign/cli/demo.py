@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from trtalign.data.synth.dataset import generate_dataset
     from trtalign.data.synth.params import SynthParams
     from trtalign.data.synth.proxy_models import load_card, proxy_model_path
-    from trtalign.tune.tuning import session_from_config, write_fallback_outputs
+    from trtalign.tune.tuning import session_from_config, sizing_summary, write_fallback_outputs
 
     t0 = time.perf_counter()
     n_val = args.images if args.images is not None else (32 if args.quick else 200)
@@ -153,10 +153,7 @@ def run(args: argparse.Namespace) -> int:
         })
         session = session_from_config(cfg, workdir / "tuning", onnx=onnx_path, ranges=ranges)
         if cfg.fallback.pilot and budget > 0:
-            sz = session.size_splits(budget, "fp16", pilot=cfg.fallback.pilot)
-            _step(f"fallback splits sized from the noise: INT8 drop {sz['int8_drop_pilot']:+.4f} +/- "
-                  f"{sz['halfwidth_pilot']:.4f} (95%) on {sz['pilot_images']} pilot images -> {sz['images_needed']} "
-                  f"images needed; tune {sz['tune_images']} / val {sz['val_images']}", t0)
+            _step("fallback " + sizing_summary(session.size_splits(budget, "fp16", pilot=cfg.fallback.pilot)), t0)
         _step(f"sensitivity of {len(session.unit_names)} units ({len(session.plan(()).int8_units())} INT8 in the INT8 "
               f"plan; local SQNR, one FP32 pass) on the tuning split", t0)
         sens = session.sensitivity("sqnr", "disable-one", cfg.fallback.subset, "fp16", local=True)

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from trtalign.core.errors import InputError
     from trtalign.tune.fallback_report import fallback_report
     from trtalign.tune.sensitivity import load_sensitivity, save_sensitivity
-    from trtalign.tune.tuning import session_from_config, write_fallback_outputs
+    from trtalign.tune.tuning import session_from_config, sizing_summary, write_fallback_outputs
 
     cfg = load_config(args.config)
     fb = cfg.fallback
@@ -120,12 +120,7 @@ def run(args: argparse.Namespace) -> int:
     d = result.to_dict()
     mac = result.int8_mac_fraction if result.int8_mac_fraction is not None else float("nan")
     replayed = sum(e.replayed for e in result.evaluations)
-    sz = session.sizing
-    sizing = "" if not sz else (
-        f"splits sized from the noise: INT8 drop {sz['int8_drop_pilot']:+.4f} +/- {sz['halfwidth_pilot']:.4f} (95%) on "
-        f"{sz['pilot_images']} pilot images -> {sz['images_needed']} images needed; tune {sz['tune_images']} / val "
-        f"{sz['val_images']} of {sz['available']['tune']} / {sz['available']['val']}"
-        f"{'' if sz['enough'] else ' (NOT enough for the budget)'}\n")
+    sizing = sizing_summary(session.sizing) + "\n" if session.sizing else ""
     text = (f"{sizing}{result.message + chr(10) if result.message else ''}"
             f"fallback ({result.status}): {len(result.fallback_units)} of {len(session.unit_names)} units in {target}"
             f"{': ' + ', '.join(result.fallback_units[:8]) if result.fallback_units else ''}"

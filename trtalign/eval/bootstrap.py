@@ -115,6 +115,7 @@ class MatchTable:
                              f"first: {unknown[0]!r})")
         nc = dataset.num_classes
         self.num_classes = nc
+        self._resampled: dict = {}  # (resamples, seed) -> [resamples, 2], see resampled()
         self.npig = np.zeros((len(self.image_ids), nc), np.int64)
         parts: list = [[] for _ in range(nc)]  # per class: (image index, scores, tp, fp)
         rotated = dataset.rotated
@@ -189,11 +190,11 @@ class MatchTable:
         """``[resamples, 2]``: (mAP50-95, mAP50) of each bootstrap draw of :func:`resample_counts` (``n``,
         ``resamples``, ``seed``), kept: a reference compared with many plans (the fallback search) is resampled
         once."""
-        cache = self.__dict__.setdefault("_resampled", {})
         key = (int(resamples), int(seed))
-        if key not in cache:
-            cache[key] = np.array([self.map(c) for c in resample_counts(len(self), resamples, seed)]).reshape(-1, 2)
-        return cache[key]
+        if key not in self._resampled:
+            self._resampled[key] = np.array([self.map(c) for c in resample_counts(len(self), resamples, seed)
+                                             ]).reshape(-1, 2)
+        return self._resampled[key]
 
     def map(self, counts: Optional[np.ndarray] = None) -> tuple[float, float]:
         """(mAP50-95, mAP50) of the multiset in which image ``i`` appears ``counts[i]`` times (default: once each),

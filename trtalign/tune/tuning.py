@@ -229,7 +229,7 @@ class TuningSession:
         self._set_splits(full_tune.subset(n_pilot), full_val)
         delta, low, high = self.comparer("tune", target)(frozenset())
         half = (high - low) / 2
-        needed = images_needed(half, n_pilot, budget, share) if budget > 0 else n_pilot
+        needed = images_needed(half, n_pilot, budget, share)  # the pilot itself when budget is 0
         cap = int(max_images) if max_images else None
         n_tune = min(len(full_tune), max(needed, n_pilot), cap or len(full_tune))
         n_val = min(len(full_val), max(needed, n_pilot), cap or len(full_val))
@@ -353,6 +353,15 @@ class TuningSession:
         return plan
 
 
+def sizing_summary(sizing: dict) -> str:
+    """One line for a :meth:`TuningSession.size_splits` result (CLI, demo, benchmarks)."""
+    sz = sizing
+    return (f"splits sized from the noise: INT8 drop {sz['int8_drop_pilot']:+.4f} +/- {sz['halfwidth_pilot']:.4f} "
+            f"(95%) on {sz['pilot_images']} pilot tuning images -> {sz['images_needed']} images needed per split; "
+            f"tune {sz['tune_images']} / val {sz['val_images']} of {sz['available']['tune']} / "
+            f"{sz['available']['val']}" + ("" if sz["enough"] else " (NOT enough for the budget)"))
+
+
 # ------------------------------------------------------------------------------------------ TensorRT engines
 def trt_runner_factory(models: QdqPlanModels, workdir: str | os.PathLike, imgsz: int,
                        plugins: Sequence[str] = ()) -> Callable[[Any], Any]:
@@ -474,5 +483,5 @@ def write_fallback_outputs(session: TuningSession, result: FallbackResult, out: 
     return paths
 
 
-__all__ = ["TuningSession", "session_from_config", "trt_runner_factory", "split_dataset", "check_disjoint", "write_fallback_outputs",
+__all__ = ["TuningSession", "session_from_config", "sizing_summary", "trt_runner_factory", "split_dataset", "check_disjoint", "write_fallback_outputs",
            "SplitInfo", "subset_of"]
