@@ -313,3 +313,71 @@ def test_noise_says_how_many_tuning_images_the_budget_needs():
     half = res.noise["ci95_halfwidth_int8"]
     assert res.noise["images"] == 12 and res.noise["images_needed"] == math.ceil(12 * (half / 0.001) ** 2)
     assert f"about {res.noise['images_needed']} instead of 12" in res.noise["message"]
+
+
+# ------------------------------------------------------------------------------------------------ descend
+def _stem_costs() -> tuple[dict, dict]:
+    """The drop sits in the first four units of the graph (a detector's stem); the rest costs nothing. MACs equal."""
+    costs = {u: 0.0 for u in UNITS}
+    costs.update({"u00": 0.003, "u01": 0.002, "u02": 0.002, "u03": 0.001})
+    return costs, {u: 1.0 for u in UNITS}
+
+
+def test_descend_finds_a_sensitive_stem_the_ranking_puts_last():
+    costs, macs = _stem_costs()
+    ranking = list(reversed(UNITS))  # the ranking is wrong: the stem comes last
+    gallop = search_fallback(ranking, additive(costs), budget=0.003, macs=macs, max_evals=14)
+    ev = additive(costs)
+    res = search_fallback(ranking, ev, budget=0.003, macs=macs, search="descend", order=UNITS, max_evals=14)
+    assert res.met_budget and res.status == "ok"
+    # 0.008 of drop, 0.003 allowed: the stem units worth 0.005 or more must stay float, nothing else
+    assert set(res.fallback_units) <= {"u00", "u01", "u02", "u03"}
+    assert sum(costs[u] for u in UNITS if u not in res.fallback_units) <= 0.003 + 1e-12
+    assert res.int8_mac_fraction >= 28 / 32
+    assert all(e.phase in ("baseline", "descend", "final") for e in res.evaluations)
+    assert res.num_evaluations <= 2 + 2 * math.ceil(math.log2(32))
+    # the prefix search on the same wrong ranking has to fall back most of the graph to reach the stem
+    assert len(gallop.fallback_units) > 16
+    # every evaluated plan the search kept passed: the result is the last passing plan it evaluated
+    assert frozenset(res.fallback_units) in ev.calls
+
+
+def test_descend_keeps_a_passing_plan_when_it_runs_out_of_evaluations():
+    costs, macs = _stem_costs()
+    for cap in range(1, 8):
+        res = search_fallback(UNITS, additive(costs), budget=0.003, macs=macs, search="descend", max_evals=cap)
+        assert res.met_budget, cap
+        assert res.final_map_tune >= 0.70 - 0.003 - 1e-12
+        assert res.num_evaluations <= 2 + cap
+        if res.status == "max-evals":
+            assert "the plan in hand passes" in res.message
+    # more evaluations never give back fewer MACs
+    fracs = [search_fallback(UNITS, additive(costs), budget=0.003, macs=macs, search="descend",
+                             max_evals=c).int8_mac_fraction for c in (2, 4, 8, 16)]
+    assert fracs == sorted(fracs) and fracs[-1] > fracs[0]
+
+
+def test_descend_refines_two_separate_regions_when_each_is_needed():
+    # one unit at each end of the graph hurts; the budget allows neither in INT8
+    costs = {u: 0.0 for u in UNITS}
+    costs.update({"u00": 0.004, "u31": 0.004})
+    res = search_fallback(UNITS, additive(costs), budget=0.003, search="descend", max_evals=40,
+                          macs={u: 1.0 for u in UNITS}, min_region_share=0.0)
+    assert res.fallback_units == ["u00", "u31"]
+    assert res.met_budget
+
+
+def test_descend_does_not_spend_evaluations_on_regions_below_the_mac_share():
+    costs, _ = _stem_costs()
+    macs = {u: (0.1 if u in ("u00", "u01", "u02", "u03") else 100.0) for u in UNITS}  # the stem is nearly free
+    few = search_fallback(UNITS, additive(costs), budget=0.003, macs=macs, search="descend", max_evals=40)
+    every = search_fallback(UNITS, additive(costs), budget=0.003, macs=macs, search="descend", max_evals=40,
+                            min_region_share=0.0)
+    assert few.met_budget and every.met_budget
+    assert few.num_evaluations < every.num_evaluations
+    assert abs(few.int8_mac_fraction - every.int8_mac_fraction) < 0.01
+
+
+def test_descend_order_must_list_the_ranking_units():
+    with pytest.raises(InputError, match="same units"):
+        search_fallback(UNITS, additive({}), budget=0.01, search="descend", order=UNITS[:-1])

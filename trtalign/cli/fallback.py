@@ -33,9 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-aware", action="store_true", default=None,
                         help="rank by sensitivity per unit of cost (conv MACs when no GPU timing exists)")
     parser.add_argument("--no-prune", action="store_true", help="skip the pruning pass after the prefix search")
-    parser.add_argument("--search", choices=("gallop", "bisect"), default=None,
-                        help="prefix search: gallop (1, 2, 4, ... then bisection; few evaluations when few units "
-                             "matter) or bisect (over all units); default: the config's fallback.search (gallop)")
+    parser.add_argument("--search", choices=("gallop", "bisect", "descend"), default=None,
+                        help="gallop (ranking prefixes 1, 2, 4, ... then bisection; few evaluations when few units "
+                             "matter), bisect (over all units) or descend (halve contiguous regions of the graph, "
+                             "starting from everything fallen back: finds sensitive units the ranking misses); "
+                             "default: the config's fallback.search")
     parser.add_argument("--pilot", type=int, default=None, metavar="N",
                         help="size the tuning and validation splits from the noise of the INT8 drop measured on the "
                              "first N tuning images (0: use the splits as given; default: the config's "

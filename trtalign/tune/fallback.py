@@ -11,6 +11,16 @@ split, the search
 2. prunes: tries to re-quantize each chosen unit, least sensitive first, keeping it INT8 when the budget still holds;
 3. confirms the final plan once on a separate *validation* split (the split that is reported; never used to choose).
 
+``search="descend"`` does not trust the ranking to find the sensitive units; it looks for them in the graph. It
+starts from every unit fallen back (a plan that passes) and halves contiguous regions in graph order: a region's half
+goes back to INT8 when the plan still passes without it, the other half is tried when it does not, and a region whose
+halves are each needed is split into two regions refined in turn (the largest in MACs first). The plan in hand always
+passes, so stopping at the evaluation cap still leaves a valid plan, and the evaluations grow with the log of the
+number of units when the INT8 drop is concentrated in a few places (the stem of a detector, say) -- where a ranking
+metric that misses those units makes a prefix search fall back many units before reaching them. The ranking only
+chooses which half is tried first (the less sensitive one), so a good ranking saves evaluations and a bad one costs
+at most one more per halving.
+
 With ``compare_tune`` (a paired bootstrap over images, :mod:`trtalign.eval.bootstrap`) the search decides with the
 interval, not the point value (``decision="interval"``): a prefix passes when the upper end of the 95% interval of its
 drop against the reference is within the budget, so a plan chosen on a small tuning split is not a coin toss on the
@@ -47,8 +57,9 @@ CompareFn = Callable[[frozenset], tuple]
 #: how a trial plan is judged against the budget
 DECISIONS = ("interval", "point")
 
-#: prefix search strategies of :func:`search_fallback`
-SEARCHES = ("gallop", "bisect")
+#: search strategies of :func:`search_fallback`: two prefix searches over the ranking, and ``descend`` (halving
+#: contiguous regions of the graph; see :func:`search_fallback`)
+SEARCHES = ("gallop", "bisect", "descend")
 
 
 @dataclass
@@ -230,6 +241,59 @@ def rank_units(scores: Mapping[str, float], higher_is_worse: bool = True) -> lis
     return sorted(scores, key=lambda u: (sign * float(scores[u]) if not math.isnan(scores[u]) else math.inf, u))
 
 
+def _descend(order: list, ranking: list, macs: Mapping[str, float] | None, min_share: float, max_evals: int,
+             used: dict, trial: Callable[[frozenset], bool]) -> tuple[list, str, str]:
+    """The ``"descend"`` search: returns (fallback units, status, message). ``trial(fallback set)`` evaluates a plan
+    and says whether it passes; ``used["n"]`` counts the evaluations against ``max_evals``."""
+    position = {u: i for i, u in enumerate(ranking)}  # 0 = most sensitive
+    cost = {u: float((macs or {}).get(u, 0.0)) for u in order}
+    total = sum(cost.values())
+
+    def weight(region: tuple) -> float:  # MACs, or unit count when no MACs are known
+        return sum(cost[u] for u in region) if total > 0 else float(len(region))
+
+    def too_small(region: tuple) -> bool:
+        return total > 0 and weight(region) < min_share * total
+
+    regions: list[tuple] = [tuple(order)]  # contiguous runs of fallen-back units, each still to refine
+    done: list[tuple] = []  # regions that cannot shrink further
+    status, message = "ok", ""
+    while regions:
+        regions.sort(key=weight, reverse=True)
+        region = regions.pop(0)
+        if too_small(region):
+            done.append(region)
+            continue
+        kept = frozenset(u for r in regions + done for u in r)
+        halves = [region] if len(region) == 1 else [region[:len(region) // 2], region[len(region) // 2:]]
+        # try to return the less sensitive half (larger mean ranking position) to INT8 first
+        halves.sort(key=lambda h: -sum(position[u] for u in h) / len(h))
+        placed = False
+        for i, back in enumerate(halves):
+            if used["n"] >= max_evals:
+                status, message = "max-evals", (f"stopped after {max_evals} evaluations; the plan in hand passes, "
+                                                f"{len(regions) + 1} region(s) were not refined")
+                done.append(region)
+                done.extend(regions)
+                regions = []
+                placed = True
+                break
+            rest = tuple(u for u in region if u not in back)
+            used["n"] += 1
+            if trial(kept | frozenset(rest)):
+                if rest:
+                    regions.append(rest)
+                placed = True
+                break
+        if not placed:
+            if len(region) == 1:
+                done.append(region)
+            else:
+                regions.extend(halves)  # each half is needed: refine both
+    chosen = {u for r in done for u in r}
+    return [u for u in order if u in chosen], status, message
+
+
 def search_fallback(
     ranking: Sequence[str],
     evaluate_tune: EvaluateFn,
@@ -250,6 +314,8 @@ def search_fallback(
     decision: str | None = None,
     noise_images: int | None = None,
     warn_noise: bool = True,
+    order: Sequence[str] | None = None,
+    min_region_share: float = 0.01,
 ) -> FallbackResult:
     """Find the smallest fallback set meeting ``mAP >= mAP(all fallen back) - budget`` on the tuning split.
 
@@ -262,7 +328,11 @@ def search_fallback(
         max_evals: cap on full tuning evaluations in bisection + pruning (baselines not counted).
         journal: JSON file recording evaluations; re-running the same search resumes from it.
         macs: unit -> MACs, to report the INT8 MAC fraction of the result.
-        search: ``"gallop"`` (default: 1, 2, 4, ... then bisection) or ``"bisect"`` (bisection over [0, N]).
+        search: ``"gallop"`` (default: 1, 2, 4, ... then bisection), ``"bisect"`` (bisection over [0, N]) or
+            ``"descend"`` (halving contiguous regions of ``order``; no pruning pass: its plan is minimal per region).
+        order: the units in graph (topological) order, for ``"descend"`` (default: ``ranking``'s order).
+        min_region_share: ``"descend"`` does not refine a region holding less than this share of all MACs (``macs``
+            given): an evaluation that could win back less than 1% of the MACs is not worth its cost.
         reference_tune, reference_val: mAP of the FP32 model on each split, when already known. The budget is measured
             from it (``mAP >= reference - budget``); by default the all-fallen-back model is the reference, which is
             the FP32 model when ``target='fp32'``.
@@ -293,6 +363,9 @@ def search_fallback(
     ranking = list(ranking)
     if len(set(ranking)) != len(ranking):
         raise InputError("ranking lists a unit more than once")
+    order = list(ranking if order is None else order)
+    if sorted(order) != sorted(ranking):
+        raise InputError("order must list the same units as the ranking")
     if not ranking:
         raise InputError("no quantization units to search over (the model has no INT8 units)")
     start = time.perf_counter()
@@ -371,6 +444,9 @@ def search_fallback(
         upper = "" if decision == "point" else f" (upper end of its 95% interval {-intervals[frozenset()][1]:+.4f})"
         message = (f"INT8 without fallback already meets the budget: drop {reference - int8_map:+.4f}{upper} <= "
                    f"{budget:.4f}; no unit needs to fall back")
+    elif search == "descend":
+        chosen, status, message = _descend(order, ranking, macs, min_region_share, max_evals, used,
+                                           lambda fb: passes(fb, run(evaluate_tune, "tune", fb, "descend")))
     else:
         lo, hi = 0, len(ranking)  # f(lo) fails, f(hi) passes (the float reference)
         if search == "gallop":
@@ -396,7 +472,7 @@ def search_fallback(
             status = "max-evals"
             message = f"stopped after {max_evals} evaluations; the search narrowed to {lo}..{hi} units"
         chosen = list(ranking[:hi])
-        if prune and len(chosen) > 1:
+        if prune and len(chosen) > 1 and search != "descend":
             for unit in reversed(list(chosen)):
                 if used["n"] >= max_evals:
                     if status == "ok":

@@ -324,7 +324,8 @@ class TuningSession:
                                macs=self.macs, search=search, decision=decision if self.resamples > 0 else "point",
                                compare_tune=self.comparer("tune", target) if self.resamples > 0 else None,
                                compare_val=self.comparer("val", target) if self.resamples > 0 else None,
-                               noise_images=len(self.tune), warn_noise=self.sizing is None)
+                               noise_images=len(self.tune), warn_noise=self.sizing is None,
+                               order=self.unit_names)
         if self.sizing:
             result.noise["sizing"] = dict(self.sizing)
         # the INT8 MAC share of the plan that will be built (the head's output convs are out of INT8 in every plan)
