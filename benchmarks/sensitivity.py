@@ -188,7 +188,8 @@ def run_task(args, task: str, workdir: Path) -> dict:
          f"{len(session.val)} images")
     sizing = None
     if args.size_splits:
-        sizing = session.size_splits(args.budget / 100.0, args.target, pilot=args.pilot, max_images=args.max_images)
+        sizing = session.size_splits(args.budget / 100.0, args.target, pilot=args.pilot, max_images=args.max_images,
+                                     decision=args.decision)
         note(f"[{task}] {sizing_summary(sizing)} ({sizing['seconds']:.0f} s)")
     max_evals = args.max_evals or 2 * math.ceil(math.log2(max(len(session.unit_names), 2)))
 
@@ -208,7 +209,7 @@ def run_task(args, task: str, workdir: Path) -> dict:
     # are comparable, not its wall time)
     other = None
     if args.compare_search:
-        alt_search = "bisect" if args.search == "gallop" else "gallop"
+        alt_search = "descend" if args.search == "gallop" else "gallop"
         alt = session.fallback(args.budget / 100.0, sensitivity=sens, target=args.target, max_evals=max_evals,
                                latency_aware=args.latency_aware, search=alt_search, decision=args.decision)
         other = {"search": alt_search, "map_tune": alt.final_map_tune, "map_val": alt.final_map_val,
@@ -273,6 +274,10 @@ def run_task(args, task: str, workdir: Path) -> dict:
             "fallback_result": result.to_dict()}
 
 
+def _search_label(search: str) -> str:
+    return search if search == "descend" else search + "+prune"  # descend has no pruning pass
+
+
 def _ci(ci) -> str:
     return "" if not ci else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
 
@@ -293,12 +298,12 @@ def table(r: dict, budget: float) -> tuple[str, dict, dict]:
              f"{'INT8 placement, no fallback':34s} {r['int8_no_fallback']['val']:8.4f} "
              f"{fp32 - r['int8_no_fallback']['val']:8.4f} {_ci(r.get('int8_val_drop_ci95')):>19s} {0:8d} "
              f"{'':8s}",
-             f"{'ours (' + o['metric'] + ', ' + o['search'] + '+prune)':34s} {o['map_val']:8.4f} "
+             f"{'ours (' + o['metric'] + ', ' + _search_label(o['search']) + ')':34s} {o['map_val']:8.4f} "
              f"{fp32 - o['map_val']:8.4f} {_ci(r.get('val_drop_ci95')):>19s} {len(o['fallback_units']):8d} "
              f"{o['int8_mac_fraction']:8.3f} {o['evaluations']:6d} {o['wall_seconds']:8.1f}"]
     alt = r.get("ours_other_search")
     if alt:
-        lines.append(f"{'same ranking, ' + alt['search'] + '+prune':34s} {alt['map_val']:8.4f} "
+        lines.append(f"{'same ranking, ' + _search_label(alt['search']):34s} {alt['map_val']:8.4f} "
                      f"{fp32 - alt['map_val']:8.4f} {'':>19s} {len(alt['fallback_units']):8d} "
                      f"{alt['int8_mac_fraction']:8.3f} {alt['evaluations']:6d} {'(shared)':>8s}")
     base = r.get("baseline")
@@ -368,8 +373,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="cap on the search's tuning evaluations after the two baselines (default 2 ceil(log2 N), so "
                          "that all of them are <= 2 ceil(log2 N) + 2)")
     ap.add_argument("--latency-aware", action="store_true")
-    ap.add_argument("--decision", choices=("interval", "point"), default="interval",
-                    help="interval: a plan passes when the upper end of its drop's 95%% interval is within budget")
+    ap.add_argument("--decision", choices=("auto", "interval", "holdout", "point"), default="auto",
+                    help="interval: a plan passes when the upper end of its drop's 95%% interval is within budget; "
+                         "holdout: the upper end + the half-width (sized for 4x the images); auto: holdout when the "
+                         "pool holds enough images (TuningSession.size_splits)")
     ap.add_argument("--agreement", default="",
                     help="comma-separated extra metrics whose ranking agreement with the per-unit mAP is measured")
     ap.add_argument("--no-baseline", dest="baseline", action="store_false",

@@ -315,6 +315,27 @@ def test_noise_says_how_many_tuning_images_the_budget_needs():
     assert f"about {res.noise['images_needed']} instead of 12" in res.noise["message"]
 
 
+def test_holdout_decision_keeps_a_half_width_of_margin_for_the_validation_split():
+    model = BoxNoiseModel(NOISY, n_images=120)
+    ranking = list(NOISY)
+    budget = 0.02  # plain INT8 drops ~0.05; two units fallen back ~0.0075 [0.0007, 0.0155]: interval yes, holdout no
+    interval = search_fallback(ranking, model.evaluate, budget, compare_tune=model.compare, prune=False)
+    holdout = search_fallback(ranking, model.evaluate, budget, compare_tune=model.compare, decision="holdout",
+                              prune=False, noise_images=120)
+    assert holdout.decision == "holdout" and holdout.met_budget
+    delta, low, high = holdout.final_delta_tune
+    assert -low + (high - low) / 2 <= budget  # upper end of the drop + half-width within the budget
+    assert len(holdout.fallback_units) >= len(interval.fallback_units)
+    # the interval rule's plan passes its own test; when the holdout rule chose more units, it fails the holdout test
+    _, ilow, ihigh = interval.final_delta_tune
+    assert -ilow <= budget
+    assert len(holdout.fallback_units) > len(interval.fallback_units)
+    assert -ilow + (ihigh - ilow) / 2 > budget
+    # the noise message sizes for a quarter of the budget: 4x the images the interval rule asks for
+    half = holdout.noise["ci95_halfwidth_int8"]
+    assert holdout.noise["images_needed"] == math.ceil(120 * (half / (0.25 * budget)) ** 2)
+
+
 # ------------------------------------------------------------------------------------------------ descend
 def _stem_costs() -> tuple[dict, dict]:
     """The drop sits in the first four units of the graph (a detector's stem); the rest costs nothing. MACs equal."""

@@ -180,3 +180,25 @@ def test_split_sizes_come_from_the_measured_noise(tmp_path):
     assert result.noise["images"] == 12
     with pytest.raises(InputError, match="pilot"):
         tight.size_splits(0.005, pilot=4)
+
+
+def test_auto_decision_is_holdout_only_when_the_data_holds_its_images(tmp_path):
+    """decision='auto': the pilot says how many images the holdout rule (a quarter of the budget of noise) needs;
+    holdout when both splits hold them, else the interval rule; the search then uses the rule chosen."""
+    from trtalign.core.config import load_config
+    from trtalign.tune.fallback import HOLDOUT_SHARE, NOISE_SHARE, images_needed
+
+    s = make_setup(tmp_path)
+    roomy = session_from_config(load_config(s["config"]))
+    info = roomy.size_splits(0.5, pilot=8, decision="auto")
+    assert images_needed(info["halfwidth_pilot"], 8, 0.5, HOLDOUT_SHARE) <= 12
+    assert info["decision"] == "holdout" and info["share"] == HOLDOUT_SHARE
+    result = roomy.fallback(0.5, sensitivity=roomy.sensitivity("sqnr", "disable-one", subset=8), max_evals=4)
+    assert result.decision == "holdout"
+    tight = session_from_config(load_config(s["config"]))
+    info = tight.size_splits(0.001, pilot=8, decision="auto")
+    assert images_needed(info["halfwidth_pilot"], 8, 0.001, HOLDOUT_SHARE) > 12
+    assert info["decision"] == "interval" and info["share"] == NOISE_SHARE
+    assert tight.fallback(0.001, ranking=tight.unit_names, max_evals=2).decision == "interval"
+    # an explicit rule is kept whatever the data holds
+    assert tight.fallback(0.001, ranking=tight.unit_names, max_evals=2, decision="holdout").decision == "holdout"

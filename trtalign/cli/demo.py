@@ -153,13 +153,15 @@ def run(args: argparse.Namespace) -> int:
         })
         session = session_from_config(cfg, workdir / "tuning", onnx=onnx_path, ranges=ranges)
         if cfg.fallback.pilot and budget > 0:
-            _step("fallback " + sizing_summary(session.size_splits(budget, "fp16", pilot=cfg.fallback.pilot)), t0)
+            _step("fallback " + sizing_summary(session.size_splits(budget, "fp16", pilot=cfg.fallback.pilot,
+                                                                decision=cfg.fallback.decision)), t0)
         _step(f"sensitivity of {len(session.unit_names)} units ({len(session.plan(()).int8_units())} INT8 in the INT8 "
               f"plan; local SQNR, one FP32 pass) on the tuning split", t0)
         sens = session.sensitivity("sqnr", "disable-one", cfg.fallback.subset, "fp16", local=True)
         _step(f"fallback search, budget {args.budget} mAP points", t0)
         fb = session.fallback(budget, sensitivity=sens, target="fp16", max_evals=cfg.fallback.max_evals,
-                              journal=out / "fallback" / "journal.json", search=cfg.fallback.search)
+                              journal=out / "fallback" / "journal.json", search=cfg.fallback.search,
+                              decision=cfg.fallback.decision)
         paths = write_fallback_outputs(session, fb, out / "fallback", sens)
         add_fallback_sections(report, fb, sens, splits=session.splits.to_dict(),
                               latency_ms=session.plan_latency(fb))

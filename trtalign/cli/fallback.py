@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "matter), bisect (over all units) or descend (halve contiguous regions of the graph, "
                              "starting from everything fallen back: finds sensitive units the ranking misses); "
                              "default: the config's fallback.search")
+    parser.add_argument("--decision", choices=("auto", "interval", "holdout", "point"), default=None,
+                        help="how a trial plan passes: interval (upper end of the drop's 95%% interval within the "
+                             "budget), holdout (upper end + half-width: the plan then also passes on unseen data "
+                             "~92%% of the time; needs 4x the images), point, or auto (holdout when the data holds "
+                             "enough images, else interval); default: the config's fallback.decision (auto)")
     parser.add_argument("--pilot", type=int, default=None, metavar="N",
                         help="size the tuning and validation splits from the noise of the INT8 drop measured on the "
                              "first N tuning images (0: use the splits as given; default: the config's "
@@ -94,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     session = session_from_config(cfg, out / "work", backend=args.backend)
     pilot = fb.pilot if args.pilot is None else args.pilot
+    decision = args.decision or fb.decision
     max_images = fb.max_images if args.max_images is None else args.max_images
     if pilot and budget > 0:  # budget 0: every unit stays float, nothing to size
-        session.size_splits(budget, target, pilot=pilot, max_images=max_images)
+        session.size_splits(budget, target, pilot=pilot, max_images=max_images, decision=decision)
     metric, mode = args.metric or fb.metric, args.mode or fb.mode
     subset = fb.subset if args.subset is None else args.subset
     cached = out / "sensitivity.json"
@@ -110,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     save_sensitivity(sensitivity, cached)
     result = session.fallback(budget, sensitivity=sensitivity, target=target, max_evals=max_evals,
                               latency_aware=latency_aware, journal=out / "journal.json", prune=not args.no_prune,
-                              search=args.search or fb.search)
+                              search=args.search or fb.search, decision=decision)
     paths = write_fallback_outputs(session, result, out, sensitivity,
                                    extra={"budget_points": budget * 100, "latency_aware": latency_aware,
                                           "ranking_source": str(ranking_file) if ranking_file else "computed"})

@@ -114,6 +114,10 @@ class FallbackConfig(_Model):
     # images says how many images the budget needs; 0 = use the splits as given
     pilot: int = Field(100, ge=0)
     max_images: Optional[int] = Field(None, ge=8)  # cap on each sized split
+    # how a trial plan is judged (tune.fallback.DECISIONS): interval (upper end of the drop's 95% interval within the
+    # budget), holdout (upper end + half-width: confirms on unseen data ~92% of the time; needs 4x the images), point;
+    # auto: holdout when the data holds the images it needs, else interval
+    decision: Literal["auto", "interval", "holdout", "point"] = "auto"
 
     @field_validator("budget")
     @classmethod

@@ -54,8 +54,11 @@ EvaluateFn = Callable[[frozenset], float]
 #: ``fallback set -> (delta, low, high)``: mAP of that plan minus mAP of the all-fallen-back plan, with the 95%
 #: paired bootstrap interval over images
 CompareFn = Callable[[frozenset], tuple]
-#: how a trial plan is judged against the budget
-DECISIONS = ("interval", "point")
+#: how a trial plan is judged against the budget: ``interval`` (the upper end of the drop's 95% interval is within the
+#: budget), ``holdout`` (the upper end plus the interval's half-width again is: the validation split's interval,
+#: as wide as the tuning one, then stays within the budget with ~92% probability, see :data:`HOLDOUT_SHARE`),
+#: ``point`` (the point drop is)
+DECISIONS = ("interval", "holdout", "point")
 
 #: search strategies of :func:`search_fallback`: two prefix searches over the ranking, and ``descend`` (halving
 #: contiguous regions of the graph; see :func:`search_fallback`)
@@ -218,6 +221,16 @@ def search_fingerprint(ranking: Sequence[str], budget: float, target: str, extra
 NOISE_SHARE = 0.5
 
 
+#: the share of the budget the 95% half-width may take under ``decision="holdout"``: a plan whose drop is half the
+#: budget passes (drop + 2 x half-width = budget) -- four times the images of :data:`NOISE_SHARE`
+HOLDOUT_SHARE = 0.25
+
+
+def decision_share(decision: str) -> float:
+    """The noise share the splits are sized with for a decision rule (``holdout`` needs four times the images)."""
+    return HOLDOUT_SHARE if decision == "holdout" else NOISE_SHARE
+
+
 def images_needed(halfwidth: float, images: int, budget: float, share: float = NOISE_SHARE) -> int:
     """Images a split needs so that the 95% half-width of a paired mAP difference is ``share * budget``, from the
     half-width measured on ``images`` images (the half-width of a mean over images shrinks as ``1 / sqrt(n)``)."""
@@ -339,7 +352,11 @@ def search_fallback(
         compare_tune, compare_val: ``fallback set -> (delta, low, high)`` against the all-fallen-back plan (paired
             bootstrap 95% interval); they put an interval on every reported delta.
         decision: ``"interval"`` (default with ``compare_tune``): a plan passes when the upper end of its drop's
-            interval is within the budget; ``"point"`` (default without): when the point drop is.
+            interval is within the budget; ``"holdout"``: when the upper end plus the half-width again is (the drop
+            is then within the budget on a validation split of the same size, with its own interval, with about 92%
+            probability for a plan measured once: ``P(d_val - d_tune <= h)`` with ``sd(d_val - d_tune) = sqrt(2)
+            h / 1.96``; the first passing plan of a search sits at the edge, so the plain ``interval`` rule confirms
+            on validation only about half the time); ``"point"`` (default without): when the point drop is.
         noise_images: images in the tuning split: the result's ``noise`` then says how many a plan with a drop of
             half the budget needs to pass the interval test (:func:`images_needed`).
         warn_noise: log the noise message as a warning (else at info level: the splits were sized and that already
@@ -357,8 +374,8 @@ def search_fallback(
     decision = decision or ("interval" if compare_tune is not None else "point")
     if decision not in DECISIONS:
         raise InputError(f"decision must be one of {', '.join(map(repr, DECISIONS))}, got {decision!r}")
-    if decision == "interval" and compare_tune is None:
-        raise InputError("decision='interval' needs compare_tune (a paired bootstrap of each plan against the "
+    if decision != "point" and compare_tune is None:
+        raise InputError(f"decision={decision!r} needs compare_tune (a paired bootstrap of each plan against the "
                          "reference)")
     ranking = list(ranking)
     if len(set(ranking)) != len(ranking):
@@ -405,7 +422,9 @@ def search_fallback(
         if fallback not in intervals:
             intervals[fallback] = interval(compare_tune, fallback, float_map - reference)
             evaluations[-1].delta_map, evaluations[-1].delta_map_ci95 = intervals[fallback][0], intervals[fallback][1:]
-        return -intervals[fallback][1] <= budget + 1e-12  # the upper end of the drop's interval
+        _, low, high = intervals[fallback]
+        margin = (high - low) / 2 if decision == "holdout" else 0.0
+        return -low + margin <= budget + 1e-12  # the upper end of the drop's interval (+ its half-width: holdout)
 
     def prefix(k: int) -> frozenset:
         return frozenset(ranking[:k])
@@ -417,15 +436,17 @@ def search_fallback(
         half = (int8_ci[2] - int8_ci[1]) / 2
         noise = {"ci95_halfwidth_int8": half, "budget": budget}
         images = int(noise_images) if noise_images else 0
+        share = decision_share(decision)
         if images and budget > 0:
             noise["images"] = images
-            noise["images_needed"] = images_needed(half, images, budget)
-        if budget > 0 and half > NOISE_SHARE * budget:
-            more = math.ceil((half / (NOISE_SHARE * budget)) ** 2 * 10) / 10  # rounded up: never "1.0x"
+            noise["images_needed"] = images_needed(half, images, budget, share)
+        if budget > 0 and half > share * budget:
+            more = math.ceil((half / (share * budget)) ** 2 * 10) / 10  # rounded up: never "1.0x"
             needed = f" (about {noise['images_needed']} instead of {images})" if images else ""
-            noise["message"] = (f"the tuning split measures the INT8 drop only to +/-{half:.4f} (95%), more than half "
-                                f"the budget {budget:.4f}: about {more:.1f}x as many tuning images are needed{needed} "
-                                f"for a plan with a drop of half the budget to pass the interval test; "
+            portion = "half" if share == NOISE_SHARE else "a quarter of" if share == HOLDOUT_SHARE else f"{share:g} x"
+            noise["message"] = (f"the tuning split measures the INT8 drop only to +/-{half:.4f} (95%), more than "
+                                f"{portion} the budget {budget:.4f}: about {more:.1f}x as many tuning images are needed{needed} "
+                                f"for a plan with a drop of half the budget to pass the {decision} test; "
                                 f"the search falls back more units than a larger split would need")
             (log.warning if warn_noise else log.info)(noise["message"])
 

@@ -40,7 +40,7 @@ def curve_figure(result: Any) -> Any:
     ax = fig.add_subplot(1, 1, 1)
     pts = [(len(e.fallback), e.map, e.phase) for e in result.evaluations if e.split == "tune"]
     for phase, color in (("baseline", PALETTE[1]), ("gallop", PALETTE[5]), ("bisect", PALETTE[0]),
-                         ("prune", PALETTE[4]), ("final", PALETTE[3])):
+                         ("descend", PALETTE[0]), ("prune", PALETTE[4]), ("final", PALETTE[3])):
         sel = [(n, m) for n, m, p in pts if p == phase]
         if sel:
             ax.scatter([n for n, _ in sel], [m for _, m in sel], label=phase, color=color, zorder=3, s=28)

@@ -199,7 +199,7 @@ class TuningSession:
                               val_files=[im.file_name for im in val.images])
 
     def size_splits(self, budget: float, target: str = "fp16", pilot: int = 100, max_images: int | None = None,
-                    share: float | None = None) -> dict:
+                    share: float | None = None, decision: str = "interval") -> dict:
         """Pick the split sizes the budget needs from the measured noise, before the search.
 
         Evaluates the float plan and the INT8 plan on the first ``pilot`` tuning images, takes the 95% half-width of
@@ -210,15 +210,17 @@ class TuningSession:
         ``n``, the result says so (``enough: False`` and ``message``): the budget is then tighter than the data can
         confirm, and the search falls back more units than a larger split would need.
 
-        Returns ``{"pilot_images", "int8_drop_pilot", "int8_drop_pilot_ci95", "halfwidth_pilot", "images_needed",
-        "tune_images", "val_images", "available": {"tune", "val"}, "enough", "message", "evaluations", "seconds"}``
-        (also kept as ``self.sizing`` and written with the splits).
-        """
-        from trtalign.tune.fallback import NOISE_SHARE, images_needed
+        ``decision`` is the search's rule (``tune.fallback.DECISIONS``): ``holdout`` sizes with a quarter of the
+        budget (four times the images of ``interval``); ``auto`` sizes for ``holdout`` when both splits hold the
+        images it needs and for ``interval`` otherwise, and :meth:`fallback` then uses the rule chosen here.
 
-        share = NOISE_SHARE if share is None else float(share)
-        if not 0 < share <= 1:
-            raise InputError(f"share must be in (0, 1], got {share}")
+        Returns ``{"pilot_images", "int8_drop_pilot", "int8_drop_pilot_ci95", "halfwidth_pilot", "images_needed",
+        "tune_images", "val_images", "available": {"tune", "val"}, "enough", "message", "decision", "share",
+        "evaluations", "seconds"}`` (also kept as ``self.sizing`` and written with the splits).
+        """
+        from trtalign.tune.fallback import DECISIONS, HOLDOUT_SHARE, decision_share, images_needed
+
+        check_choice(decision, DECISIONS + ("auto",), "fallback decision")
         if pilot < 8:
             raise InputError(f"the pilot needs at least 8 images, got {pilot}")
         if self.resamples <= 0:
@@ -229,8 +231,14 @@ class TuningSession:
         self._set_splits(full_tune.subset(n_pilot), full_val)
         delta, low, high = self.comparer("tune", target)(frozenset())
         half = (high - low) / 2
-        needed = images_needed(half, n_pilot, budget, share)  # the pilot itself when budget is 0
         cap = int(max_images) if max_images else None
+        if decision == "auto":  # the stricter rule when the data holds the images it needs
+            room = min(len(full_tune), len(full_val), cap or len(full_tune))
+            decision = "holdout" if images_needed(half, n_pilot, budget, HOLDOUT_SHARE) <= room else "interval"
+        share = decision_share(decision) if share is None else float(share)
+        if not 0 < share <= 1:
+            raise InputError(f"share must be in (0, 1], got {share}")
+        needed = images_needed(half, n_pilot, budget, share)  # the pilot itself when budget is 0
         n_tune = min(len(full_tune), max(needed, n_pilot), cap or len(full_tune))
         n_val = min(len(full_val), max(needed, n_pilot), cap or len(full_val))
         if n_tune != n_pilot or n_val != len(full_val):
@@ -248,7 +256,8 @@ class TuningSession:
         self.sizing = {"pilot_images": n_pilot, "int8_drop_pilot": -delta, "int8_drop_pilot_ci95": [-high, -low],
                        "halfwidth_pilot": half, "share": share, "images_needed": needed, "tune_images": n_tune,
                        "val_images": n_val, "available": {"tune": len(full_tune), "val": len(full_val)},
-                       "enough": enough, "message": message, "evaluations": self.evaluations - evals0,
+                       "enough": enough, "message": message, "decision": decision,
+                       "evaluations": self.evaluations - evals0,
                        "seconds": round(time.perf_counter() - t0, 3)}
         log.info("split sizes from the noise: INT8 drop %+.4f +/- %.4f on %d pilot images -> %d needed; tune %d, "
                  "val %d", -delta, half, n_pilot, needed, n_tune, n_val)
@@ -298,12 +307,16 @@ class TuningSession:
                  sensitivity: SensitivityResult | None = None, target: str = "fp16", max_evals: int = 16,
                  latency_aware: bool = False,
                  costs: dict | None = None, journal: str | os.PathLike | None = None,
-                 prune: bool = True, search: str = "gallop", decision: str = "interval") -> FallbackResult:
+                 prune: bool = True, search: str = "gallop", decision: str = "auto") -> FallbackResult:
         """Run :func:`search_fallback` on the tuning split, confirmed on validation. The ranking comes from
         ``ranking``, else ``sensitivity``; ``latency_aware`` re-orders by score per unit of cost (MACs by default).
-        ``decision``: "interval" (a plan passes when the upper end of its drop's 95% interval is within the budget)
-        or "point"; either way every delta is reported with its interval (unless ``self.resamples`` is 0)."""
+        ``decision``: "interval" (a plan passes when the upper end of its drop's 95% interval is within the budget),
+        "holdout" (the upper end plus the half-width again), "point", or "auto" (the rule :meth:`size_splits`
+        chose, "interval" when the splits were not sized); every delta is reported with its interval (unless
+        ``self.resamples`` is 0)."""
         check_choice(target, TARGETS, "fallback target")
+        if decision == "auto":
+            decision = (self.sizing or {}).get("decision", "interval")
         if ranking is None and sensitivity is None:
             raise ConfigError("the fallback search needs a ranking or a sensitivity result")
         if sensitivity is not None:
@@ -360,7 +373,8 @@ def sizing_summary(sizing: dict) -> str:
     return (f"splits sized from the noise: INT8 drop {sz['int8_drop_pilot']:+.4f} +/- {sz['halfwidth_pilot']:.4f} "
             f"(95%) on {sz['pilot_images']} pilot tuning images -> {sz['images_needed']} images needed per split; "
             f"tune {sz['tune_images']} / val {sz['val_images']} of {sz['available']['tune']} / "
-            f"{sz['available']['val']}" + ("" if sz["enough"] else " (NOT enough for the budget)"))
+            f"{sz['available']['val']}, decision {sz.get('decision', 'interval')}"
+            + ("" if sz["enough"] else " (NOT enough for the budget)"))
 
 
 # ------------------------------------------------------------------------------------------ TensorRT engines
