@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated extra metrics whose ranking agreement with the per-unit mAP is measured")
     ap.add_argument("--no-baseline", dest="baseline", action="store_false",
                     help="skip the per-unit full-mAP baseline (N + 1 full evaluations)")
-    ap.add_argument("--search", choices=("gallop", "bisect", "descend"), default="gallop",
+    ap.add_argument("--search", choices=("gallop", "bisect", "descend"), default="descend",
                     help="fallback search (tune.fallback.SEARCHES)")
     ap.add_argument("--no-compare-search", dest="compare_search", action="store_false",
                     help="skip the row that runs the other prefix search on the same ranking")

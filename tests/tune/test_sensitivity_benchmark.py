@@ -23,8 +23,8 @@ def test_benchmark_runs_on_a_given_model_and_reports_every_row(tmp_path, capsys)
                        "--max-evals", "6", "--budget", "3", "--baseline-k", "1", "--workdir", str(tmp_path / "w"),
                        "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    for row in ("FP32", "naive INT8", "INT8 placement, no fallback", "ours (sqnr, gallop+prune)",
-                "same ranking, bisect+prune", "baseline top-1 (fixed)", "ratios vs fixed-k baseline", "targets:"):
+    for row in ("FP32", "naive INT8", "INT8 placement, no fallback", "ours (sqnr, descend)",
+                "same ranking, gallop+prune", "baseline top-1 (fixed)", "ratios vs fixed-k baseline", "targets:"):
         assert row in text, row
     r = json.loads(out.read_text())["tasks"][0]
     assert r["ours"]["fallback_units"] == [SENSITIVE]  # the sensitive unit and nothing else falls back
@@ -33,7 +33,7 @@ def test_benchmark_runs_on_a_given_model_and_reports_every_row(tmp_path, capsys)
     assert r["splits"]["tune"] == r["sizing"]["tune_images"] and r["splits"]["val"] == r["sizing"]["val_images"]
     assert "splits sized from the noise" in text
     assert r["max_evals"] == 6
-    assert r["ours"]["search"] == "gallop" and r["ours_other_search"]["search"] == "bisect"
+    assert r["ours"]["search"] == "descend" and r["ours_other_search"]["search"] == "gallop"
     assert r["baseline"]["ranking_top10"][0] == SENSITIVE  # one full evaluation per unit agrees
     assert r["baseline"]["rows"][0]["evaluations"] == r["units"] + 1
     assert r["fp32"]["val"] - r["int8_no_fallback"]["val"] > 0.01  # INT8 damage is visible without fallback

@@ -307,7 +307,7 @@ class TuningSession:
                  sensitivity: SensitivityResult | None = None, target: str = "fp16", max_evals: int = 16,
                  latency_aware: bool = False,
                  costs: dict | None = None, journal: str | os.PathLike | None = None,
-                 prune: bool = True, search: str = "gallop", decision: str = "auto") -> FallbackResult:
+                 prune: bool = True, search: str = "descend", decision: str = "auto") -> FallbackResult:
         """Run :func:`search_fallback` on the tuning split, confirmed on validation. The ranking comes from
         ``ranking``, else ``sensitivity``; ``latency_aware`` re-orders by score per unit of cost (MACs by default).
         ``decision``: "interval" (a plan passes when the upper end of its drop's 95% interval is within the budget),
