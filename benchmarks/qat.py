@@ -8,9 +8,14 @@ split; its val split scores every epoch and is the fallback search's tuning spli
 (val split, never trained or tuned on). ``--json`` writes ``{"models": [{"model", "fp32_map", "ptq_map",
 "ptq_fallback_map", "qat_map", "qat_int8_mac_fraction", "onnx", "epochs", "wall_s"}], "details": [...]}``
 (``wall_s``: the QAT run, over all its resumed parts), plus what the run used: ``loss``, ``train_images``, ``lr``,
-``heldout_images`` (``details``: splits, fallback units, per-epoch curve, timings). The defaults are the measured
-recipe of the README's table: distillation from the FP32 model (``--loss distill``) on 1000 generated images, three
-epochs, lr 5e-4.
+``heldout_images`` (``details``: splits, fallback units, per-epoch curve, timings). ``loss`` / ``lr`` / ``epochs``
+are the resolved values: by default (``--loss auto``, no ``--lr`` / ``--epochs``) each task gets its measured recipe
+(``trtalign.tune.qat.RECIPES``, the README's table): detect distillation from the FP32 model, lr 5e-4, 3 epochs; OBB
+``both`` (labels + distillation), lr 1e-4, 2 epochs; on 1000 generated fine-tuning images (``--train``).
+``--no-fallback`` skips the PTQ + fallback search (recipe exploration; ``ptq_fallback_map`` is then null).
+
+Noise: 150 held-out images (the default) spread recipes that score the same on 1000 by up to ~0.4 points; use
+``--heldout 1000`` (about 35 s per evaluation) to compare recipes.
 """
 
 from __future__ import annotations
@@ -34,19 +39,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train", type=int, default=1000, help="fine-tuning images")
     p.add_argument("--val", type=int, default=100, help="per-epoch validation images (fallback tuning split)")
     p.add_argument("--heldout", type=int, default=150, help="held-out images for the reported mAP")
-    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=None, help="default: the task's recipe (trtalign.tune.qat.RECIPES)")
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr", type=float, default=None, help="default: the task's recipe for the loss")
+    p.add_argument("--lr-final", type=float, default=0.01, help="the cosine schedule ends at lr x this")
+    p.add_argument("--label-weight", type=float, default=1.0, help="--loss both: weight of the label loss")
+    p.add_argument("--feature-weight", type=float, default=0.0,
+                   help="distill / both: weight of the neck-feature distillation (0: off)")
     p.add_argument("--scale-lr", type=float, default=1e-4)
     p.add_argument("--fixed-scales", action="store_true", help="do not learn activation scales")
-    p.add_argument("--loss", choices=LOSSES, default="distill",
-                   help="QAT loss (qat.loss): distill from the FP32 model, ultralytics' label loss, or both")
+    p.add_argument("--loss", choices=("auto",) + LOSSES, default="auto",
+                   help="QAT loss (qat.loss): auto (the task's measured recipe), distill from the FP32 model, "
+                        "ultralytics' label loss, or both")
     p.add_argument("--val-images", type=int, default=None, help="cap on the per-epoch validation images")
     p.add_argument("--budget", type=float, default=0.5, help="fallback budget in mAP points")
     p.add_argument("--max-evals", type=int, default=12, help="fallback search: full tuning evaluations at most")
     p.add_argument("--calib", type=int, default=128, help="calibration images (from the fine-tuning split)")
     p.add_argument("--calib-method", default="", help="calibration method (default: the project's, minmax)")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="skip the PTQ + fallback search (recipe exploration: ptq_fallback_map is null)")
     return p.parse_args(argv)
 
 
@@ -78,10 +90,13 @@ def run_task(task: str, args: argparse.Namespace, out: Path) -> dict:
 
     settings = QatSettings(epochs=args.epochs, batch=args.batch, lr=args.lr, scale_lr=args.scale_lr,
                            learn_scales=not args.fixed_scales, calibration_images=args.calib,
-                           calibration_method=args.calib_method, loss=args.loss, val_images=args.val_images)
+                           calibration_method=args.calib_method, loss=args.loss, val_images=args.val_images,
+                           lr_final=args.lr_final, label_weight=args.label_weight,
+                           feature_weight=args.feature_weight)
     t0 = time.perf_counter()
     qat = run_qat(model, train_dir, work / "qat", settings)
     qat_wall = time.perf_counter() - t0
+    used = qat.settings  # loss / lr / epochs resolved for the task (trtalign.tune.qat.resolve_recipe)
     fp32 = sorted((work / "qat" / "work").glob("*.fp32.onnx"))[0]
     ranges = calibrate(fp32, train_dir / "images" / "train", method=settings.calibration_method,
                        num=settings.calibration_images, cache_dir=work / "qat" / "work" / "calibration_cache")
@@ -99,21 +114,27 @@ def run_task(task: str, args: argparse.Namespace, out: Path) -> dict:
     rows["ptq_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    session = TuningSession(fp32, tune, held, ranges, work / "fallback")
-    sens = session.sensitivity("sqnr", local=True, subset=16)
-    fb = session.fallback(args.budget / 100.0, sensitivity=sens, target="fp16", max_evals=args.max_evals, prune=False)
-    rows["ptq_fallback_map"] = fb.final_map_val
-    rows["ptq_fallback_units"] = list(fb.fallback_units)
-    rows["ptq_fallback_int8_mac_fraction"] = fb.int8_mac_fraction
+    if args.no_fallback:
+        rows.update(ptq_fallback_map=None, ptq_fallback_units=[], ptq_fallback_int8_mac_fraction=None)
+    else:
+        session = TuningSession(fp32, tune, held, ranges, work / "fallback")
+        sens = session.sensitivity("sqnr", local=True, subset=16)
+        fb = session.fallback(args.budget / 100.0, sensitivity=sens, target="fp16", max_evals=args.max_evals,
+                              prune=False)
+        rows["ptq_fallback_map"] = fb.final_map_val
+        rows["ptq_fallback_units"] = list(fb.fallback_units)
+        rows["ptq_fallback_int8_mac_fraction"] = fb.int8_mac_fraction
     rows["ptq_fallback_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     rows["qat_map"] = qdq_map(Path(qat.files["onnx"]), held)[0]
     entry = {"model": str(model), "fp32_map": rows["fp32_map"], "ptq_map": rows["ptq_map"],
              "ptq_fallback_map": rows["ptq_fallback_map"], "qat_map": rows["qat_map"],
-             "qat_int8_mac_fraction": qat.int8_mac_fraction, "onnx": str(qat.files["onnx"]), "epochs": args.epochs,
-             "wall_s": qat.wall_s, "loss": args.loss, "train_images": qat.notes["train_images"], "lr": args.lr,
-             "scale_lr": args.scale_lr, "heldout_images": len(held.images)}
+             "qat_int8_mac_fraction": qat.int8_mac_fraction, "onnx": str(qat.files["onnx"]), "epochs": used["epochs"],
+             "wall_s": qat.wall_s, "loss": used["loss"], "train_images": qat.notes["train_images"], "lr": used["lr"],
+             "scale_lr": args.scale_lr, "lr_final": used["lr_final"], "label_weight": used["label_weight"],
+             "feature_weight": used["feature_weight"],
+             "heldout_images": len(held.images)}
     details = {"model": str(model), "task": task, **rows, "ptq_int8_mac_fraction": int8_mac_fraction(
         analysis.units, all_int8), "qat_run_wall_s": qat_wall, "qat_val_curve": [e.to_dict() for e in qat.epochs],
         "train_images": qat.notes["train_images"], "val_images": qat.val_images, "heldout_images": len(held.images),
@@ -130,8 +151,9 @@ def main(argv=None) -> int:
         r, d = run_task(task, args, out)
         results.append(r)
         details.append(d)
-        print(f"{task}: FP32 {r['fp32_map']:.4f}  PTQ int8 {r['ptq_map']:.4f}  PTQ+fallback {r['ptq_fallback_map']:.4f} "
-              f"({d['ptq_fallback_int8_mac_fraction']:.3f} MACs INT8, {len(d['ptq_fallback_units'])} units)  "
+        fb = ("skipped" if r["ptq_fallback_map"] is None else f"{r['ptq_fallback_map']:.4f} "
+              f"({d['ptq_fallback_int8_mac_fraction']:.3f} MACs INT8, {len(d['ptq_fallback_units'])} units)")
+        print(f"{task}: FP32 {r['fp32_map']:.4f}  PTQ int8 {r['ptq_map']:.4f}  PTQ+fallback {fb}  "
               f"QAT {r['qat_map']:.4f} ({r['qat_int8_mac_fraction']:.3f} MACs INT8, {r['epochs']} epochs on "
               f"{d['train_images']} images, {r['wall_s']:.0f} s)", flush=True)
     if args.json:

@@ -83,6 +83,12 @@ def test_qat_end_to_end_writes_a_buildable_qdq_onnx_and_report(capsys, tmp_path,
     result = json.loads((tmp_path / "qat.json").read_text())
     assert [e["epoch"] for e in result["epochs"]] == [0, 1]
     assert set(result["comparison"]) == {"fp32", "fp16", "ptq", "qat"}
+    # no qat.loss / qat.lr in the config: the detect proxy gets detect's recipe, the explicit epochs stay
+    from trtalign.tune.qat import RECIPES
+
+    assert result["settings"]["loss"] == RECIPES["detect"]["loss"] == "distill"
+    assert result["settings"]["lr"] == RECIPES["detect"]["lr"]["distill"] and result["settings"]["epochs"] == 1
+    assert result["notes"]["requested"] == {"loss": "auto", "lr": None, "epochs": 1}
     assert result["int8_mac_fraction"] == pytest.approx(1.0)
     model = onnx.load(result["files"]["onnx"])
     ops = [n.op_type for n in model.graph.node]

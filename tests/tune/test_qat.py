@@ -257,6 +257,37 @@ def test_distillation_loss_is_zero_for_the_teacher_itself_and_grows_with_a_pertu
     assert not any(p.requires_grad for p in teacher.parameters())
 
 
+def test_feature_distillation_reads_the_head_inputs_and_is_zero_only_for_the_teacher(tiny):
+    """``head_inputs_hook`` captures the feature maps entering the head (one per level, not the head's in-place
+    rewritten list); ``feature_loss`` is 0 for the teacher against itself and positive for the fake-quant student,
+    with a gradient that reaches the backbone."""
+    from trtalign.export.adapters import load_adapter
+    from trtalign.export.units import Plan
+    from trtalign.tune.qat_distill import feature_loss, head_inputs_hook, make_teacher
+
+    ckpt, _, analysis, _, _ = tiny
+    teacher = make_teacher(load_adapter(ckpt).torch_model(fuse=True))
+    t_feats, handle = head_inputs_hook(teacher)
+    x = torch.rand(2, 3, IMGSZ, IMGSZ)
+    with torch.no_grad():
+        teacher(x)
+    assert len(t_feats) == 2 and all(f.shape[0] == 2 and f.shape[1] > 8 for f in t_feats)  # two levels, features
+    assert float(feature_loss(t_feats, [f.clone() for f in t_feats])) == 0.0
+
+    _, _, fq = _prepare(tiny, Plan(units={u.name: "int8" for u in analysis.units}))
+    fq.train()
+    for p in fq.model.parameters():
+        p.requires_grad_(True)
+    s_feats, s_handle = head_inputs_hook(fq.model)
+    fq(x)
+    loss = feature_loss(s_feats, t_feats)
+    assert float(loss.detach()) > 0
+    loss.backward()
+    assert float(fq.model.model[0].conv.weight.grad.abs().sum()) > 0  # through the whole backbone
+    handle.remove()
+    s_handle.remove()
+
+
 def test_distillation_loss_rejects_outputs_that_are_not_a_detect_head():
     from trtalign.core.errors import ModelError
     from trtalign.tune.qat_distill import distill_loss
@@ -269,9 +300,33 @@ def test_qat_settings_loss_lists_the_valid_choices():
     from trtalign.core.errors import ConfigError
     from trtalign.tune.qat import QatSettings
 
-    assert QatSettings().loss == "distill"
-    with pytest.raises(ConfigError, match="distill, labels, both"):
+    assert QatSettings().loss == "auto" and QatSettings().lr is None and QatSettings().epochs is None
+    with pytest.raises(ConfigError, match="auto, distill, labels, both"):
         QatSettings(loss="kd")
+    with pytest.raises(ConfigError, match="lr_final"):
+        QatSettings(lr_final=1.5)
+
+
+def test_auto_recipe_resolves_per_task_and_keeps_explicit_choices():
+    """``loss: auto`` / unset lr / unset epochs become the measured recipe of the checkpoint's task (detect: distill,
+    OBB: both), an explicit loss gets that task's rate for it, explicit values are never replaced."""
+    from trtalign.tune.qat import RECIPES, QatSettings, resolve_recipe
+
+    detect = resolve_recipe(QatSettings(), "detect")
+    obb = resolve_recipe(QatSettings(), "obb")
+    assert (detect.loss, detect.lr, detect.epochs) == (RECIPES["detect"]["loss"], RECIPES["detect"]["lr"]["distill"],
+                                                       RECIPES["detect"]["epochs"])
+    assert (detect.loss, obb.loss) == ("distill", "both")  # the measured winners differ per task
+    assert obb.lr == RECIPES["obb"]["lr"]["both"] and obb.epochs == RECIPES["obb"]["epochs"]
+    assert resolve_recipe(QatSettings(), "segment").loss == "distill"  # no recipe of its own: detect's
+    explicit = resolve_recipe(QatSettings(loss="labels", lr=3e-4, epochs=5), "obb")
+    assert (explicit.loss, explicit.lr, explicit.epochs) == ("labels", 3e-4, 5)
+    loss_only = resolve_recipe(QatSettings(loss="both"), "detect")
+    assert loss_only.loss == "both" and loss_only.lr == RECIPES["detect"]["lr"]["both"]
+    lr_only = resolve_recipe(QatSettings(lr=2e-3), "obb")
+    assert (lr_only.loss, lr_only.lr) == ("both", 2e-3)
+    # the resolved settings are plain valid settings: resolving again changes nothing
+    assert resolve_recipe(detect, "obb") == detect
 
 
 # ------------------------------------------------------------------------------------------------- bad input

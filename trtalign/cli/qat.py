@@ -18,8 +18,11 @@ HELP = "quantization-aware training at trtalign's Q/DQ placement, exported as a 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="pipeline config YAML (model: a .pt checkpoint; qat.data: training dataset)")
     parser.add_argument("--data", default=None, help="ultralytics dataset folder or data.yaml (default: qat.data)")
-    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default: qat.epochs)")
-    parser.add_argument("--lr", type=float, default=None, help="learning rate of the weights (default: qat.lr)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="fine-tuning epochs (default: qat.epochs, else the task's recipe: detect 3, OBB 2)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate of the weights (default: qat.lr, else the task's recipe for the loss: "
+                             "detect distill 5e-4, otherwise 1e-4)")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: qat.batch)")
     parser.add_argument("--start", choices=("int8", "plan"), default=None,
                         help="int8: every unit INT8; plan: the INT8 units of --plan (default: qat.start)")
@@ -29,9 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fixed-scales", action="store_true", help="keep the calibrated activation scales")
     from trtalign.tune.qat_distill import LOSSES
 
-    parser.add_argument("--loss", choices=LOSSES, default=None,
-                        help="distill: match the float model's head outputs; labels: ultralytics' loss on the "
-                             "ground truth; both: their sum (default: qat.loss)")
+    parser.add_argument("--loss", choices=("auto",) + LOSSES, default=None,
+                        help="auto: the measured recipe of the checkpoint's task (detect: distill, OBB: both); "
+                             "distill: match the float model's head outputs; labels: ultralytics' loss on the "
+                             "ground truth; both: distill + qat.label_weight x labels (default: qat.loss, auto)")
     parser.add_argument("--train-images", type=int, default=None, help="cap on training images")
     parser.add_argument("--val-images", type=int, default=None, help="cap on validation images per epoch")
     parser.add_argument("--no-compare", action="store_true",
@@ -58,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs or q.epochs, lr=args.lr or q.lr, scale_lr=q.scale_lr, batch=args.batch or q.batch,
         learn_scales=q.learn_scales and not args.fixed_scales, start=start, plan=plan,
         quantize_fallback=q.quantize_fallback if args.quantize_fallback is None else True, mosaic=q.mosaic,
-        seed=q.seed, loss=args.loss or q.loss, train_images=args.train_images or q.train_images,
+        seed=q.seed, loss=args.loss or q.loss, lr_final=q.lr_final, label_weight=q.label_weight,
+        train_images=args.train_images or q.train_images,
         val_images=args.val_images or q.val_images,
         calibration_images=cfg.calibration.num, calibration_method=str(cfg.calibration.method))
     out = Path(args.out) if args.out else (q.out or Path(cfg.outputs.dir) / "qat")

@@ -148,8 +148,8 @@ class QatConfig(_Model):
     """Quantization-aware training (``trtalign qat``, ``trtalign.tune.qat``)."""
 
     data: Optional[Path] = None  # ultralytics dataset (folder with data.yaml, or the yaml): its train split
-    epochs: int = Field(3, ge=1)
-    lr: float = Field(5e-4, gt=0)  # AdamW, cosine to 1%
+    epochs: Optional[int] = Field(None, ge=1)  # None: the task's recipe (tune.qat.RECIPES: detect 3, OBB 2)
+    lr: Optional[float] = Field(None, gt=0)  # AdamW, cosine to lr x lr_final; None: the task's recipe for the loss
     scale_lr: float = Field(1e-4, ge=0)
     batch: int = Field(16, ge=1)
     learn_scales: bool = True  # LSQ activation scales (False: the calibrated scales stay fixed)
@@ -160,8 +160,11 @@ class QatConfig(_Model):
     seed: int = 0
     train_images: Optional[int] = Field(None, ge=1)
     val_images: Optional[int] = Field(None, ge=1)
-    # distill: match the float model's raw head outputs (label-free) | labels: ultralytics' loss on the labels | both
-    loss: Literal["distill", "labels", "both"] = "distill"
+    # auto: the task's measured recipe (tune.qat.RECIPES: detect distill, OBB both) | distill: match the float model's
+    # raw head outputs (label-free) | labels: ultralytics' loss on the labels | both: distill + label_weight x labels
+    loss: Literal["auto", "distill", "labels", "both"] = "auto"
+    lr_final: float = Field(0.01, ge=0.0, le=1.0)  # the cosine schedule ends at lr x lr_final
+    label_weight: float = Field(1.0, ge=0.0)  # loss both: weight of the label loss
     out: Optional[Path] = None  # default: outputs.dir / "qat"
 
 

@@ -11,9 +11,10 @@ Pipeline (:func:`run_qat`):
    plan's sites (``tune.qat_quant``: sites matched to torch op calls by value, tied scales shared);
 3. fine-tuning on ultralytics' data pipeline (``build_yolo_dataset``, its augmentations) in a small loop here, AdamW,
    cosine LR, a progress bar, and a checkpoint after every epoch (``qat_last.pt``: weights, scales, optimizer, RNG
-   seeds, history) that a rerun resumes. The loss (``loss``): ``distill`` (default, ``tune.qat_distill``: the raw head
-   outputs of the float model QAT started from are the target), ``labels`` (ultralytics' own loss, ``model.loss``:
-   v8DetectionLoss / v8OBBLoss, on the ground truth) or ``both``;
+   seeds, history) that a rerun resumes. The loss (``loss``): ``auto`` (default: the task's recipe, below),
+   ``distill`` (``tune.qat_distill``: the raw head outputs of the float model QAT started from are the target;
+   ``feature_weight`` > 0 adds the neck features entering the head), ``labels`` (ultralytics' own loss,
+   ``model.loss``: v8DetectionLoss / v8OBBLoss, on the ground truth) or ``both`` (distill + ``label_weight`` x labels);
 4. after every epoch the current state is exported (:func:`export_qat`) and its mAP50-95 measured on the validation
    split in ONNX Runtime (``ort-int8sim``): the curve is the deployed artefact's, not the torch model's.
 
@@ -21,15 +22,22 @@ Why our own loop and not ``ultralytics``' trainer: the trainer rebuilds the mode
 EMA deep copy, saves half-precision pickles and resumes from its own files; none of it carries the fake-quant state.
 Its loss and data pipeline are used unchanged.
 
-Why distillation by default (measured on the bundled detect proxy, yolov8n at 320 px, held-out 150 generated images,
-FP32 0.6919 / PTQ 0.6844 mAP50-95): ultralytics' loss on the labels *lowers* the float model itself (one epoch on 300
-images without fake quantization: 0.6892), and QAT with it ends below PTQ (0.6835 after one epoch, 0.6811 after
-three); distilling from the float model needs no labels, cannot pull the network away from what it was, and gains
-(300 images x 3 epochs, lr 5e-4: 0.6886; 1000 images x 2 epochs: 0.6891), beating PTQ + fallback (0.6866 at 96.9% of
-the MACs in INT8) at 100% INT8, still 0.3-0.4 points short of FP32. On the OBB proxy (FP32 0.5564, PTQ 0.5529) it
-does not help: 1000 images x 3 epochs at lr 5e-4 ends at 0.5489, x 2 at lr 1e-4 at 0.5503 (labels, 300 x 3 at lr 1e-4:
-0.5541); there ``both`` (labels + distillation, 1000 x 2, lr 1e-4) reaches 0.5586, while on detect it gives 0.6860.
-The README's QAT table has the runs and commands.
+Recipes (``loss: auto``, the default, with ``lr`` / ``epochs`` unset: :func:`resolve_recipe` picks the measured
+recipe of the checkpoint's task from :data:`RECIPES`): detect -> ``distill``, lr 5e-4, 3 epochs; OBB -> ``both``,
+lr 1e-4, 2 epochs. No single loss wins on both proxies (README's QAT table, ``benchmarks/qat.py``; bundled proxies,
+yolov8n / yolov8n-obb at 320 px, mAP50-95 on generated held-out images never trained or tuned on):
+
+- detect (FP32 0.6919 / PTQ 0.6844 on 150 held-out images; 0.7000 / 0.6941 on 1000): ultralytics' loss on the labels
+  *lowers* the float model itself (one epoch on 300 images without fake quantization: 0.6892), and QAT with it ends
+  below PTQ (0.6811 after three epochs); distilling from the float model needs no labels, cannot pull the network
+  away from what it was, and gains: 1000 images x 3 epochs at lr 5e-4 scores 0.6878 (150) / 0.6978 (1000, -0.22
+  points), above PTQ + fallback (0.6866 at 96.9% of the MACs in INT8) at 100% INT8. Not better on 1000 held-out
+  images (all 1000 x 2 epochs): lr 1e-3 (0.6912), 3e-4 (0.6971), fixed scales (0.6953), scale lr 1e-3 (0.6959),
+  MSE-calibrated initial scales (0.6977), neck-feature distillation (``feature_weight`` 0.1: 0.6948); ``both``
+  (1000 x 2, lr 1e-4) gives 0.6860 on 150.
+- OBB (FP32 0.5564 / PTQ 0.5529 on 150): ``distill`` does not help (1000 x 3 at lr 5e-4: 0.5489, x 2 at lr 1e-4:
+  0.5503); ``both`` (labels + distillation, 1000 x 2, lr 1e-4) reaches 0.5586.
+
 BatchNorm needs no freezing: it is folded into the convolutions before fake quantization (the weights quantized are
 the folded ones ``insert_qdq`` quantizes), so the training forward has no batch statistics.
 
@@ -42,6 +50,7 @@ and the exported scale is whatever was learned. Weight scales are per-channel ma
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import random
 import time
@@ -63,13 +72,25 @@ EVAL_NMS = {"score_threshold": 0.001, "iou_threshold": 0.7, "max_det": 300}
 STARTS = ("int8", "plan")
 
 
+#: The measured recipe per task (README's QAT table, ``benchmarks/qat.py`` on the bundled proxies): what ``loss: auto``
+#: resolves to, the epochs when ``epochs`` is unset, and the learning rate per loss when ``lr`` is unset. Tasks
+#: without an entry use detect's.
+RECIPES: dict[str, dict] = {
+    "detect": {"loss": "distill", "epochs": 3, "lr": {"distill": 5e-4, "labels": 1e-4, "both": 1e-4}},
+    "obb": {"loss": "both", "epochs": 2, "lr": {"distill": 1e-4, "labels": 1e-4, "both": 1e-4}},
+}
+
+
 @dataclass
 class QatSettings:
     """What one QAT run does. ``data``: an ultralytics dataset (folder with ``data.yaml`` or the yaml) whose ``train``
-    split is fine-tuned on; ``val``: the split scored after every epoch (default: the dataset's val split)."""
+    split is fine-tuned on; ``val``: the split scored after every epoch (default: the dataset's val split).
 
-    epochs: int = 3
-    lr: float = 5e-4  # with distillation: lr 5e-4 beat 1e-4 (300 images x 3 epochs, detect proxy: 0.6886 vs 0.6855)
+    ``loss="auto"``, ``lr=None`` and ``epochs=None`` (the defaults) are resolved per task by :func:`resolve_recipe`
+    from :data:`RECIPES` when :func:`run_qat` knows the checkpoint's task; explicit values are kept."""
+
+    epochs: int | None = None  # None: the task's recipe (RECIPES)
+    lr: float | None = None  # None: the task's recipe for the loss (RECIPES; detect distill 5e-4, otherwise 1e-4)
     scale_lr: float = 1e-4
     batch: int = 16
     learn_scales: bool = True
@@ -82,28 +103,46 @@ class QatSettings:
     train_images: int | None = None  # cap on training images (None: all)
     calibration_images: int = 256
     calibration_method: str = ""  # "" = the project's default (core.enums.CalibrationMethod.default())
-    loss: str = "distill"  # distill: match the float teacher's head outputs | labels: ultralytics' loss | both
+    # auto: the task's recipe | distill: match the float teacher's head outputs | labels: ultralytics' loss | both
+    loss: str = "auto"
+    lr_final: float = 0.01  # the cosine schedule ends at lr x lr_final
+    label_weight: float = 1.0  # loss both: distillation + label_weight x the label loss
+    feature_weight: float = 0.0  # distill / both: + feature_weight x the neck features' relative error (0: off)
 
     def __post_init__(self) -> None:
         if self.start not in STARTS:
             raise ConfigError(f"invalid qat.start {self.start!r}; valid choices: {', '.join(STARTS)}")
         if self.start == "plan" and self.plan is None:
             raise ConfigError("qat.start: plan needs qat.plan (a plan.json, e.g. from `trtalign fallback`)")
-        if self.epochs < 1 or self.batch < 1:
+        if (self.epochs is not None and self.epochs < 1) or self.batch < 1:
             raise ConfigError(f"qat.epochs and qat.batch must be >= 1, got {self.epochs} and {self.batch}")
         from trtalign.tune.qat_distill import LOSSES
 
-        if self.loss not in LOSSES:
-            raise ConfigError(f"invalid qat.loss {self.loss!r}; valid choices: {', '.join(LOSSES)}")
+        if self.loss not in ("auto",) + LOSSES:
+            raise ConfigError(f"invalid qat.loss {self.loss!r}; valid choices: auto, {', '.join(LOSSES)}")
         if not self.calibration_method:
             from trtalign.core.enums import CalibrationMethod
 
             self.calibration_method = CalibrationMethod.default().value
-        if not (self.lr > 0 and self.scale_lr >= 0):
+        if not ((self.lr is None or self.lr > 0) and self.scale_lr >= 0):
             raise ConfigError(f"qat.lr must be > 0 and qat.scale_lr >= 0, got {self.lr}, {self.scale_lr}")
+        if not (0.0 <= self.lr_final <= 1.0 and self.label_weight >= 0 and self.feature_weight >= 0):
+            raise ConfigError(f"qat.lr_final must be in [0, 1], qat.label_weight and qat.feature_weight >= 0, got "
+                              f"{self.lr_final}, {self.label_weight}, {self.feature_weight}")
 
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def resolve_recipe(settings: QatSettings, task: str) -> QatSettings:
+    """``settings`` with ``loss: auto``, an unset ``lr`` and unset ``epochs`` replaced by ``task``'s measured recipe
+    (:data:`RECIPES`; detect's for a task without one). Explicit values are kept; an explicit loss without an ``lr``
+    gets the recipe's rate for that loss."""
+    recipe = RECIPES.get(str(task), RECIPES["detect"])
+    loss = recipe["loss"] if settings.loss == "auto" else settings.loss
+    return dataclasses.replace(settings, loss=loss,
+                               lr=settings.lr if settings.lr is not None else recipe["lr"][loss],
+                               epochs=settings.epochs if settings.epochs is not None else recipe["epochs"])
 
 
 @dataclass
@@ -349,6 +388,8 @@ def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str
     model_path = Path(model_path)
     adapter = load_qat_adapter(model_path)
     info = adapter.info
+    requested = settings.to_dict()
+    settings = resolve_recipe(settings, info.task.value)
     imgsz = int(imgsz or info.train_imgsz or 640)
     data_yaml = find_data_yaml(data)
     ydata, train_imgs = train_images_of(data_yaml)
@@ -438,7 +479,8 @@ def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str
                        resumed_from_epoch=resumed_from, val_images=len(val.images),
                        notes={"train_images": min(len(train_imgs), settings.train_images or len(train_imgs)),
                               "steps_per_epoch": steps_per_epoch, "sites": len(site_map.sites),
-                              "scale_groups": len(site_map.groups), "ranges_method": ranges.method})
+                              "scale_groups": len(site_map.groups), "ranges_method": ranges.method,
+                              "requested": {k: requested[k] for k in ("loss", "lr", "epochs")}})
     if compare:
         result.comparison = {**compare_precisions(fp32, val, work), "ptq": history[0].val_map,
                              "qat": history[-1].val_map}
@@ -446,5 +488,6 @@ def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str
     return result
 
 
-__all__ = ["QatSettings", "QatEpoch", "QatResult", "run_qat", "export_qat", "qdq_map", "load_qat_adapter",
+__all__ = ["QatSettings", "RECIPES", "resolve_recipe", "QatEpoch", "QatResult", "run_qat", "export_qat", "qdq_map",
+           "load_qat_adapter",
            "resolve_plan"]

@@ -67,6 +67,24 @@ def distill_loss(student: Any, teacher: Any) -> tuple[Any, dict]:
     return loss, {k: float(v.detach()) / b for k, v in parts.items()}
 
 
+def head_inputs_hook(model: Any) -> tuple[list, Any]:
+    """(list that receives the feature maps entering ``model``'s head on every forward, hook handle): the head's input
+    list is copied because ultralytics' heads replace its entries in place."""
+    store: list = []
+
+    def hook(_module, args):
+        store[:] = list(args[0])
+
+    return store, model.model[-1].register_forward_pre_hook(hook)
+
+
+def feature_loss(student: list, teacher: list) -> Any:
+    """Sum over the head's input levels of the relative squared error ``mean((s - t)^2) / mean(t^2)``: the neck
+    features of the fake-quant student against the float teacher's (zero when they are equal)."""
+    return sum(((s - t.detach()) ** 2).mean() / (t.detach() ** 2).mean().clamp_min(1e-12)
+               for s, t in zip(student, teacher))
+
+
 def make_teacher(float_model: Any) -> Any:
     """A frozen copy of the float network (the distillation target); training mode so that it returns the raw head
     outputs (BatchNorm is folded, so the mode changes nothing else)."""

@@ -58,12 +58,12 @@ def make_optimizer(fq: Any, settings: Any) -> Any:
 
 def train_one_epoch(fq: Any, float_model: Any, loader: Any, optimizer: Any, settings: Any, epoch: int,
                     steps_per_epoch: int, total_steps: int, teacher: Any = None) -> tuple[float, float]:
-    """One pass over ``loader``: (mean loss per image, last learning rate). Cosine decay to 1% over ``total_steps``.
-    ``settings.loss``: ``labels`` (ultralytics' loss on the ground truth), ``distill`` (``tune.qat_distill`` against
-    ``teacher``'s outputs on the same batch) or ``both`` (their sum)."""
-    import torch
-
-    from trtalign.tune.qat_distill import distill_loss
+    """One pass over ``loader``: (mean loss per image, last learning rate). Cosine decay to ``settings.lr_final`` (a
+    fraction of the initial rate, default 1%) over ``total_steps``. ``settings.loss``: ``labels`` (ultralytics' loss on
+    the ground truth), ``distill`` (``tune.qat_distill`` against ``teacher``'s outputs on the same batch) or ``both``
+    (distillation + ``settings.label_weight`` x the label loss); with ``settings.feature_weight`` > 0 the distillation
+    also matches the neck features entering the head (``tune.qat_distill.feature_loss``)."""
+    from trtalign.tune.qat_distill import head_inputs_hook
 
     mode = getattr(settings, "loss", "labels")
     if mode != "labels" and teacher is None:
@@ -71,10 +71,32 @@ def train_one_epoch(fq: Any, float_model: Any, loader: Any, optimizer: Any, sett
 
     if getattr(float_model, "criterion", None) is None:
         float_model.criterion = float_model.init_criterion()
+    final = float(getattr(settings, "lr_final", 0.01))
+    label_weight = float(getattr(settings, "label_weight", 1.0)) if mode == "both" else 1.0
+    feature_weight = float(getattr(settings, "feature_weight", 0.0)) if mode != "labels" else 0.0
+    hooks = []
+    if feature_weight > 0:
+        (s_feats, h1), (t_feats, h2) = head_inputs_hook(float_model), head_inputs_hook(teacher)
+        hooks = [h1, h2]
+    try:
+        return _epoch(fq, float_model, loader, optimizer, settings, epoch, steps_per_epoch, total_steps, teacher, mode,
+                      final, label_weight, feature_weight, (s_feats, t_feats) if hooks else None)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+def _epoch(fq: Any, float_model: Any, loader: Any, optimizer: Any, settings: Any, epoch: int, steps_per_epoch: int,
+           total_steps: int, teacher: Any, mode: str, final: float, label_weight: float, feature_weight: float,
+           feats: tuple | None) -> tuple[float, float]:
+    import torch
+
+    from trtalign.tune.qat_distill import distill_loss, feature_loss
+
     total, images, lr = 0.0, 0, settings.lr
     for i, batch in enumerate(progress(loader, total=steps_per_epoch, desc=f"qat epoch {epoch}", unit="batch")):
         step = (epoch - 1) * steps_per_epoch + i
-        factor = 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
+        factor = final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
         for g in optimizer.param_groups:
             g["lr"] = g["base_lr"] * factor
         lr = optimizer.param_groups[0]["lr"]
@@ -86,8 +108,10 @@ def train_one_epoch(fq: Any, float_model: Any, loader: Any, optimizer: Any, sett
             with torch.no_grad():
                 target = teacher(batch["img"])
             loss = distill_loss(preds, target)[0] * n
+            if feats is not None:
+                loss = loss + feature_weight * feature_loss(*feats) * n
         if mode != "distill":
-            loss = loss + float_model.loss(batch, preds)[0].sum()
+            loss = loss + label_weight * float_model.loss(batch, preds)[0].sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(float_model.parameters(), max_norm=10.0)
