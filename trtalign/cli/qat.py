@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         learn_scales=q.learn_scales and not args.fixed_scales, start=start, plan=plan,
         quantize_fallback=q.quantize_fallback if args.quantize_fallback is None else True, mosaic=q.mosaic,
         seed=q.seed, loss=args.loss or q.loss, lr_final=q.lr_final, label_weight=q.label_weight,
+        feature_weight=q.feature_weight,
         train_images=args.train_images or q.train_images,
         val_images=args.val_images or q.val_images,
         calibration_images=cfg.calibration.num, calibration_method=str(cfg.calibration.method))

@@ -165,6 +165,7 @@ class QatConfig(_Model):
     loss: Literal["auto", "distill", "labels", "both"] = "auto"
     lr_final: float = Field(0.01, ge=0.0, le=1.0)  # the cosine schedule ends at lr x lr_final
     label_weight: float = Field(1.0, ge=0.0)  # loss both: weight of the label loss
+    feature_weight: float = Field(0.0, ge=0.0)  # distill / both: + neck-feature distillation (0: off; 0.1 did not help)
     out: Optional[Path] = None  # default: outputs.dir / "qat"
 
 
