@@ -4,8 +4,9 @@
 2. exports the bundled detector to ONNX with an in-graph EfficientNMS_TRT node;
 3. evaluates torch vs ONNX Runtime FP32 vs the FP16 and INT8 emulations (and TensorRT engines when TensorRT is
    importable), plus the naive full-graph INT8 placement to show why placement matters;
-4. ranks the INT8 units and searches the fewest to fall back within the budget (chosen on a tuning half, confirmed on
-   the other half);
+4. draws a separate fallback pool, sizes its tuning and validation splits from the measured noise, and searches the
+   fewest units to fall back within the budget (the ``descend`` search over regions of the graph; chosen on the
+   tuning split, confirmed on the validation split);
 5. writes ``report.html`` (one self-contained file) and ``report.json``.
 """
 

@@ -18,7 +18,7 @@ from trtalign.cli.args import add_sensitivity_args, check_outputs, with_example
 from trtalign.cli.output import add_json_argument, emit
 
 NAME = "fallback"
-HELP = "find the fewest units to keep in FP16/FP32 so INT8 mAP stays within a budget (prefix search + pruning)"
+HELP = "find the fewest units to keep in FP16/FP32 so INT8 mAP stays within a budget (region descent or prefix search)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -445,7 +445,8 @@ def search_fallback(
             needed = f" (about {noise['images_needed']} instead of {images})" if images else ""
             portion = "half" if share == NOISE_SHARE else "a quarter of" if share == HOLDOUT_SHARE else f"{share:g} x"
             noise["message"] = (f"the tuning split measures the INT8 drop only to +/-{half:.4f} (95%), more than "
-                                f"{portion} the budget {budget:.4f}: about {more:.1f}x as many tuning images are needed{needed} "
+                                f"{portion} the budget {budget:.4f}: about {more:.1f}x as many tuning images are "
+                                f"needed{needed} "
                                 f"for a plan with a drop of half the budget to pass the {decision} test; "
                                 f"the search falls back more units than a larger split would need")
             (log.warning if warn_noise else log.info)(noise["message"])
