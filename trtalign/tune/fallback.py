@@ -268,6 +268,14 @@ def _descend(order: list, ranking: list, macs: Mapping[str, float] | None, min_s
     def too_small(region: tuple) -> bool:
         return total > 0 and weight(region) < min_share * total
 
+    tried: dict[frozenset, bool] = {}  # one plan can be reached twice (a region's half, later the rest of it)
+
+    def attempt(fallback: frozenset) -> bool:
+        if fallback not in tried:
+            used["n"] += 1
+            tried[fallback] = trial(fallback)
+        return tried[fallback]
+
     regions: list[tuple] = [tuple(order)]  # contiguous runs of fallen-back units, each still to refine
     done: list[tuple] = []  # regions that cannot shrink further
     status, message = "ok", ""
@@ -283,7 +291,8 @@ def _descend(order: list, ranking: list, macs: Mapping[str, float] | None, min_s
         halves.sort(key=lambda h: -sum(position[u] for u in h) / len(h))
         placed = False
         for i, back in enumerate(halves):
-            if used["n"] >= max_evals:
+            rest = tuple(u for u in region if u not in back)
+            if kept | frozenset(rest) not in tried and used["n"] >= max_evals:
                 status, message = "max-evals", (f"stopped after {max_evals} evaluations; the plan in hand passes, "
                                                 f"{len(regions) + 1} region(s) were not refined")
                 done.append(region)
@@ -291,9 +300,7 @@ def _descend(order: list, ranking: list, macs: Mapping[str, float] | None, min_s
                 regions = []
                 placed = True
                 break
-            rest = tuple(u for u in region if u not in back)
-            used["n"] += 1
-            if trial(kept | frozenset(rest)):
+            if attempt(kept | frozenset(rest)):
                 if rest:
                     regions.append(rest)
                 placed = True
