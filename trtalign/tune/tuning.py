@@ -240,13 +240,13 @@ class TuningSession:
             room = min(len(full_tune), len(full_val), cap or len(full_tune))
             decision = "holdout" if images_needed(half, n_pilot, budget, HOLDOUT_SHARE) <= room else "interval"
         share = decision_share(decision) if share is None else float(share)
-        if auto and decision == "interval":  # holdout did not fit: every image there is, for the narrowest interval
-            share = min(share, HOLDOUT_SHARE)
         if not 0 < share <= 1:
             raise InputError(f"share must be in (0, 1], got {share}")
         needed = images_needed(half, n_pilot, budget, share)  # the pilot itself when budget is 0
-        n_tune = min(len(full_tune), max(needed, n_pilot), cap or len(full_tune))
-        n_val = min(len(full_val), max(needed, n_pilot), cap or len(full_val))
+        # auto, holdout did not fit: every image there is (up to holdout's count), for the narrowest interval
+        want = images_needed(half, n_pilot, budget, HOLDOUT_SHARE) if auto and decision == "interval" else needed
+        n_tune = min(len(full_tune), max(want, n_pilot), cap or len(full_tune))
+        n_val = min(len(full_val), max(want, n_pilot), cap or len(full_val))
         if n_tune != n_pilot or n_val != len(full_val):
             self._set_splits(full_tune.subset(n_tune), full_val.subset(n_val))
         enough = needed <= n_tune and needed <= n_val
