@@ -200,6 +200,18 @@ def test_validation_split_that_contradicts_the_tuning_split_is_reported():
     assert search_fallback(rank_units(costs), tune, budget=0.01).met_budget_val is None
 
 
+def test_validation_interval_past_the_budget_is_a_warning_even_when_the_point_drop_is_within():
+    from trtalign.tune.fallback import FallbackResult
+
+    res = FallbackResult(fallback_units=["u00"], target="fp16", budget=0.005, fp32_map_tune=0.70, int8_map_tune=0.69,
+                         final_map_tune=0.698, fp32_map_val=0.70, int8_map_val=0.69, final_map_val=0.6974,
+                         met_budget=True, final_delta_val=[-0.0026, -0.00501, 0.0002])
+    assert res.met_budget_val and res.met_budget_val_ci95 is False
+    assert "upper end of its 95% interval, 0.0050, is not" in res.val_warning()
+    res.final_delta_val = [-0.0026, -0.0049, 0.0002]
+    assert res.val_warning() == ""
+
+
 # ------------------------------------------------------------------------------------------- interval decisions
 class BoxNoiseModel:
     """Detections of a real scored dataset whose boxes get noise from every unit left INT8 (``noise[u]`` pixels);

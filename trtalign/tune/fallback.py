@@ -129,6 +129,11 @@ class FallbackResult:
 
     def val_warning(self) -> str:
         """One line when the validation split contradicts the tuning split, else ''."""
+        if self.met_budget and self.met_budget_val and self.met_budget_val_ci95 is False:
+            return (f"warning: on the validation split the drop {-self.final_delta_val[0]:.4f} is within the budget "
+                    f"{self.budget:.4f} but the upper end of its 95% interval, {-self.final_delta_val[1]:.4f}, is "
+                    f"not: the plan passed on the tuning split near the edge of the budget; the holdout rule "
+                    f"(fallback.decision: holdout, four times the images) keeps a margin for the unseen split")
         if self.met_budget_val is False and self.met_budget:
             ci = ""
             if self.final_delta_val and self.final_delta_val[1] is not None:
