@@ -310,7 +310,8 @@ class TuningSession:
                  sensitivity: SensitivityResult | None = None, target: str = "fp16", max_evals: int = 16,
                  latency_aware: bool = False,
                  costs: dict | None = None, journal: str | os.PathLike | None = None,
-                 prune: bool = True, search: str = "descend", decision: str = "auto") -> FallbackResult:
+                 prune: bool = True, search: str = "descend", decision: str = "auto",
+                 min_region_share: float = 0.05) -> FallbackResult:
         """Run :func:`search_fallback` on the tuning split, confirmed on validation. The ranking comes from
         ``ranking``, else ``sensitivity``; ``latency_aware`` re-orders by score per unit of cost (MACs by default).
         ``decision``: "interval" (a plan passes when the upper end of its drop's 95% interval is within the budget),
@@ -341,7 +342,7 @@ class TuningSession:
                                compare_tune=self.comparer("tune", target) if self.resamples > 0 else None,
                                compare_val=self.comparer("val", target) if self.resamples > 0 else None,
                                noise_images=len(self.tune), warn_noise=self.sizing is None,
-                               order=self.unit_names)
+                               order=self.unit_names, min_region_share=min_region_share)
         if self.sizing:
             result.noise["sizing"] = dict(self.sizing)
         # the INT8 MAC share of the plan that will be built (the head's output convs are out of INT8 in every plan)
