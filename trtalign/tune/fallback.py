@@ -230,6 +230,9 @@ NOISE_SHARE = 0.5
 #: budget passes (drop + 2 x half-width = budget) -- four times the images of :data:`NOISE_SHARE`
 HOLDOUT_SHARE = 0.25
 
+#: ``search="descend"`` leaves regions under this share of the MACs unrefined (see :func:`search_fallback`)
+MIN_REGION_SHARE = 0.05
+
 
 def decision_share(decision: str) -> float:
     """The noise share the splits are sized with for a decision rule (``holdout`` needs four times the images)."""
@@ -294,23 +297,20 @@ def _descend(order: list, ranking: list, macs: Mapping[str, float] | None, min_s
         halves = [region] if len(region) == 1 else [region[:len(region) // 2], region[len(region) // 2:]]
         # try to return the less sensitive half (larger mean ranking position) to INT8 first
         halves.sort(key=lambda h: -sum(position[u] for u in h) / len(h))
-        placed = False
-        for i, back in enumerate(halves):
+        for back in halves:
             rest = tuple(u for u in region if u not in back)
-            if kept | frozenset(rest) not in tried and used["n"] >= max_evals:
+            plan = kept | frozenset(rest)
+            if plan not in tried and used["n"] >= max_evals:
                 status, message = "max-evals", (f"stopped after {max_evals} evaluations; the plan in hand passes, "
                                                 f"{len(regions) + 1} region(s) were not refined")
-                done.append(region)
-                done.extend(regions)
+                done.extend([region] + regions)
                 regions = []
-                placed = True
                 break
-            if attempt(kept | frozenset(rest)):
+            if attempt(plan):
                 if rest:
                     regions.append(rest)
-                placed = True
                 break
-        if not placed:
+        else:  # neither half can go back to INT8
             if len(region) == 1:
                 done.append(region)
             else:
@@ -340,7 +340,7 @@ def search_fallback(
     noise_images: int | None = None,
     warn_noise: bool = True,
     order: Sequence[str] | None = None,
-    min_region_share: float = 0.05,
+    min_region_share: float = MIN_REGION_SHARE,
 ) -> FallbackResult:
     """Find the smallest fallback set meeting ``mAP >= mAP(all fallen back) - budget`` on the tuning split.
 
@@ -508,7 +508,7 @@ def search_fallback(
             status = "max-evals"
             message = f"stopped after {max_evals} evaluations; the search narrowed to {lo}..{hi} units"
         chosen = list(ranking[:hi])
-        if prune and len(chosen) > 1 and search != "descend":
+        if prune and len(chosen) > 1:
             for unit in reversed(list(chosen)):
                 if used["n"] >= max_evals:
                     if status == "ok":

@@ -23,7 +23,7 @@ import numpy as np
 
 from trtalign.core.errors import ConfigError, InputError
 from trtalign.core.logging import get_logger
-from trtalign.tune.fallback import FallbackResult, order_by_cost, search_fallback
+from trtalign.tune.fallback import MIN_REGION_SHARE, FallbackResult, order_by_cost, search_fallback
 from trtalign.export.units import apply_excludes, int8_mac_fraction
 from trtalign.tune.sensitivity import (QdqPlanModels, SensitivityResult, SensitivityScorer, check_choice,
                                        local_sensitivity, make_plan, plan_key, LOCAL_METRICS, METRICS, MODES, TARGETS)
@@ -311,7 +311,7 @@ class TuningSession:
                  latency_aware: bool = False,
                  costs: dict | None = None, journal: str | os.PathLike | None = None,
                  prune: bool = True, search: str = "descend", decision: str = "auto",
-                 min_region_share: float = 0.05) -> FallbackResult:
+                 min_region_share: float = MIN_REGION_SHARE) -> FallbackResult:
         """Run :func:`search_fallback` on the tuning split, confirmed on validation. The ranking comes from
         ``ranking``, else ``sensitivity``; ``latency_aware`` re-orders by score per unit of cost (MACs by default).
         ``decision``: "interval" (a plan passes when the upper end of its drop's 95% interval is within the budget),
