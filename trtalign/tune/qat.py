@@ -315,10 +315,11 @@ def export_qat(float_model: Any, fq: Any, site_map: Any, ranges: Any, plan: Any,
     return paths
 
 
-def qdq_map(onnx_path: Path, dataset: Any) -> tuple[float, float]:
-    """(mAP50-95, mAP50) of an exported ONNX with NMS on ``dataset`` in ONNX Runtime (rotated mAP for OBB)."""
+def qdq_detections(onnx_path: Path, dataset: Any) -> dict:
+    """``{image_id: Detections}`` of an exported ONNX with NMS on ``dataset`` in ONNX Runtime (the dataset's class
+    indices), e.g. for a paired bootstrap of two models (``eval.bootstrap.MatchTable``)."""
     from trtalign.data.datasets import category_map
-    from trtalign.eval.evaluate import ort_postprocess, run_runner, score_detections
+    from trtalign.eval.evaluate import ort_postprocess, run_runner
     from trtalign.export.metadata import read_metadata
     from trtalign.runtime.ort_runner import OrtRunner
 
@@ -327,7 +328,14 @@ def qdq_map(onnx_path: Path, dataset: Any) -> tuple[float, float]:
     with OrtRunner(str(onnx_path), name="ort-int8sim") as runner:
         dets, _ = run_runner(runner, dataset, imgsz, ort_postprocess(dataset.rotated), 1,
                              category_map(meta["names"], dataset), desc=f"eval {onnx_path.name}")
-    metrics = score_detections(dataset, dets)
+    return dets
+
+
+def qdq_map(onnx_path: Path, dataset: Any) -> tuple[float, float]:
+    """(mAP50-95, mAP50) of an exported ONNX with NMS on ``dataset`` in ONNX Runtime (rotated mAP for OBB)."""
+    from trtalign.eval.evaluate import score_detections
+
+    metrics = score_detections(dataset, qdq_detections(onnx_path, dataset))
     return float(metrics.map), float(metrics.stats.get("map50", float("nan")))
 
 
@@ -494,5 +502,4 @@ def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str
 
 
 __all__ = ["QatSettings", "RECIPES", "resolve_recipe", "QatEpoch", "QatResult", "run_qat", "export_qat", "qdq_map",
-           "load_qat_adapter",
-           "resolve_plan"]
+           "qdq_detections", "load_qat_adapter", "resolve_plan"]
