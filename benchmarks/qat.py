@@ -52,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--scale-lr", type=float, default=1e-4)
     p.add_argument("--mosaic", type=float, default=0.0, help="ultralytics' mosaic probability for the training images")
     p.add_argument("--seed", type=int, default=0, help="QAT's seed (shuffle order, augmentation)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="ultralytics' training augmentations (default: the task's recipe for the loss)")
     p.add_argument("--fixed-scales", action="store_true", help="do not learn activation scales")
     p.add_argument("--loss", choices=("auto",) + LOSSES, default="auto",
                    help="QAT loss (qat.loss): auto (the task's measured recipe), distill from the FP32 model, "
@@ -100,7 +102,8 @@ def run_task(task: str, args: argparse.Namespace, out: Path) -> dict:
                            learn_scales=not args.fixed_scales, calibration_images=args.calib,
                            calibration_method=args.calib_method, loss=args.loss, val_images=args.val_images,
                            lr_final=args.lr_final, label_weight=args.label_weight,
-                           feature_weight=args.feature_weight, mosaic=args.mosaic, seed=args.seed)
+                           feature_weight=args.feature_weight, mosaic=args.mosaic, seed=args.seed,
+                           augment=args.augment)
     t0 = time.perf_counter()
     qat = run_qat(model, train_dir, work / "qat", settings)
     qat_wall = time.perf_counter() - t0
@@ -159,6 +162,7 @@ def run_task(task: str, args: argparse.Namespace, out: Path) -> dict:
              "wall_s": qat.wall_s, "loss": used["loss"], "train_images": qat.notes["train_images"], "lr": used["lr"],
              "scale_lr": args.scale_lr, "lr_final": used["lr_final"], "label_weight": used["label_weight"],
              "feature_weight": used["feature_weight"], "mosaic": args.mosaic, "seed": args.seed,
+             "augment": used["augment"],
              "heldout_images": len(held.images)}
     details = {"model": str(model), "task": task, **rows, "ptq_int8_mac_fraction": int8_mac_fraction(
         analysis.units, all_int8), "qat_run_wall_s": qat_wall, "qat_val_curve": [e.to_dict() for e in qat.epochs],

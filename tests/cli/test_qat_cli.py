@@ -88,7 +88,8 @@ def test_qat_end_to_end_writes_a_buildable_qdq_onnx_and_report(capsys, tmp_path,
 
     assert result["settings"]["loss"] == RECIPES["detect"]["loss"] == "distill"
     assert result["settings"]["lr"] == RECIPES["detect"]["lr"]["distill"] and result["settings"]["epochs"] == 1
-    assert result["notes"]["requested"] == {"loss": "auto", "lr": None, "epochs": 1}
+    assert result["settings"]["augment"] is RECIPES["detect"]["augment"]["distill"] is False
+    assert result["notes"]["requested"] == {"loss": "auto", "lr": None, "epochs": 1, "augment": None}
     assert result["int8_mac_fraction"] == pytest.approx(1.0)
     model = onnx.load(result["files"]["onnx"])
     ops = [n.op_type for n in model.graph.node]

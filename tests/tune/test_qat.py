@@ -325,8 +325,40 @@ def test_auto_recipe_resolves_per_task_and_keeps_explicit_choices():
     assert loss_only.loss == "both" and loss_only.lr == RECIPES["detect"]["lr"]["both"]
     lr_only = resolve_recipe(QatSettings(lr=2e-3), "obb")
     assert (lr_only.loss, lr_only.lr) == ("both", 2e-3)
+    # augmentations follow the loss unless set: distillation matches the teacher on undistorted images
+    assert (detect.augment, obb.augment) == (RECIPES["detect"]["augment"]["distill"], RECIPES["obb"]["augment"]["both"])
+    assert detect.augment is False and explicit.augment is True
+    assert resolve_recipe(QatSettings(augment=True), "detect").augment is True
     # the resolved settings are plain valid settings: resolving again changes nothing
     assert resolve_recipe(detect, "obb") == detect
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_training_images_are_only_letterboxed_without_augmentation(tiny, tmp_path, augment):
+    """``augment: false`` gives the same training tensor for an image in every epoch (letterbox only: what inference
+    sees, and what distillation should match); with augmentations the same image differs between epochs."""
+    from trtalign.data.synth import SynthParams, generate_dataset
+    from trtalign.export.adapters import load_adapter
+    from trtalign.tune.qat import QatSettings, find_data_yaml, resolve_recipe, train_images_of
+    from trtalign.tune.qat_train import build_train_loader
+
+    ckpt = tiny[0]
+    data = tmp_path / "data"
+    generate_dataset(data, SynthParams(imgsz=IMGSZ), train=6, val=2, seed=3, show_progress=False)
+    ydata, images = train_images_of(find_data_yaml(data))
+    settings = resolve_recipe(QatSettings(augment=augment, batch=2), "detect")
+    loader = build_train_loader(load_adapter(ckpt).torch_model(fuse=True), ydata, images, IMGSZ, settings, "detect")
+
+    def epoch_images(epoch):
+        out = {}
+        for batch in loader(epoch):
+            out.update({Path(f).name: img.clone() for f, img in zip(batch["im_file"], batch["img"])})
+        return out
+
+    first, second = epoch_images(0), epoch_images(1)
+    assert sorted(first) == sorted(second) and len(first) == 6
+    same = [torch.equal(first[k], second[k]) for k in first]
+    assert all(same) if not augment else not all(same)
 
 
 # ------------------------------------------------------------------------------------------------- bad input

@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: the measured recipe of the checkpoint's task (detect: distill, OBB: both); "
                              "distill: match the float model's head outputs; labels: ultralytics' loss on the "
                              "ground truth; both: distill + qat.label_weight x labels (default: qat.loss, auto)")
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                        help="ultralytics' training augmentations (HSV, flip, translate, scale) on or off (default: "
+                             "qat.augment, else the recipe for the loss: distill / both off, labels on)")
     parser.add_argument("--train-images", type=int, default=None, help="cap on training images")
     parser.add_argument("--val-images", type=int, default=None, help="cap on validation images per epoch")
     parser.add_argument("--no-compare", action="store_true",
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs or q.epochs, lr=args.lr or q.lr, scale_lr=q.scale_lr, batch=args.batch or q.batch,
         learn_scales=q.learn_scales and not args.fixed_scales, start=start, plan=plan,
         quantize_fallback=q.quantize_fallback if args.quantize_fallback is None else True, mosaic=q.mosaic,
+        augment=q.augment if args.augment is None else args.augment,
         seed=q.seed, loss=args.loss or q.loss, lr_final=q.lr_final, label_weight=q.label_weight,
         feature_weight=q.feature_weight,
         train_images=args.train_images or q.train_images,

@@ -157,6 +157,8 @@ class QatConfig(_Model):
     plan: Optional[Path] = None  # e.g. `trtalign fallback`'s plan.json
     quantize_fallback: bool = False  # with start: plan, also quantize the plan's FP16/FP32 units
     mosaic: float = Field(0.0, ge=0.0, le=1.0)
+    # ultralytics' training augmentations; None: the task's recipe for the loss (distill / both: off, labels: on)
+    augment: Optional[bool] = None
     seed: int = 0
     train_images: Optional[int] = Field(None, ge=1)
     val_images: Optional[int] = Field(None, ge=1)

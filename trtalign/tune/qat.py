@@ -81,9 +81,15 @@ STARTS = ("int8", "plan")
 #: resolves to, the epochs when ``epochs`` is unset, and the learning rate per loss when ``lr`` is unset. Tasks
 #: without an entry use detect's.
 RECIPES: dict[str, dict] = {
-    "detect": {"loss": "distill", "epochs": 3, "lr": {"distill": 5e-4, "labels": 1e-4, "both": 1e-4}},
-    "obb": {"loss": "both", "epochs": 2, "lr": {"distill": 1e-4, "labels": 1e-4, "both": 1e-4}},
+    "detect": {"loss": "distill", "epochs": 3, "lr": {"distill": 5e-4, "labels": 1e-4, "both": 1e-4},
+               "augment": {"distill": False, "labels": True, "both": False}},
+    "obb": {"loss": "both", "epochs": 2, "lr": {"distill": 1e-4, "labels": 1e-4, "both": 1e-4},
+            "augment": {"distill": False, "labels": True, "both": False}},
 }
+#: ultralytics hyperparameters that switch its training augmentations off (``augment: false``): the images are only
+#: letterboxed, as at inference; ``mosaic`` stays what the settings say
+NO_AUGMENT = {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "degrees": 0.0, "translate": 0.0, "scale": 0.0, "shear": 0.0,
+              "perspective": 0.0, "flipud": 0.0, "fliplr": 0.0, "mixup": 0.0, "cutmix": 0.0, "copy_paste": 0.0}
 
 
 @dataclass
@@ -103,6 +109,9 @@ class QatSettings:
     plan: Path | None = None
     quantize_fallback: bool = False
     mosaic: float = 0.0
+    # ultralytics' training augmentations (HSV, flip, translate, scale); None: the task's recipe for the loss
+    # (distill / both: off, the network is tuned on the images as deployment sees them; labels: on)
+    augment: bool | None = None
     seed: int = 0
     val_images: int | None = None  # cap on validation images per epoch (None: all)
     train_images: int | None = None  # cap on training images (None: all)
@@ -147,7 +156,8 @@ def resolve_recipe(settings: QatSettings, task: str) -> QatSettings:
     loss = recipe["loss"] if settings.loss == "auto" else settings.loss
     return dataclasses.replace(settings, loss=loss,
                                lr=settings.lr if settings.lr is not None else recipe["lr"][loss],
-                               epochs=settings.epochs if settings.epochs is not None else recipe["epochs"])
+                               epochs=settings.epochs if settings.epochs is not None else recipe["epochs"],
+                               augment=settings.augment if settings.augment is not None else recipe["augment"][loss])
 
 
 @dataclass
@@ -493,7 +503,7 @@ def run_qat(model_path: str | os.PathLike, data: str | os.PathLike, out_dir: str
                        notes={"train_images": min(len(train_imgs), settings.train_images or len(train_imgs)),
                               "steps_per_epoch": steps_per_epoch, "sites": len(site_map.sites),
                               "scale_groups": len(site_map.groups), "ranges_method": ranges.method,
-                              "requested": {k: requested[k] for k in ("loss", "lr", "epochs")}})
+                              "requested": {k: requested[k] for k in ("loss", "lr", "epochs", "augment")}})
     if compare:
         result.comparison = {**compare_precisions(fp32, val, work), "ptq": history[0].val_map,
                              "qat": history[-1].val_map}

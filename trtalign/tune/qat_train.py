@@ -17,7 +17,8 @@ CHECKPOINT_FORMAT = "trtalign-qat-checkpoint"
 
 def build_train_loader(float_model: Any, data: dict, images: Sequence[Path], imgsz: int, settings: Any,
                        task: str) -> Callable[[int], Any]:
-    """``epoch -> DataLoader`` over ultralytics' training dataset (its augmentations, ``mosaic`` from settings); the
+    """``epoch -> DataLoader`` over ultralytics' training dataset (its augmentations unless ``settings.augment`` is
+    False, ``mosaic`` from settings); the
     shuffle order is a function of (seed, epoch) so that a resumed run sees the same batches as an uninterrupted one."""
     import torch
 
@@ -25,8 +26,12 @@ def build_train_loader(float_model: Any, data: dict, images: Sequence[Path], img
     from ultralytics.data import build_yolo_dataset
     from ultralytics.utils import DEFAULT_CFG
 
-    cfg = get_cfg(DEFAULT_CFG, {"task": task, "imgsz": imgsz, "mosaic": settings.mosaic, "batch": settings.batch,
-                                "workers": 0, "cache": False, "plots": False})
+    from trtalign.tune.qat import NO_AUGMENT
+
+    overrides = {"task": task, "imgsz": imgsz, "batch": settings.batch, "workers": 0, "cache": False, "plots": False}
+    if getattr(settings, "augment", True) is False:
+        overrides.update({k: v for k, v in NO_AUGMENT.items() if k in DEFAULT_CFG.__dict__})
+    cfg = get_cfg(DEFAULT_CFG, {**overrides, "mosaic": settings.mosaic})
     float_model.args = cfg  # the loss reads its gains (box, cls, dfl) from model.args
     stride = int(max(float_model.stride.tolist())) if hasattr(float_model, "stride") else 32
     train = data["train"]
