@@ -11,7 +11,10 @@ split; its val split scores every epoch and is the fallback search's tuning spli
 ``heldout_images`` (``details``: splits, fallback units, per-epoch curve, timings). ``loss`` / ``lr`` / ``epochs``
 are the resolved values: by default (``--loss auto``, no ``--lr`` / ``--epochs``) each task gets its measured recipe
 (``trtalign.tune.qat.RECIPES``, the README's table): detect distillation from the FP32 model, lr 5e-4, 3 epochs; OBB
-``both`` (labels + distillation), lr 1e-4, 2 epochs; on 1000 generated fine-tuning images (``--train``).
+``both`` (labels + distillation), lr 1e-4, 2 epochs; both without ultralytics' training augmentations (``--augment``
+turns them on); on 1000 generated fine-tuning images (``--train``). Measured with the defaults (1000 held-out images):
+detect QAT -0.05 [-0.22, +0.10] points at 100% INT8 (PTQ -0.60, PTQ + fallback -0.39 at 96.9% MACs INT8), OBB QAT
++0.66 [+0.42, +0.91] (PTQ -0.57, PTQ + fallback -0.32 at 90.7%); about 25 min per task on one thread.
 ``--no-fallback`` skips the PTQ + fallback search (recipe exploration; ``ptq_fallback_map`` is then null).
 
 Noise: every model is scored on the same 1000 held-out images (``--heldout``, about 35 s per evaluation; 150 images
