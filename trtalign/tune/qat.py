@@ -11,9 +11,9 @@ Pipeline (:func:`run_qat`):
    plan's sites (``tune.qat_quant``: sites matched to torch op calls by value, tied scales shared);
 3. fine-tuning on ultralytics' data pipeline (``build_yolo_dataset``; its augmentations only with ``augment``) in a
    small loop here, AdamW, cosine LR, a progress bar, and a checkpoint after every epoch (``qat_last.pt``: weights,
-   scales, optimizer, RNG seeds, history) that a rerun resumes. The loss (``loss``): ``auto`` (default: the task's recipe, below),
-   ``distill`` (``tune.qat_distill``: the raw head outputs of the float model QAT started from are the target;
-   ``feature_weight`` > 0 adds the neck features entering the head), ``labels`` (ultralytics' own loss,
+   scales, optimizer, RNG seeds, history) that a rerun resumes. The loss (``loss``): ``auto`` (default: the task's
+   recipe, below), ``distill`` (``tune.qat_distill``: the raw head outputs of the float model QAT started from are
+   the target; ``feature_weight`` > 0 adds the neck features entering the head), ``labels`` (ultralytics' own loss,
    ``model.loss``: v8DetectionLoss / v8OBBLoss, on the ground truth) or ``both`` (distill + ``label_weight`` x labels);
 4. after every epoch the current state is exported (:func:`export_qat`) and its mAP50-95 measured on the validation
    split in ONNX Runtime (``ort-int8sim``): the curve is the deployed artefact's, not the torch model's.
