@@ -29,17 +29,17 @@ letterboxed, as at inference). No single loss wins on both proxies (README's QAT
 bundled proxies, yolov8n / yolov8n-obb at 320 px, mAP50-95 on 1000 generated held-out images never trained or tuned
 on; points against FP32):
 
-- detect (FP32 0.7000, PTQ 0.6941 = -0.59): ``distill`` 1000 images x 3 epochs at lr 5e-4 scores -0.05 / -0.19 /
-  -0.23 / -0.27 points (seeds 0-3, mean -0.19) on letterboxed images, -0.22 / -0.29 / -0.39 / -0.28 (mean -0.30)
-  with ultralytics' augmentations (HSV, flips, +-10% translation, 0.5-1.5x scale). Distillation matches the float
-  teacher wherever it is fed; on augmented images part of that effort goes to inputs deployment never sees. The
-  fine-tuned weights run in float score within 0.04 of the same weights in INT8 (and no region run in float recovers
-  more than 0.09), so what QAT leaves is the student's distance from the teacher, not quantization error. Not better (all with augmentations): at 1000 x 2, lr 1e-3
-  (-0.88), 3e-4 (-0.29), fixed scales (-0.47), scale lr 1e-3 (-0.41), MSE-calibrated initial scales (-0.23),
-  neck-feature distillation (``feature_weight`` 0.1: -0.52); 2000 images x 2 / x 3 (-0.27 / -0.26); at 1000 x 3,
-  5 epochs instead of 3 (-0.24), an EMA of the weights (decay 0.99: -0.32), 30 warm-up steps (-0.34), batch 32
-  (-0.44). Ultralytics' label loss
-  *lowers* the float model itself (one epoch on 300 images without fake quantization: -0.27 on 150 images).
+- detect (FP32 0.7000, PTQ 0.6941 = -0.59): ``distill`` 1000 images x 3 epochs at lr 5e-4 scores -0.05 / -0.19 / -0.23
+  / -0.27 points (seeds 0-3, mean -0.19) on letterboxed images, -0.22 / -0.29 / -0.39 / -0.28 (mean -0.30) with
+  ultralytics' augmentations (HSV, flips, +-10% translation, 0.5-1.5x scale). Distillation matches the float teacher
+  wherever it is fed; on augmented images part of that effort goes to inputs deployment never sees. The fine-tuned
+  weights run in float score within 0.04 of the same weights in INT8 (and no region run in float recovers more than
+  0.09), so what QAT leaves is the student's distance from the teacher, not quantization error. Not better (all with
+  augmentations): at 1000 x 2, lr 1e-3 (-0.88), 3e-4 (-0.29), fixed scales (-0.47), scale lr 1e-3 (-0.41),
+  MSE-calibrated initial scales (-0.23), neck-feature distillation (``feature_weight`` 0.1: -0.52); 2000 images x 2 /
+  x 3 (-0.27 / -0.26); at 1000 x 3, 5 epochs instead of 3 (-0.24), an EMA of the weights (decay 0.99: -0.32), 30
+  warm-up steps (-0.34), batch 32 (-0.44). Ultralytics' label loss *lowers* the float model itself (one epoch on 300
+  images without fake quantization: -0.27 on 150 images).
 - OBB (FP32 0.5588, PTQ 0.5531 = -0.57): ``both`` (labels + distillation, 1000 x 2, lr 1e-4) +0.66 points on
   letterboxed images (-0.02 with the augmentations): above FP32, the labels fine-tune the proxy itself;
   ``distill`` 1000 x 3 at lr 5e-4 with augmentations: -0.69.
