@@ -89,10 +89,6 @@ RECIPES: dict[str, dict] = {
     "obb": {"loss": "both", "epochs": 2, "lr": {"distill": 1e-4, "labels": 1e-4, "both": 1e-4},
             "augment": {"distill": False, "labels": True, "both": False}},
 }
-#: ultralytics hyperparameters that switch its training augmentations off (``augment: false``): the images are only
-#: letterboxed, as at inference; ``mosaic`` stays what the settings say
-NO_AUGMENT = {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "degrees": 0.0, "translate": 0.0, "scale": 0.0, "shear": 0.0,
-              "perspective": 0.0, "flipud": 0.0, "fliplr": 0.0, "mixup": 0.0, "cutmix": 0.0, "copy_paste": 0.0}
 
 
 @dataclass

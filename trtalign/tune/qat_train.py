@@ -14,22 +14,25 @@ from trtalign.core.logging import progress
 
 CHECKPOINT_FORMAT = "trtalign-qat-checkpoint"
 
+#: ultralytics hyperparameters that switch its training augmentations off (``augment: false``): the images are only
+#: letterboxed, as at inference; ``mosaic`` stays what the settings say
+NO_AUGMENT = {"hsv_h": 0.0, "hsv_s": 0.0, "hsv_v": 0.0, "degrees": 0.0, "translate": 0.0, "scale": 0.0, "shear": 0.0,
+              "perspective": 0.0, "flipud": 0.0, "fliplr": 0.0, "mixup": 0.0, "cutmix": 0.0, "copy_paste": 0.0}
+
 
 def build_train_loader(float_model: Any, data: dict, images: Sequence[Path], imgsz: int, settings: Any,
                        task: str) -> Callable[[int], Any]:
     """``epoch -> DataLoader`` over ultralytics' training dataset (its augmentations unless ``settings.augment`` is
-    False, ``mosaic`` from settings); the
-    shuffle order is a function of (seed, epoch) so that a resumed run sees the same batches as an uninterrupted one."""
+    False, :data:`NO_AUGMENT`; ``mosaic`` from settings); the shuffle order is a function of (seed, epoch) so that a
+    resumed run sees the same batches as an uninterrupted one."""
     import torch
 
     from ultralytics.cfg import get_cfg
     from ultralytics.data import build_yolo_dataset
     from ultralytics.utils import DEFAULT_CFG
 
-    from trtalign.tune.qat import NO_AUGMENT
-
     overrides = {"task": task, "imgsz": imgsz, "batch": settings.batch, "workers": 0, "cache": False, "plots": False}
-    if getattr(settings, "augment", True) is False:
+    if settings.augment is False:
         overrides.update({k: v for k, v in NO_AUGMENT.items() if k in DEFAULT_CFG.__dict__})
     cfg = get_cfg(DEFAULT_CFG, {**overrides, "mosaic": settings.mosaic})
     float_model.args = cfg  # the loss reads its gains (box, cls, dfl) from model.args
@@ -70,15 +73,15 @@ def train_one_epoch(fq: Any, float_model: Any, loader: Any, optimizer: Any, sett
     also matches the neck features entering the head (``tune.qat_distill.feature_loss``)."""
     from trtalign.tune.qat_distill import head_inputs_hook
 
-    mode = getattr(settings, "loss", "labels")
+    mode = settings.loss
     if mode != "labels" and teacher is None:
         raise ValueError(f"qat.loss {mode!r} needs the float teacher")
 
     if getattr(float_model, "criterion", None) is None:
         float_model.criterion = float_model.init_criterion()
-    final = float(getattr(settings, "lr_final", 0.01))
-    label_weight = float(getattr(settings, "label_weight", 1.0)) if mode == "both" else 1.0
-    feature_weight = float(getattr(settings, "feature_weight", 0.0)) if mode != "labels" else 0.0
+    final = float(settings.lr_final)
+    label_weight = float(settings.label_weight) if mode == "both" else 1.0
+    feature_weight = float(settings.feature_weight) if mode != "labels" else 0.0
     hooks = []
     if feature_weight > 0:
         (s_feats, h1), (t_feats, h2) = head_inputs_hook(float_model), head_inputs_hook(teacher)
